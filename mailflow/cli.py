@@ -1,0 +1,410 @@
+"""The ``mailflow`` command: arguments in, a running lab or the API's answers printed out.
+
+``run`` starts a lab in this process. Every other command finds the running
+lab through its data directory (``--data``, ``MAILFLOW_DATA``, default
+``./mailflow-data``: the lab writes its API address to ``lab.json`` and its
+token to ``api-token`` there) or an explicit ``--api URL``, and prints a
+table, or JSON with ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import re
+import signal
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+
+from mailflow import scenarios
+from mailflow.errors import LabError
+from mailflow.lab import LAB_FILE, Lab, read_token
+from stores import db
+
+DEFAULT_DATA = "mailflow-data"
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class CliError(Exception):
+    """A problem to print in one line, exiting non-zero."""
+
+
+def parse_duration(text: str) -> float:
+    match = DURATION.match(text.strip())
+    if not match:
+        raise CliError(f"not a duration: {text!r} (use e.g. 90s, 30m, 2h, 1d)")
+    return float(match.group(1)) * UNITS[match.group(2)]
+
+
+# -- finding and calling the lab -----------------------------------------------------------
+
+
+class Client:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.data = Path(args.data)
+        self.api = args.api or os.environ.get("MAILFLOW_API")
+        if not self.api:
+            try:
+                self.api = json.loads((self.data / LAB_FILE).read_text())["api"]
+            except FileNotFoundError:
+                raise CliError(
+                    f"no running lab in {self.data} (start one with 'mailflow run',"
+                    " or pass --data DIR / --api URL)"
+                ) from None
+        self.token = os.environ.get("MAILFLOW_TOKEN") or self._token_file()
+
+    def _token_file(self) -> str | None:
+        try:
+            return read_token(self.data)
+        except FileNotFoundError:
+            return None
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        request = urllib.request.Request(f"{self.api}{path}", method=method)
+        if body is not None:
+            request.data = json.dumps(body).encode()
+            request.add_header("Content-Type", "application/json")
+        if method != "GET" and self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                payload = response.read()
+                kind = response.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as exc:
+            try:
+                message = json.loads(exc.read())["error"]
+            except (ValueError, KeyError):
+                message = exc.reason
+            raise CliError(f"{exc.code}: {message}") from None
+        except OSError as exc:
+            raise CliError(f"cannot reach the lab at {self.api}: {exc}") from None
+        return json.loads(payload) if kind.startswith("application/json") else payload.decode()
+
+
+# -- output --------------------------------------------------------------------------------
+
+
+def when(epoch: float | None) -> str:
+    if epoch is None:
+        return "-"
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def age(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    if not rows:
+        return "(none)"
+    cells = [[str("-" if r.get(c) is None else r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def show(args: argparse.Namespace, doc: Any, text: str) -> None:
+    print(json.dumps(doc, indent=2) if args.json else text)
+
+
+def fields(doc: dict[str, Any], keys: list[str]) -> str:
+    width = max(len(k) for k in keys)
+    return "\n".join(f"{k.ljust(width)}  {doc.get(k)}" for k in keys)
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    data = Path(args.data)
+    stored = _stored_scenario(data)
+    try:
+        if args.scenario:
+            scenario = scenarios.load(args.scenario)
+        elif stored is not None:
+            scenario = scenarios.parse(stored, f"{data}/mailflow.db")
+        else:
+            scenario = scenarios.load("mixed-2003")
+    except scenarios.ScenarioError as exc:
+        raise CliError(str(exc)) from None
+    http_host, _, http_port = args.http.rpartition(":")
+    if not http_host or not http_port.isdigit():
+        raise CliError(f"--http wants HOST:PORT, not {args.http!r}")
+    lab = Lab(scenario, data, speed=args.speed, host=args.listen,
+              http=(http_host, int(http_port)))
+    return asyncio.run(_run(lab))
+
+
+def _stored_scenario(data: Path) -> str | None:
+    path = data / "mailflow.db"
+    if not path.exists():
+        return None
+    conn = db.connect(path)
+    try:
+        db.migrate(conn)
+        return db.get_meta(conn, "scenario")
+    finally:
+        conn.close()
+
+
+async def _run(lab: Lab) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await lab.start()
+    except (LabError, OSError) as exc:
+        raise CliError(f"cannot start the lab: {exc}") from None
+    print(f"mailflow lab '{lab.scenario.name}' running (data {lab.data_dir},"
+          f" clock x{lab.clock.speed:g})")
+    for name, endpoint in lab.endpoints.items():
+        server = lab.scenario.server(name)
+        print(f"  {name:<12} {server.version:<5} {server.site:<10}"
+              f" smtp://{endpoint.host}:{endpoint.port}")
+    print(f"  API and metrics: {lab.http_url}  (token in {lab.data_dir / 'api-token'})")
+    if lab.host not in ("127.0.0.1", "localhost", "::1"):
+        ports = ", ".join(str(e.port) for e in lab.endpoints.values())
+        print(f"WARNING: SMTP ports {ports} listen on {lab.host}, beyond this machine",
+              file=sys.stderr)
+    print("Ctrl-C stops the lab.", flush=True)
+    await stop.wait()
+    await lab.stop()
+    print("mailflow lab stopped.")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    doc = Client(args).call("GET", "/api/v1/status")
+    lines = [f"scenario {doc['scenario']}   clock {when(doc['clock'])}   API {doc['api']}", ""]
+    lines += [f"  {name:<12} smtp://{h}:{p}" for name, (h, p) in doc["endpoints"].items()]
+    lines += ["", "in transit: " + (", ".join(
+        f"{r['mailbox']} ({r['server']})" for r in doc["in_transit"]) or "none")]
+    lines += [f"queued: {doc['queued']}"] + [f"  {k}: {v}" for k, v in doc["queues"].items()]
+    lines += ["moves: " + (", ".join(f"{k} {v}" for k, v in doc["moves"].items()) or "none")]
+    show(args, doc, "\n".join(lines))
+    return 0
+
+
+def cmd_queues(args: argparse.Namespace) -> int:
+    rows = Client(args).call("GET", "/api/v1/queues")
+    view = [
+        {**r, "next_retry": when(r["next_retry_time"]) if r["next_retry_time"] else None,
+         "oldest": age(r["oldest_message_age_seconds"]) if r["message_count"] else None}
+        for r in rows
+    ]
+    show(args, rows, table(view, ["identity", "message_count", "status", "next_retry",
+                                  "oldest", "last_error"]))
+    return 0
+
+
+def _move_doc_text(doc: dict[str, Any]) -> str:
+    keys = ["id", "mailbox", "source", "target", "engine", "status", "status_detail",
+            "percent_complete", "hold"]
+    history = "\n".join(f"  {when(h['time'])}  {h['status']} / {h['status_detail']}"
+                        for h in doc["history"])
+    return f"{fields(doc, keys)}\nhistory:\n{history}"
+
+
+def cmd_move(args: argparse.Namespace) -> int:
+    client = Client(args)
+    if args.action == "start":
+        body: dict[str, Any] = {"mailbox": args.id, "target": args.to, "hold": args.hold}
+        if args.at:
+            body["at"] = _when_to_epoch(client, args.at)
+        doc = client.call("POST", "/api/v1/moves", body)
+        show(args, doc, f"move {doc['id']}: {doc['status']} / {doc['status_detail']}\n"
+                        + _move_doc_text(doc))
+    elif args.action == "list":
+        rows = client.call("GET", "/api/v1/moves")
+        show(args, rows, table(rows, ["id", "mailbox", "source", "target", "status",
+                                      "status_detail", "percent_complete"]))
+    elif args.action == "show":
+        doc = client.call("GET", f"/api/v1/moves/{_need(args.id, 'ID')}")
+        show(args, doc, _move_doc_text(doc))
+    else:
+        doc = client.call("POST", f"/api/v1/moves/{_need(args.id, 'ID')}/{args.action}")
+        show(args, doc, _move_doc_text(doc))
+    return 0
+
+
+def _need(value: str | None, name: str) -> str:
+    if not value:
+        raise CliError(f"this command needs {name}")
+    return urllib.request.quote(value, safe="@")
+
+
+def _when_to_epoch(client: Client, text: str) -> float:
+    if text.startswith("+"):
+        return float(client.call("GET", "/api/v1/clock")["now"]) + parse_duration(text[1:])
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise CliError(f"--at wants an ISO time or +DURATION, not {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()
+
+
+def cmd_mailbox(args: argparse.Namespace) -> int:
+    client = Client(args)
+    if args.action == "list":
+        rows = client.call("GET", "/api/v1/mailboxes")
+        show(args, rows, table(rows, ["address", "server", "in_transit", "message_count"]))
+        return 0
+    address = _need(args.address, "ADDRESS")
+    if args.action == "show":
+        doc = client.call("GET", f"/api/v1/mailboxes/{address}")
+        show(args, doc, fields(doc, ["address", "display_name", "server", "store", "in_transit",
+                                     "message_count", "home_mdb", "home_mta", "home_server_name",
+                                     "legacy_exchange_dn", "proxy_addresses"]))
+    else:
+        rows = client.call("GET", f"/api/v1/mailboxes/{address}/messages")
+        view = [{**r, "delivered": when(r["delivered_at"])} for r in rows]
+        show(args, rows, table(view, ["id", "folder", "delivered", "mail_from", "subject"]))
+    return 0
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    doc = Client(args).call("GET", f"/api/v1/messages/{_need(args.message, 'MESSAGE-ID')}")
+    view = [{**t, "simulated": when(t["sim_time"]), "real": when(t["real_time"])}
+            for t in doc["trace"]]
+    head = f"message {doc['id']} {doc['message_id']} from <{doc['mail_from']}>"
+    show(args, doc, head + "\n" + table(view, ["simulated", "real", "server", "rcpt", "stage",
+                                               "detail"]))
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    doc = Client(args).call("GET", "/api/v1/audit")
+    queued = "\n".join(f"  {k}: {v}" for k, v in sorted(doc["queued"].items()))
+    text = (f"accepted {doc['accepted']}, delivered {doc['delivered']}, NDR {doc['ndr']},"
+            f" deleted {doc['deleted']}, queued {sum(doc['queued'].values())}\n{queued}\n")
+    text += "audit clean: every accepted recipient is in exactly one place" if doc["clean"] \
+        else "AUDIT FAILED:\n" + "\n".join(f"  {p}" for p in doc["problems"])
+    show(args, doc, text.replace("\n\n", "\n"))
+    return 0 if doc["clean"] else 1
+
+
+def cmd_clock(args: argparse.Namespace) -> int:
+    client = Client(args)
+    if args.advance:
+        doc = client.call("POST", "/api/v1/clock/advance",
+                          {"seconds": parse_duration(args.advance)})
+    else:
+        doc = client.call("GET", "/api/v1/clock")
+    show(args, doc, f"{when(doc['now'])} (x{doc['speed']:g})")
+    return 0
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    client = Client(args)
+    endpoints = client.call("GET", "/api/v1/status")["endpoints"]
+    server = args.server or next(iter(endpoints))
+    if server not in endpoints:
+        raise CliError(f"no server {server!r}; servers: {', '.join(endpoints)}")
+    host, port = endpoints[server]
+    replies = asyncio.run(_send(host, port, args))
+    for reply in replies:
+        print(f"{server}: {reply}")
+    return 0
+
+
+async def _send(host: str, port: int, args: argparse.Namespace) -> list[str]:
+    replies = []
+    async with aiosmtplib.SMTP(hostname=host, port=port, start_tls=False,
+                               local_hostname="mailflow-send") as smtp:
+        for n in range(1, args.count + 1):
+            body = (f"From: <{args.sender}>\r\nTo: <{args.to}>\r\n"
+                    f"Subject: {args.subject} {n}/{args.count}\r\n"
+                    f"Date: {dt.datetime.now(dt.UTC).strftime('%a, %d %b %Y %H:%M:%S +0000')}\r\n"
+                    f"\r\nTest message {n} sent by mailflow send.\r\n")
+            _, reply = await smtp.sendmail(args.sender, [args.to], body.encode())
+            replies.append(reply)
+    return replies
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data", default=os.environ.get("MAILFLOW_DATA", DEFAULT_DATA),
+                        help="the lab's data directory (default $MAILFLOW_DATA or ./mailflow-data)")
+    common.add_argument("--api", help="talk to the lab at this URL instead")
+    common.add_argument("--json", action="store_true", help="print JSON")
+    parser = argparse.ArgumentParser(prog="mailflow", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", parents=[common], help="start a lab")
+    run.add_argument("--scenario", help="built-in name or TOML file (default mixed-2003)")
+    run.add_argument("--speed", type=float, default=1.0,
+                     help="simulated seconds per real second; 0 stops the clock (default 1)")
+    run.add_argument("--http", default="127.0.0.1:8025", help="API and /metrics HOST:PORT")
+    run.add_argument("--listen", default="127.0.0.1", help="address the SMTP endpoints bind")
+    run.set_defaults(func=cmd_run)
+
+    for name, func, text in (("status", cmd_status, "servers, in-transit mailboxes, queues"),
+                             ("queues", cmd_queues, "every queue, as Queue Viewer shows it"),
+                             ("audit", cmd_audit, "prove no accepted recipient was lost")):
+        sub.add_parser(name, parents=[common], help=text).set_defaults(func=func)
+
+    move = sub.add_parser("move", parents=[common], help="start and drive mailbox moves")
+    move.add_argument("action", choices=["start", "list", "show", "complete", "fail"])
+    move.add_argument("id", nargs="?", metavar="ADDRESS|ID")
+    move.add_argument("--to", help="target server (start)")
+    move.add_argument("--hold", action="store_true", help="keep the mailbox in transit until"
+                      " 'complete' or 'fail'")
+    move.add_argument("--at", help="start at an ISO time or +DURATION of simulated time")
+    move.set_defaults(func=cmd_move)
+
+    mailbox = sub.add_parser("mailbox", parents=[common], help="mailboxes and their messages")
+    mailbox.add_argument("action", choices=["list", "show", "messages"])
+    mailbox.add_argument("address", nargs="?")
+    mailbox.set_defaults(func=cmd_mailbox)
+
+    trace = sub.add_parser("trace", parents=[common], help="every hop of one message")
+    trace.add_argument("message", metavar="MESSAGE-ID", help="the queue id the 250 reply named")
+    trace.set_defaults(func=cmd_trace)
+
+    clock = sub.add_parser("clock", parents=[common], help="show or advance the lab clock")
+    clock.add_argument("--advance", metavar="DURATION", help="e.g. 30m: run what falls due")
+    clock.set_defaults(func=cmd_clock)
+
+    send = sub.add_parser("send", parents=[common], help="send test mail over SMTP")
+    send.add_argument("--to", required=True)
+    send.add_argument("--server", help="endpoint to send to (default: the first server)")
+    send.add_argument("--count", type=int, default=1)
+    send.add_argument("--from", dest="sender", default="tester@example.net")
+    send.add_argument("--subject", default="mailflow test")
+    send.set_defaults(func=cmd_send)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "move" and args.action == "start" and not (args.id and args.to):
+        parser_error = "mailflow move start: usage: mailflow move start ADDRESS --to SERVER"
+        raise SystemExit(parser_error)
+    try:
+        return int(args.func(args))
+    except CliError as exc:
+        print(f"mailflow {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except aiosmtplib.SMTPException as exc:
+        print(f"mailflow {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

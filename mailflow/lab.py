@@ -1,0 +1,236 @@
+"""The running lab: a scenario and a data directory in, endpoints, scheduler and API out.
+
+``Lab`` builds the organization from its scenario (seeding the store on first
+start), opens one SMTP endpoint per server on its own event loop, runs the
+scheduler that begins and completes moves and retries deferred delivery on
+the lab clock, drives the SMTP transport between servers, and serves the
+HTTP API. It is also the router the endpoints hand their mail to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from mailflow import moves
+from mailflow.errors import Conflict
+from mailflow.metrics import Metrics
+from mailflow.smtp import Endpoint, Limits
+from routing import categorizer, connectors
+from routing.categorizer import Submission, Verdict
+from routing.transport import Transport, due_links
+from stores import db, directory
+from stores import mailbox as stores_mailbox
+from stores.clock import Clock
+from stores.db import Fact, Store, Tx
+from stores.topology import Scenario
+
+log = logging.getLogger(__name__)
+
+TOKEN_FILE = "api-token"
+LAB_FILE = "lab.json"
+# How often (real seconds) a running clock looks for due work.
+TICK_SECONDS = 0.2
+# How often (real seconds) the simulated time is saved for the next start.
+CLOCK_SAVE_SECONDS = 5.0
+
+
+def read_token(data_dir: Path) -> str:
+    return (data_dir / TOKEN_FILE).read_text().strip()
+
+
+def _ensure_token(data_dir: Path) -> str:
+    path = data_dir / TOKEN_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return read_token(data_dir)
+    token = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
+def _seed(tx: Tx, scenario: Scenario) -> None:
+    directory.seed(tx.conn, scenario)
+    for spec in scenario.mailboxes:
+        stores_mailbox.seed(tx.conn, spec.server, spec.address, spec.items,
+                            scenario.defaults.item_size, tx.now)
+    connectors.seed(tx.conn, scenario)
+    db.set_meta(tx.conn, "scenario", scenario.source)
+    db.set_meta(tx.conn, "scenario_name", scenario.name)
+
+
+class Lab:
+    def __init__(
+        self,
+        scenario: Scenario,
+        data_dir: Path,
+        *,
+        speed: float = 1.0,
+        host: str = "127.0.0.1",
+        http: tuple[str, int] | None = ("127.0.0.1", 8025),
+        smtp_port_override: int | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.data_dir = data_dir
+        self.speed = speed
+        self.host = host
+        self.http = http
+        self.smtp_port_override = smtp_port_override
+        self.registry = registry or CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        self.endpoints: dict[str, Endpoint] = {}
+        self.http_url = ""
+        self.token = ""
+        self._known: frozenset[str] = frozenset()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._runner: Any = None
+        self.store: Store
+        self.clock: Clock
+        self.transport: Transport
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.token = _ensure_token(self.data_dir)
+        saved = _saved_clock(self.data_dir / "mailflow.db")
+        self.clock = Clock(start=max(time.time(), saved), speed=self.speed)
+        self.store = Store(self.data_dir / "mailflow.db", self.clock, on_commit=self._on_commit)
+        stored = await self.store.read(lambda c: db.get_meta(c, "scenario"))
+        if stored is None:
+            await self.store.write(lambda tx: _seed(tx, self.scenario))
+        elif stored != self.scenario.source:
+            self.store.close()
+            raise Conflict(
+                f"{self.data_dir} holds a lab of another scenario; run it without --scenario,"
+                " or give a new --data directory"
+            )
+        self._known = await self.store.read(directory.smtp_addresses)
+        self.metrics.watch_store(self.scenario, self.store.read_sync, self.clock.now)
+        domain = self.scenario.domains[0]
+        self.transport = Transport(self.store, self.scenario, self.endpoint_address, domain)
+        limits = Limits(self.scenario.defaults.max_message_size,
+                        self.scenario.defaults.max_recipients)
+        for server in self.scenario.servers:
+            endpoint = Endpoint(server, self, limits, domain, self.metrics.rejected)
+            port = server.smtp_port if self.smtp_port_override is None else self.smtp_port_override
+            await endpoint.start(self.host, port)
+            self.endpoints[server.name] = endpoint
+        if self.http is not None:
+            from mailflow import api  # the API imports the lab's types
+
+            self._runner, self.http_url = await api.serve(self, *self.http)
+        self._write_lab_file()
+        if not self.clock.manual:
+            self._tasks.append(asyncio.get_running_loop().create_task(self._tick_loop()))
+        await self.run_due()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.transport.close()
+        for endpoint in self.endpoints.values():
+            await endpoint.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        with contextlib.suppress(Exception):
+            await self.store.write(lambda tx: db.set_meta(tx.conn, "clock", repr(tx.now)))
+        self.store.close()
+        with contextlib.suppress(FileNotFoundError):
+            (self.data_dir / LAB_FILE).unlink()
+
+    def _write_lab_file(self) -> None:
+        info = {
+            "pid": os.getpid(),
+            "api": self.http_url,
+            "scenario": self.scenario.name,
+            "endpoints": {name: [e.host, e.port] for name, e in self.endpoints.items()},
+        }
+        (self.data_dir / LAB_FILE).write_text(json.dumps(info, indent=2) + "\n")
+
+    def endpoint_address(self, server: str) -> tuple[str, int]:
+        endpoint = self.endpoints[server]
+        return endpoint.host, endpoint.port
+
+    # -- the router the SMTP endpoints hand mail to -------------------------------------------
+
+    def valid_sender(self, address: str) -> bool:
+        return categorizer.normalize(address, smtputf8=True) is not None
+
+    def check_recipient(self, address: str) -> Verdict:
+        return categorizer.check_recipient(self.scenario, self._known, address)
+
+    async def accept(self, submission: Submission) -> str:
+        return await self.store.write(lambda tx: categorizer.accept(tx, self.scenario, submission))
+
+    # -- time and scheduled work --------------------------------------------------------------
+
+    def _on_commit(self, facts: list[Fact]) -> None:
+        self.metrics.observe(facts)
+        for fact in facts:
+            if fact.kind == "link":
+                self.transport.kick(fact.labels["server"], fact.labels["target"])
+
+    async def run_due(self) -> int:
+        """Do every piece of scheduled work whose time has come; returns how many."""
+        done = await self.store.write(self._due_writes)
+        links = await self.store.read(lambda c: due_links(c, self.clock.now()))
+        for server, target in links:
+            self.transport.kick(server, target)
+        return done + len(links)
+
+    def _due_writes(self, tx: Tx) -> int:
+        return moves.run_due(tx, self.scenario) + categorizer.retry_due(tx, self.scenario)
+
+    async def settle(self) -> None:
+        """Run due work and wait for the transport until nothing more happens at this instant."""
+        while True:
+            await self.transport.idle()
+            if not await self.run_due():
+                await self.transport.idle()
+                return
+
+    async def advance(self, seconds: float) -> float:
+        """Move the lab clock forward and let everything that fell due happen."""
+        self.clock.advance(seconds)
+        await self.settle()
+        return self.clock.now()
+
+    async def _tick_loop(self) -> None:
+        saved_at = time.monotonic()
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            try:
+                await self.run_due()
+                if time.monotonic() - saved_at > CLOCK_SAVE_SECONDS:
+                    saved_at = time.monotonic()
+                    await self.store.write(lambda tx: db.set_meta(tx.conn, "clock", repr(tx.now)))
+            except Exception:
+                log.exception("scheduled work failed; trying again at the next tick")
+
+
+def _saved_clock(path: Path) -> float:
+    """The simulated time a previous run of this data directory reached, or 0."""
+    if not path.exists():
+        return 0.0
+    conn = db.connect(path)
+    try:
+        db.migrate(conn)
+        value = db.get_meta(conn, "clock")
+    finally:
+        conn.close()
+    return float(value) if value else 0.0

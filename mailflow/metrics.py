@@ -1,0 +1,135 @@
+"""Every Prometheus metric of the lab, declared once, on a registry passed in.
+
+In: facts from committed writes (``observe``), SMTP rejections, and the
+store, read at scrape time. Out: the ``mailflow_*`` series. Counters and
+histograms count what happened since the lab started; gauges are computed
+from the store by aggregate queries at every scrape, so they cannot drift
+from the truth.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from mailflow.moves.states import MoveStatus
+from routing import queues
+from stores.db import Fact
+from stores.topology import Scenario
+
+T = TypeVar("T")
+Reader = Callable[[Callable[[sqlite3.Connection], T]], T]
+
+MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
+# Simulated seconds: deferrals last minutes to the 2-day expiry.
+DEFERRAL_BUCKETS = (MINUTE, 5 * MINUTE, 15 * MINUTE, 30 * MINUTE, HOUR, 2 * HOUR, 4 * HOUR,
+                    12 * HOUR, DAY, 2 * DAY)
+LATENCY_BUCKETS = (1.0, 5.0, 15.0, MINUTE, 5 * MINUTE, 15 * MINUTE, 30 * MINUTE, HOUR,
+                   4 * HOUR, 12 * HOUR, DAY, 2 * DAY)
+MOVE_BUCKETS = (MINUTE, 5 * MINUTE, 15 * MINUTE, 30 * MINUTE, HOUR, 2 * HOUR, 4 * HOUR,
+                8 * HOUR, DAY)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        ns = "mailflow"
+        self.accepted = Counter("smtp_messages_accepted", "Messages accepted with 250 by an"
+                                " SMTP endpoint.", ["server"], namespace=ns, registry=registry)
+        self.rejections = Counter("smtp_rejections", "SMTP commands refused, by reply code.",
+                                  ["server", "code"], namespace=ns, registry=registry)
+        self.store_failures = Counter("store_delivery_failures", "Local deliveries the store"
+                                      " driver refused, by MAPI error.", ["server", "error"],
+                                      namespace=ns, registry=registry)
+        self.deferred = Counter("messages_deferred", "Recipients parked because their mailbox"
+                                " was in transit.", ["server", "queue"], namespace=ns,
+                                registry=registry)
+        self.released = Counter("messages_released", "Parked recipients released when"
+                                " PR_IN_TRANSIT was cleared.", ["server", "queue"], namespace=ns,
+                                registry=registry)
+        self.delivered = Counter("messages_delivered", "Recipients delivered into a mailbox.",
+                                 ["server"], namespace=ns, registry=registry)
+        self.rerouted = Counter("messages_rerouted", "Recipients carried to another server,"
+                                " by transport.", ["server", "transport"], namespace=ns,
+                                registry=registry)
+        self.deferral = Histogram("deferral_seconds", "Simulated seconds from the first"
+                                  " ecMailboxInTransit refusal to delivery.", ["server"],
+                                  namespace=ns, registry=registry, buckets=DEFERRAL_BUCKETS)
+        self.latency = Histogram("delivery_latency_seconds", "Simulated seconds from"
+                                 " acceptance to delivery.", ["server"], namespace=ns,
+                                 registry=registry, buckets=LATENCY_BUCKETS)
+        self.move_duration = Histogram("move_duration_seconds", "Simulated seconds a completed"
+                                       " move took.", ["engine"], namespace=ns,
+                                       registry=registry, buckets=MOVE_BUCKETS)
+        self._counters: dict[str, Counter] = {
+            "accepted": self.accepted,
+            "store_failure": self.store_failures,
+            "deferred": self.deferred,
+            "released": self.released,
+            "delivered": self.delivered,
+            "rerouted": self.rerouted,
+        }
+        self._histograms: dict[str, Histogram] = {
+            "deferral": self.deferral,
+            "delivery_latency": self.latency,
+            "move_duration": self.move_duration,
+        }
+
+    def observe(self, facts: Iterable[Fact]) -> None:
+        for fact in facts:
+            if (counter := self._counters.get(fact.kind)) is not None:
+                counter.labels(**fact.labels).inc(fact.value)
+            elif (histogram := self._histograms.get(fact.kind)) is not None:
+                histogram.labels(**fact.labels).observe(fact.value)
+
+    def rejected(self, server: str, code: int) -> None:
+        self.rejections.labels(server=server, code=str(code)).inc()
+
+    def watch_store(self, scenario: Scenario, read: Reader[Any], now: Callable[[], float]) -> None:
+        """Register the gauges that are computed from the store at every scrape."""
+        self.registry.register(_StoreGauges(scenario, read, now))
+
+
+class _StoreGauges(Collector):
+    def __init__(self, scenario: Scenario, read: Reader[Any], now: Callable[[], float]) -> None:
+        self.scenario = scenario
+        self.read = read
+        self.now = now
+
+    def collect(self) -> Iterable[Metric]:
+        snapshot = self.read(_snapshot)
+        now = self.now()
+        depth = GaugeMetricFamily("mailflow_queue_messages", "Recipients waiting in a queue.",
+                                  labels=["server", "queue"])
+        oldest = GaugeMetricFamily("mailflow_queue_oldest_message_age_seconds",
+                                   "Simulated age of the oldest recipient in a queue.",
+                                   labels=["server", "queue"])
+        keys = {(s.name, q) for s in self.scenario.servers for q in queues.standard_queues(s)}
+        for server, queue in sorted(keys | set(snapshot["depths"])):
+            count, oldest_at = snapshot["depths"].get((server, queue), (0, None))
+            depth.add_metric([server, queue], count)
+            oldest.add_metric([server, queue], 0.0 if oldest_at is None else now - oldest_at)
+        in_transit = GaugeMetricFamily("mailflow_mailboxes_in_transit", "Mailboxes whose"
+                                       " PR_IN_TRANSIT flag is set, by store.", labels=["server"])
+        for server in self.scenario.servers:
+            in_transit.add_metric([server.name], snapshot["in_transit"].get(server.name, 0))
+        moves = GaugeMetricFamily("mailflow_moves", "Move requests by status.",
+                                  labels=["status"])
+        for status in MoveStatus:
+            moves.add_metric([status.value], snapshot["moves"].get(status.value, 0))
+        yield from (depth, oldest, in_transit, moves)
+
+
+def _snapshot(conn: sqlite3.Connection) -> dict[str, Any]:
+    return {
+        "depths": queues.depths(conn),
+        "in_transit": dict(conn.execute(
+            "SELECT server, COUNT(*) FROM store_mailboxes WHERE in_transit=1 GROUP BY server"
+        ).fetchall()),
+        "moves": dict(conn.execute("SELECT status, COUNT(*) FROM moves GROUP BY status")),
+    }

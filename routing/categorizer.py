@@ -1,0 +1,242 @@
+"""The categorizer: accepted mail in, each recipient routed to its next place out.
+
+In: a ``Submission`` from an SMTP endpoint (new mail, or a pair arriving over
+the SMTP hop from another emulated server), and pairs handed back by deferred
+delivery or a move. Out: each (message, recipient) pair resolved through the
+directory to its home server and then delivered by the store driver, parked
+in ``deferred`` when the store answers ecMailboxInTransit, put in a link queue
+``smtp:<SERVER>`` for the transport, or carried across an internal MTA hop.
+All of it happens inside the caller's transaction, so the 250 that follows the
+commit covers every step taken.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+import sqlite3
+from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from email.utils import formatdate
+
+from email_validator import EmailNotValidError, validate_email
+
+from routing import connectors, deferred
+from stores import directory, messages
+from stores.db import Tx
+from stores.driver import Delivery, deliver
+from stores.messages import Pair, PairState
+from stores.topology import Scenario, Server
+
+# Carries a pair's identity across the SMTP hop between emulated servers, so a
+# retransmission after a lost 250 is recognised instead of delivered twice.
+HOP_HEADER = b"X-Mailflow-Hop"
+
+
+class Verdict(enum.Enum):
+    OK = "ok"
+    BAD_SYNTAX = "bad syntax"
+    RELAY_DENIED = "relay denied"
+    UNKNOWN_USER = "unknown user"
+
+
+def normalize(address: str, *, smtputf8: bool = False) -> str | None:
+    """The canonical form of an address, or None when it is not a valid mailbox."""
+    try:
+        # test_environment admits the reserved .test domain the built-in labs use.
+        checked = validate_email(
+            address, check_deliverability=False, allow_smtputf8=smtputf8, test_environment=True
+        )
+    except EmailNotValidError:
+        return None
+    return str(checked.normalized).lower()
+
+
+def check_recipient(scenario: Scenario, known: frozenset[str], address: str) -> Verdict:
+    canonical = normalize(address, smtputf8=True)
+    if canonical is None:
+        return Verdict.BAD_SYNTAX
+    if not scenario.accepts_domain(canonical.rsplit("@", 1)[1]):
+        return Verdict.RELAY_DENIED
+    return Verdict.OK if canonical in known else Verdict.UNKNOWN_USER
+
+
+@dataclass(frozen=True)
+class Submission:
+    server: str
+    peer: str
+    helo: str
+    mail_from: str
+    rcpts: tuple[str, ...]
+    data: bytes
+
+
+def _received(sub: Submission, queue_id: str, domain: str) -> bytes:
+    return (
+        f"Received: from {sub.helo or 'unknown'} ([{sub.peer}]) by {sub.server}.{domain}"
+        f" with ESMTP id {queue_id}; {formatdate(localtime=False)}\r\n"
+    ).encode()
+
+
+def _split_hop(data: bytes) -> tuple[str | None, bytes]:
+    """Take our hop header off the top of a message, if it is there."""
+    prefix = HOP_HEADER + b": "
+    if not data.startswith(prefix):
+        return None, data
+    line, _, rest = data.partition(b"\r\n")
+    return line[len(prefix):].decode("ascii", "replace").strip(), rest
+
+
+def accept(tx: Tx, scenario: Scenario, sub: Submission) -> str:
+    """Commit a submission and route it; returns the queue id the 250 reply names."""
+    token, data = _split_hop(sub.data)
+    if token is not None:
+        message = _take_hop(tx, scenario, sub, token, data)
+        if message is not None:
+            return message
+    queue_id = secrets.token_hex(8).upper()
+    raw = _received(sub, queue_id, scenario.domains[0]) + data
+    headers = BytesHeaderParser().parsebytes(data)
+    tx.conn.execute(
+        "INSERT INTO messages(id, message_id, mail_from, subject, size, raw, accepted_server,"
+        " accepted_at, accepted_real) VALUES (?,?,?,?,?,?,?,?,?)",
+        (
+            queue_id,
+            str(headers.get("Message-ID", "")).strip(),
+            sub.mail_from,
+            str(headers.get("Subject", "")),
+            len(raw),
+            raw,
+            sub.server,
+            tx.now,
+            tx.real,
+        ),
+    )
+    tx.note("accepted", server=sub.server)
+    at = scenario.server(sub.server)
+    for rcpt in dict.fromkeys(normalize(r, smtputf8=True) or r.lower() for r in sub.rcpts):
+        cur = tx.conn.execute(
+            "INSERT INTO pairs(message, rcpt, state, server, queue, queued_at)"
+            " VALUES (?,?,?,?,?,?)",
+            (queue_id, rcpt, PairState.LOCAL.value, sub.server, "local", tx.now),
+        )
+        assert cur.lastrowid is not None
+        tx.trace(queue_id, rcpt, sub.server, "accepted", f"from <{sub.mail_from}> [{sub.peer}]")
+        route(tx, scenario, messages.load(tx.conn, "p.id = ?", (cur.lastrowid,))[0], at)
+    return queue_id
+
+
+def _take_hop(tx: Tx, scenario: Scenario, sub: Submission, token: str, data: bytes) -> str | None:
+    """Receive pairs relayed from another emulated server; None if the token is not ours."""
+    message = token.split(".", 1)[0]
+    if tx.conn.execute("SELECT 1 FROM messages WHERE id=?", (message,)).fetchone() is None:
+        return None
+    pairs = messages.load(
+        tx.conn, "p.hop_token = ? AND p.queue = ?", (token, f"smtp:{sub.server}")
+    )
+    if not pairs:
+        # Already taken: the sender lost our 250 and sent again. Answer 250, change nothing.
+        tx.trace(message, None, sub.server, "duplicate", "retransmission over the SMTP hop ignored")
+        return message
+    raw = _received(sub, message, scenario.domains[0]) + data
+    tx.conn.execute("UPDATE messages SET raw=?, size=? WHERE id=?", (raw, len(raw), message))
+    tx.note("accepted", server=sub.server)
+    at = scenario.server(sub.server)
+    for pair in pairs:
+        source = pair.server
+        messages.place_queued(tx, pair, sub.server, "local")
+        tx.trace(message, pair.rcpt, source, "relayed", f"to {sub.server} over SMTP")
+        tx.trace(message, pair.rcpt, sub.server, "received", f"from {source} [{sub.peer}]")
+        tx.note("rerouted", server=source, transport="smtp")
+        route(tx, scenario, pair, at)
+    return message
+
+
+def _hop_token(conn: sqlite3.Connection, pair: Pair, server: str, queue: str) -> str:
+    """One token per message per link, so the transport relays them in one transaction."""
+    row = conn.execute(
+        "SELECT hop_token FROM pairs WHERE message=? AND server=? AND queue=?"
+        " AND hop_token IS NOT NULL LIMIT 1",
+        (pair.message, server, queue),
+    ).fetchone()
+    return str(row[0]) if row else f"{pair.message}.{secrets.token_hex(8)}"
+
+
+def route(tx: Tx, scenario: Scenario, pair: Pair, at: Server) -> None:
+    """Take ``pair``, which is on server ``at``, as far as it can go now."""
+    home = directory.lookup(tx.conn, pair.rcpt)
+    if home is None:
+        _unreachable(tx, pair, at, "550 5.1.1 recipient not found in the directory")
+        return
+    if pair.mailbox != home.address:
+        pair.mailbox = home.address
+        tx.conn.execute("UPDATE pairs SET mailbox=? WHERE id=?", (home.address, pair.id))
+    target = scenario.server(home.server)
+    hop = connectors.next_hop(tx.conn, at, target)
+    if hop.transport == "local":
+        _deliver_locally(tx, scenario, pair, at)
+    elif hop.transport == "smtp":
+        assert hop.queue is not None
+        token = _hop_token(tx.conn, pair, at.name, hop.queue)
+        messages.place_queued(tx, pair, at.name, hop.queue, next_attempt=tx.now, hop_token=token)
+        tx.trace(pair.message, pair.rcpt, at.name, "categorized", f"home {target.name}: {hop.queue}")
+        tx.note("link", server=at.name, target=target.name)
+    elif hop.internal:
+        # Until routing.mta models the MTA's queues, the hop crosses in one step.
+        assert hop.queue is not None
+        messages.place_queued(tx, pair, at.name, hop.queue)
+        tx.trace(pair.message, pair.rcpt, at.name, "relayed", f"to {target.name} over {hop.transport}")
+        tx.note("rerouted", server=at.name, transport=hop.transport)
+        messages.place_queued(tx, pair, target.name, "local")
+        tx.trace(pair.message, pair.rcpt, target.name, "received", f"from {at.name}")
+        route(tx, scenario, pair, target)
+    else:
+        _unreachable(tx, pair, at, f"no route from site {at.site} to site {target.site}")
+
+
+def _deliver_locally(tx: Tx, scenario: Scenario, pair: Pair, at: Server) -> None:
+    result = deliver(tx.conn, at.name, pair, tx.now)
+    if result is Delivery.DELIVERED:
+        messages.place_final(tx, pair, PairState.DELIVERED)
+        tx.trace(pair.message, pair.rcpt, at.name, "delivered", f"mailbox {pair.mailbox}")
+        tx.note("delivered", server=at.name)
+        tx.note("delivery_latency", tx.now - pair.accepted_at, server=at.name)
+        if pair.first_refused_at is not None:
+            tx.note("deferral", tx.now - pair.first_refused_at, server=at.name)
+        return
+    assert result.error is not None
+    tx.note("store_failure", server=at.name, error=result.error.name)
+    tx.trace(pair.message, pair.rcpt, at.name, "refused", result.error.describe())
+    if result is Delivery.IN_TRANSIT:
+        tx.event(
+            "MSExchangeIS", 9660, "Error", at.name,
+            f"User {pair.mailbox} failed to log on because their mailbox is in the process"
+            " of being moved.",
+        )
+        deferred.defer(tx, pair, at.name, scenario.defaults.deferred_retry_seconds, result.error)
+    else:
+        _unreachable(tx, pair, at, result.error.describe())
+
+
+def _unreachable(tx: Tx, pair: Pair, at: Server, why: str) -> None:
+    messages.place_queued(tx, pair, at.name, "unreachable", last_error=why)
+    tx.trace(pair.message, pair.rcpt, at.name, "unreachable", why)
+
+
+def release(tx: Tx, scenario: Scenario, mailbox: str) -> int:
+    """PR_IN_TRANSIT was cleared: route every pair parked for ``mailbox`` again, now."""
+    held = deferred.held_for(tx.conn, mailbox)
+    for pair in held:
+        assert pair.queue is not None
+        tx.trace(pair.message, pair.rcpt, pair.server, "released", f"from {pair.queue}")
+        tx.note("released", server=pair.server, queue=pair.queue)
+        route(tx, scenario, pair, scenario.server(pair.server))
+    return len(held)
+
+
+def retry_due(tx: Tx, scenario: Scenario) -> int:
+    """Try again every deferred pair whose retry has fallen due."""
+    due = deferred.due(tx.conn, tx.now)
+    for pair in due:
+        route(tx, scenario, pair, scenario.server(pair.server))
+    return len(due)

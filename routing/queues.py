@@ -1,0 +1,142 @@
+"""Queues as Exchange Queue Viewer shows them: ids, display names, status and the listing.
+
+In: queue ids (``local``, ``deferred``, ``smtp:EX2003-B`` ...) and status changes.
+Out: the queue state machine (Ready, Active, Retry, Frozen) kept in
+``queue_state``, and the rows of ``mailflow queues`` / ``GET /api/v1/queues``,
+computed from the pairs in one aggregate query so they never drift.
+"""
+
+from __future__ import annotations
+
+import enum
+import sqlite3
+from typing import Any
+
+from stores.topology import Scenario, Server
+
+
+class QueueStatus(enum.StrEnum):
+    READY = "Ready"
+    ACTIVE = "Active"
+    RETRY = "Retry"
+    FROZEN = "Frozen"
+
+
+TRANSITIONS: dict[QueueStatus, frozenset[QueueStatus]] = {
+    QueueStatus.READY: frozenset({QueueStatus.ACTIVE, QueueStatus.RETRY, QueueStatus.FROZEN}),
+    QueueStatus.ACTIVE: frozenset({QueueStatus.READY, QueueStatus.RETRY, QueueStatus.FROZEN}),
+    QueueStatus.RETRY: frozenset(
+        {QueueStatus.RETRY, QueueStatus.ACTIVE, QueueStatus.READY, QueueStatus.FROZEN}
+    ),
+    QueueStatus.FROZEN: frozenset({QueueStatus.READY}),
+}
+
+
+class InvalidQueueTransition(RuntimeError):
+    def __init__(self, server: str, queue: str, current: QueueStatus, new: QueueStatus) -> None:
+        super().__init__(
+            f"queue {identity(server, queue)}: invalid transition {current.name} -> {new.name}"
+        )
+
+
+# Display names of Exchange 2003 Queue Viewer (exchange-facts.md, "SMTP queues").
+DISPLAY_NAMES = {
+    "local": "Local delivery",
+    "deferred": "Messages queued for deferred delivery",
+    "unreachable": "Messages with an unreachable destination",
+    "holding": "InTransitFolder",
+}
+
+
+def display_name(queue: str) -> str:
+    if queue in DISPLAY_NAMES:
+        return DISPLAY_NAMES[queue]
+    # Link and MTA queues are named after their destination.
+    return queue.rsplit(":", 1)[-1]
+
+
+def identity(server: str, queue: str) -> str:
+    return f"{server}\\{display_name(queue)}"
+
+
+def standard_queues(server: Server) -> tuple[str, ...]:
+    """Queues every server of this version always shows, even when empty."""
+    return ("local", "deferred", "unreachable")
+
+
+def status(conn: sqlite3.Connection, server: str, queue: str) -> QueueStatus:
+    row = conn.execute(
+        "SELECT status FROM queue_state WHERE server=? AND queue=?", (server, queue)
+    ).fetchone()
+    return QueueStatus.READY if row is None else QueueStatus(row[0])
+
+
+def set_status(
+    conn: sqlite3.Connection,
+    server: str,
+    queue: str,
+    new: QueueStatus,
+    *,
+    next_retry: float | None = None,
+    last_error: str | None = None,
+) -> None:
+    current = status(conn, server, queue)
+    if current == new and new != QueueStatus.RETRY:
+        return
+    if new not in TRANSITIONS[current]:
+        raise InvalidQueueTransition(server, queue, current, new)
+    conn.execute(
+        "INSERT INTO queue_state(server, queue, status, next_retry, last_error) VALUES (?,?,?,?,?)"
+        " ON CONFLICT(server, queue) DO UPDATE SET status=excluded.status,"
+        " next_retry=excluded.next_retry, last_error=excluded.last_error",
+        (server, queue, new.value, next_retry, last_error),
+    )
+
+
+def depths(conn: sqlite3.Connection) -> dict[tuple[str, str], tuple[int, float | None]]:
+    """(server, queue) -> (message count, oldest queued_at) over every queued pair."""
+    return {
+        (r[0], r[1]): (r[2], r[3])
+        for r in conn.execute(
+            "SELECT server, queue, COUNT(*), MIN(queued_at) FROM pairs"
+            " WHERE queue IS NOT NULL GROUP BY server, queue"
+        )
+    }
+
+
+def list_queues(conn: sqlite3.Connection, scenario: Scenario, now: float) -> list[dict[str, Any]]:
+    stats = {
+        (r[0], r[1]): r
+        for r in conn.execute(
+            "SELECT server, queue, COUNT(*), MIN(queued_at),"
+            " MIN(CASE WHEN frozen = 0 THEN next_attempt END), MAX(last_error)"
+            " FROM pairs WHERE queue IS NOT NULL GROUP BY server, queue"
+        )
+    }
+    states = {(r[0], r[1]): r for r in conn.execute("SELECT * FROM queue_state")}
+    keys = {(s.name, q) for s in scenario.servers for q in standard_queues(s)}
+    keys |= set(stats) | set(states)
+    rows = []
+    for server, queue in sorted(keys):
+        stat = stats.get((server, queue))
+        state = states.get((server, queue))
+        count = stat[2] if stat else 0
+        current = QueueStatus(state["status"]) if state else QueueStatus.READY
+        next_retry = state["next_retry"] if state else None
+        if current == QueueStatus.READY and queue == "deferred" and count:
+            # Deferred delivery waits for its next retry of the store (KB 838644).
+            current, next_retry = QueueStatus.RETRY, stat[4] if stat else None
+        rows.append(
+            {
+                "server": server,
+                "queue": queue,
+                "identity": identity(server, queue),
+                "display_name": display_name(queue),
+                "message_count": count,
+                "status": current.value,
+                "next_retry_time": next_retry,
+                "last_error": (state["last_error"] if state else None) or (stat[5] if stat else None),
+                "oldest_message_age_seconds": max(0.0, now - stat[3]) if stat else 0.0,
+            }
+        )
+    return rows

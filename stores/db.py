@@ -1,0 +1,422 @@
+"""The embedded store: SQLite with WAL, synchronous=FULL and durable group commit.
+
+In: callables that take a ``Tx`` (writes) or a connection (reads), from the
+event loop. Out: their results, after the write has been committed and
+fsynced. One writer thread owns the only writing connection; it takes every
+write waiting in its inbox, runs each inside its own savepoint of one
+transaction, commits once and then wakes all their callers. A caller therefore
+never hears "done" before its data is on disk, and one failing write never
+undoes its neighbours. Reads run on a small pool of read-only connections, so
+a scrape or a listing never waits behind the writer.
+
+Schema changes are versioned migrations applied in order at open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from stores.clock import Clock
+
+T = TypeVar("T")
+
+# Each entry migrates the schema from version N to N+1.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE mailboxes(
+        address TEXT PRIMARY KEY,
+        display_name TEXT NOT NULL,
+        server TEXT NOT NULL,
+        legacy_dn TEXT NOT NULL,
+        home_mdb TEXT NOT NULL,
+        home_mta TEXT NOT NULL,
+        home_server_name TEXT NOT NULL,
+        proxy_addresses TEXT NOT NULL,
+        attributes TEXT NOT NULL
+    );
+    CREATE TABLE proxy_addresses(address TEXT PRIMARY KEY, mailbox TEXT NOT NULL);
+    CREATE TABLE store_mailboxes(
+        server TEXT NOT NULL,
+        mailbox TEXT NOT NULL,
+        in_transit INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY(server, mailbox)
+    );
+    CREATE TABLE messages(
+        id TEXT PRIMARY KEY,
+        message_id TEXT NOT NULL,
+        mail_from TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        raw BLOB NOT NULL,
+        accepted_server TEXT NOT NULL,
+        accepted_at REAL NOT NULL,
+        accepted_real REAL NOT NULL
+    );
+    CREATE TABLE pairs(
+        id INTEGER PRIMARY KEY,
+        message TEXT NOT NULL REFERENCES messages(id),
+        rcpt TEXT NOT NULL,
+        mailbox TEXT,
+        state TEXT NOT NULL,
+        server TEXT NOT NULL,
+        queue TEXT,
+        queued_at REAL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt REAL,
+        last_error TEXT,
+        first_refused_at REAL,
+        hop_token TEXT,
+        frozen INTEGER NOT NULL DEFAULT 0,
+        UNIQUE(message, rcpt)
+    );
+    CREATE INDEX pairs_by_queue ON pairs(server, queue, next_attempt) WHERE queue IS NOT NULL;
+    CREATE INDEX pairs_by_mailbox ON pairs(mailbox, state);
+    CREATE INDEX pairs_by_hop ON pairs(hop_token) WHERE hop_token IS NOT NULL;
+    CREATE TABLE items(
+        id INTEGER PRIMARY KEY,
+        server TEXT NOT NULL,
+        mailbox TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        pair INTEGER UNIQUE REFERENCES pairs(id),
+        message TEXT,
+        size INTEGER NOT NULL,
+        delivered_at REAL NOT NULL
+    );
+    CREATE INDEX items_by_mailbox ON items(mailbox, server);
+    CREATE TABLE trace(
+        id INTEGER PRIMARY KEY,
+        message TEXT NOT NULL,
+        rcpt TEXT,
+        server TEXT NOT NULL,
+        stage TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        sim_time REAL NOT NULL,
+        real_time REAL NOT NULL
+    );
+    CREATE INDEX trace_by_message ON trace(message);
+    CREATE TABLE events(
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        event_id INTEGER NOT NULL,
+        level TEXT NOT NULL,
+        server TEXT NOT NULL,
+        text TEXT NOT NULL,
+        sim_time REAL NOT NULL,
+        real_time REAL NOT NULL
+    );
+    CREATE TABLE queue_state(
+        server TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        status TEXT NOT NULL,
+        next_retry REAL,
+        last_error TEXT,
+        PRIMARY KEY(server, queue)
+    );
+    CREATE TABLE connectors(
+        id INTEGER PRIMARY KEY,
+        type TEXT NOT NULL,
+        site_a TEXT NOT NULL,
+        site_b TEXT NOT NULL,
+        cost INTEGER NOT NULL,
+        name TEXT NOT NULL
+    );
+    CREATE TABLE rpc(
+        server_a TEXT NOT NULL,
+        server_b TEXT NOT NULL,
+        allowed INTEGER NOT NULL,
+        PRIMARY KEY(server_a, server_b)
+    );
+    CREATE TABLE moves(
+        id TEXT PRIMARY KEY,
+        mailbox TEXT NOT NULL,
+        source TEXT NOT NULL,
+        target TEXT NOT NULL,
+        engine TEXT NOT NULL,
+        status TEXT NOT NULL,
+        status_detail TEXT NOT NULL,
+        hold INTEGER NOT NULL,
+        percent_complete INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        start_at REAL NOT NULL,
+        due_at REAL,
+        finished_at REAL,
+        options TEXT NOT NULL,
+        history TEXT NOT NULL
+    );
+    CREATE INDEX moves_by_mailbox ON moves(mailbox, status);
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreClosed(RuntimeError):
+    pass
+
+
+@dataclass
+class Fact:
+    """Something that happened inside a committed write, for metrics and wake-ups."""
+
+    kind: str
+    labels: dict[str, str]
+    value: float = 1.0
+
+
+@dataclass
+class Tx:
+    """What a write sees: the connection inside an open transaction and the lab's time."""
+
+    conn: sqlite3.Connection
+    now: float
+    real: float
+    facts: list[Fact] = field(default_factory=list)
+
+    def note(self, kind: str, value: float = 1.0, **labels: str) -> None:
+        self.facts.append(Fact(kind, labels, value))
+
+    def trace(
+        self, message: str, rcpt: str | None, server: str, stage: str, detail: str = ""
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO trace(message, rcpt, server, stage, detail, sim_time, real_time)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (message, rcpt, server, stage, detail, self.now, self.real),
+        )
+
+    def event(self, source: str, event_id: int, level: str, server: str, text: str) -> None:
+        self.conn.execute(
+            "INSERT INTO events(source, event_id, level, server, text, sim_time, real_time)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (source, event_id, level, server, text, self.now, self.real),
+        )
+        self.note("event", server=server, source=source, event_id=str(event_id))
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
+        )
+    else:
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: the WAL is fsynced at every commit, so a 250 survives power loss.
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=10000")
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL)")
+    row = conn.execute("SELECT version FROM schema_version").fetchone()
+    version = row[0] if row else 0
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"data directory has schema version {version}; this mailflow knows {SCHEMA_VERSION}"
+        )
+    for step in range(version, SCHEMA_VERSION):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[step].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("DELETE FROM schema_version")
+            conn.execute("INSERT INTO schema_version VALUES (?)", (step + 1,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+@dataclass
+class _Write:
+    fn: Callable[[Tx], Any]
+    loop: asyncio.AbstractEventLoop | None
+    future: asyncio.Future[Any] | None
+    done: threading.Event | None = None
+    result: Any = None
+    error: BaseException | None = None
+
+
+class Store:
+    """The database of one lab. Writes are group-committed; reads use their own connections."""
+
+    MAX_BATCH = 512
+
+    def __init__(
+        self,
+        path: Path,
+        clock: Clock,
+        on_commit: Callable[[list[Fact]], None] | None = None,
+    ) -> None:
+        self.path = path
+        self.clock = clock
+        self.on_commit = on_commit
+        self._writer = connect(path)
+        migrate(self._writer)
+        self._inbox: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self._closed = False
+        self._local = threading.local()
+        self._read_conns: list[sqlite3.Connection] = []
+        self._read_lock = threading.Lock()
+        self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mailflow-read")
+        self._thread = threading.Thread(target=self._run, name="mailflow-writer", daemon=True)
+        self._thread.start()
+
+    # -- writes ---------------------------------------------------------------------------
+
+    async def write(self, fn: Callable[[Tx], T]) -> T:
+        """Run ``fn`` in a transaction; return once it is durably committed."""
+        if self._closed:
+            raise StoreClosed("store is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._inbox.put(_Write(fn, loop, future))
+        return await future
+
+    def write_sync(self, fn: Callable[[Tx], T]) -> T:
+        """The blocking form of ``write``, for setup code and tools outside the event loop."""
+        if self._closed:
+            raise StoreClosed("store is closed")
+        item = _Write(fn, None, None, threading.Event())
+        self._inbox.put(item)
+        assert item.done is not None
+        item.done.wait()
+        if item.error is not None:
+            raise item.error
+        return item.result  # type: ignore[no-any-return]
+
+    def _run(self) -> None:
+        conn = self._writer
+        while True:
+            first = self._inbox.get()
+            if first is None:
+                break
+            batch = [first]
+            stop = False
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    nxt = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._commit_batch(conn, batch)
+            if stop:
+                break
+        conn.close()
+
+    def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Write]) -> None:
+        facts: list[Fact] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for item in batch:
+                tx = Tx(conn, self.clock.now(), time.time())
+                conn.execute("SAVEPOINT w")
+                try:
+                    item.result = item.fn(tx)
+                    conn.execute("RELEASE w")
+                    facts.extend(tx.facts)
+                except Exception as exc:  # one bad write must not undo its neighbours
+                    conn.execute("ROLLBACK TO w")
+                    conn.execute("RELEASE w")
+                    item.error = exc
+            conn.execute("COMMIT")
+        except Exception as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            facts = []
+            for item in batch:
+                item.error = item.error or exc
+        if facts and self.on_commit is not None:
+            self._deliver_facts(batch, facts)
+        for item in batch:
+            self._finish(item)
+
+    def _deliver_facts(self, batch: list[_Write], facts: list[Fact]) -> None:
+        assert self.on_commit is not None
+        loop = next((item.loop for item in batch if item.loop is not None), None)
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.on_commit, facts)
+        else:
+            self.on_commit(facts)
+
+    @staticmethod
+    def _finish(item: _Write) -> None:
+        if item.done is not None:
+            item.done.set()
+            return
+        assert item.loop is not None and item.future is not None
+        if item.loop.is_closed():
+            return
+        future = item.future
+
+        def settle() -> None:
+            if future.done():
+                return
+            if item.error is not None:
+                future.set_exception(item.error)
+            else:
+                future.set_result(item.result)
+
+        item.loop.call_soon_threadsafe(settle)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on this thread's read connection, in one consistent snapshot."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, readonly=True)
+            self._local.conn = conn
+            with self._read_lock:
+                self._read_conns.append(conn)
+        conn.execute("BEGIN")
+        try:
+            return fn(conn)
+        finally:
+            conn.execute("COMMIT")
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self.read_sync, fn)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._inbox.put(None)
+        self._thread.join()
+        self._readers.shutdown(wait=True)
+        with self._read_lock:
+            for conn in self._read_conns:
+                conn.close()
+            self._read_conns.clear()
+
+
+def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute(
+        "INSERT INTO meta(key, value) VALUES (?, ?)"
+        " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+        (key, value),
+    )

@@ -1,0 +1,150 @@
+"""The directory: Active Directory and Exchange 5.5 DS objects of every mailbox.
+
+In: the scenario (seeded once into the store) and move directory updates.
+Out: the home server of an address (``lookup``) and each mailbox's
+homeMDB, homeMTA, msExchHomeServerName, legacyExchangeDN and proxyAddresses.
+In a mixed-mode organization each 5.5 site is an administrative group, so the
+site name is the ``ou=`` of every DN.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from stores.topology import Scenario, Server
+
+# Stripped when a mailbox moves from 2003 to an older server (seed 000, step 6).
+WIRELESS_ATTRIBUTES = ("msExchOmaAdminWirelessEnable", "msExchOmaAdminExtendedSettings")
+
+
+@dataclass(frozen=True)
+class Home:
+    address: str
+    server: str
+
+
+def _domain_dn(scenario: Scenario) -> str:
+    return ",".join(f"DC={part}" for part in scenario.domains[0].split("."))
+
+
+def _server_dn55(scenario: Scenario, server: Server) -> str:
+    return f"/o={scenario.organization}/ou={server.site}/cn=Configuration/cn=Servers/cn={server.name}"
+
+
+def home_attributes(scenario: Scenario, server: Server) -> dict[str, str]:
+    """homeMDB, homeMTA and msExchHomeServerName of a mailbox homed on ``server``.
+
+    5.5 servers are named in 5.5 DS form (HomeMDB, HomeMTA); 2000 and later in AD form.
+    """
+    home_server_name = _server_dn55(scenario, server)
+    if server.version == "5.5":
+        return {
+            "home_mdb": f"{home_server_name}/cn=Microsoft Private MDB",
+            "home_mta": f"{home_server_name}/cn=Microsoft MTA",
+            "home_server_name": home_server_name,
+        }
+    config = (
+        f"CN=Servers,CN={server.site},CN=Administrative Groups,CN={scenario.organization},"
+        f"CN=Microsoft Exchange,CN=Services,CN=Configuration,{_domain_dn(scenario)}"
+    )
+    return {
+        "home_mdb": f"CN=Mailbox Store ({server.name}),CN=First Storage Group,"
+        f"CN=InformationStore,CN={server.name},{config}",
+        "home_mta": f"CN=Microsoft MTA,CN={server.name},{config}",
+        "home_server_name": home_server_name,
+    }
+
+
+def legacy_dn(scenario: Scenario, site: str, alias: str) -> str:
+    return f"/o={scenario.organization}/ou={site}/cn=Recipients/cn={alias}"
+
+
+def seed(conn: sqlite3.Connection, scenario: Scenario) -> None:
+    """Create every mailbox object of the scenario (first start of a data directory)."""
+    for spec in scenario.mailboxes:
+        server = scenario.server(spec.server)
+        alias = spec.address.split("@", 1)[0]
+        proxies = [f"SMTP:{spec.address}"] + [
+            f"smtp:{alias}@{domain}" for domain in scenario.domains[1:]
+        ]
+        proxies.append(f"X400:c=US;a= ;p={scenario.organization};o={server.site};s={alias};")
+        attributes: dict[str, Any] = {"mailNickname": alias}
+        if server.version == "2003":
+            attributes.update({WIRELESS_ATTRIBUTES[0]: 0, WIRELESS_ATTRIBUTES[1]: ""})
+        home = home_attributes(scenario, server)
+        conn.execute(
+            "INSERT INTO mailboxes(address, display_name, server, legacy_dn, home_mdb, home_mta,"
+            " home_server_name, proxy_addresses, attributes) VALUES (?,?,?,?,?,?,?,?,?)",
+            (
+                spec.address,
+                spec.display_name,
+                server.name,
+                legacy_dn(scenario, server.site, alias),
+                home["home_mdb"],
+                home["home_mta"],
+                home["home_server_name"],
+                json.dumps(proxies),
+                json.dumps(attributes),
+            ),
+        )
+        for proxy in proxies:
+            kind, _, value = proxy.partition(":")
+            if kind.lower() == "smtp":
+                conn.execute(
+                    "INSERT INTO proxy_addresses(address, mailbox) VALUES (?, ?)",
+                    (value.lower(), spec.address),
+                )
+
+
+def lookup(conn: sqlite3.Connection, address: str) -> Home | None:
+    """Resolve an SMTP address (primary or proxy) to its mailbox and home server."""
+    row = conn.execute(
+        "SELECT m.address, m.server FROM proxy_addresses p JOIN mailboxes m"
+        " ON m.address = p.mailbox WHERE p.address = ?",
+        (address.lower(),),
+    ).fetchone()
+    return None if row is None else Home(row[0], row[1])
+
+
+def smtp_addresses(conn: sqlite3.Connection) -> frozenset[str]:
+    return frozenset(r[0] for r in conn.execute("SELECT address FROM proxy_addresses"))
+
+
+def rehome(conn: sqlite3.Connection, scenario: Scenario, address: str, target: Server) -> None:
+    """The directory update of a completed move (seed 000, step 6)."""
+    row = conn.execute("SELECT attributes FROM mailboxes WHERE address=?", (address,)).fetchone()
+    attributes = json.loads(row[0])
+    if target.version in ("5.5", "2000"):
+        for name in WIRELESS_ATTRIBUTES:
+            attributes.pop(name, None)
+    home = home_attributes(scenario, target)
+    conn.execute(
+        "UPDATE mailboxes SET server=?, home_mdb=?, home_mta=?, home_server_name=?, attributes=?"
+        " WHERE address=?",
+        (
+            target.name,
+            home["home_mdb"],
+            home["home_mta"],
+            home["home_server_name"],
+            json.dumps(attributes),
+            address,
+        ),
+    )
+
+
+def describe(row: sqlite3.Row) -> dict[str, Any]:
+    """A mailboxes row as the API shows it."""
+    return {
+        "address": row["address"],
+        "display_name": row["display_name"],
+        "server": row["server"],
+        "home_mdb": row["home_mdb"],
+        "home_mta": row["home_mta"],
+        "home_server_name": row["home_server_name"],
+        "legacy_exchange_dn": row["legacy_dn"],
+        "proxy_addresses": json.loads(row["proxy_addresses"]),
+        "attributes": json.loads(row["attributes"]),
+    }

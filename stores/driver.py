@@ -1,0 +1,39 @@
+"""The store driver: local delivery into a mailbox store.
+
+In: one pair whose mailbox the directory homes on this server.
+Out: a ``Delivery`` naming the result. DELIVERED puts one item in the
+mailbox; anything else leaves the store untouched and carries the MAPI error
+the store returned, most importantly ecMailboxInTransit (0x50C) while the
+mailbox's PR_IN_TRANSIT flag is set (MS-OXCSTOR §3.2.5.1.3).
+"""
+
+from __future__ import annotations
+
+import enum
+import sqlite3
+
+from stores import mailbox as stores_mailbox
+from stores.errors import MapiError
+from stores.messages import Pair
+
+
+class Delivery(enum.Enum):
+    DELIVERED = None
+    IN_TRANSIT = MapiError.ecMailboxInTransit
+    UNKNOWN_MAILBOX = MapiError.ecUnknownUser
+
+    @property
+    def error(self) -> MapiError | None:
+        return self.value  # type: ignore[no-any-return]
+
+
+def deliver(conn: sqlite3.Connection, server: str, pair: Pair, now: float) -> Delivery:
+    if pair.mailbox is None:
+        return Delivery.UNKNOWN_MAILBOX
+    flag = stores_mailbox.in_transit(conn, server, pair.mailbox)
+    if flag is None:
+        return Delivery.UNKNOWN_MAILBOX
+    if flag:
+        return Delivery.IN_TRANSIT
+    stores_mailbox.add_item(conn, server, pair.mailbox, pair.id, pair.message, pair.size, now)
+    return Delivery.DELIVERED

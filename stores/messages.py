@@ -1,0 +1,164 @@
+"""Where each (message, recipient) pair is: the message state machine.
+
+In: a pair and the place it should go next. Out: the pair's row updated, or
+``InvalidTransition`` naming both states. Every move of a pair in the whole
+lab goes through ``place``, so a pair is always in exactly one place: a queue
+on one server (LOCAL, DEFERRED, REMOTE, UNREACHABLE) or a final state
+(DELIVERED into one mailbox item, NDR, DELETED).
+"""
+
+from __future__ import annotations
+
+import enum
+import sqlite3
+from dataclasses import dataclass
+
+from stores.db import Tx
+
+
+class PairState(enum.StrEnum):
+    LOCAL = "local"  # waiting for the local store driver
+    DEFERRED = "deferred"  # refused with ecMailboxInTransit, parked until released or retried
+    REMOTE = "remote"  # in a link or MTA queue towards another server
+    UNREACHABLE = "unreachable"  # no route to the home server
+    DELIVERED = "delivered"
+    NDR = "ndr"
+    DELETED = "deleted"
+
+
+FINAL = frozenset({PairState.DELIVERED, PairState.NDR, PairState.DELETED})
+_QUEUED = frozenset(PairState) - FINAL
+
+TRANSITIONS: dict[PairState, frozenset[PairState]] = {
+    PairState.LOCAL: frozenset(
+        {PairState.DELIVERED, PairState.DEFERRED, PairState.REMOTE, PairState.UNREACHABLE,
+         PairState.NDR, PairState.DELETED}
+    ),
+    # A retry that is refused again leaves the pair DEFERRED (DEFERRED -> DEFERRED).
+    PairState.DEFERRED: frozenset(
+        {PairState.DEFERRED, PairState.LOCAL, PairState.REMOTE, PairState.DELIVERED,
+         PairState.UNREACHABLE, PairState.NDR, PairState.DELETED}
+    ),
+    # REMOTE -> LOCAL is the pair arriving at its next server.
+    PairState.REMOTE: frozenset(
+        {PairState.REMOTE, PairState.LOCAL, PairState.DELIVERED, PairState.DEFERRED,
+         PairState.UNREACHABLE, PairState.NDR, PairState.DELETED}
+    ),
+    PairState.UNREACHABLE: frozenset(
+        {PairState.UNREACHABLE, PairState.LOCAL, PairState.REMOTE, PairState.DELIVERED,
+         PairState.DEFERRED, PairState.NDR, PairState.DELETED}
+    ),
+    PairState.DELIVERED: frozenset(),
+    PairState.NDR: frozenset(),
+    PairState.DELETED: frozenset(),
+}
+
+
+def queue_state(queue: str) -> PairState:
+    """The state a pair has while it sits in queue ``queue``."""
+    if queue == "local":
+        return PairState.LOCAL
+    if queue in ("deferred", "holding"):
+        return PairState.DEFERRED
+    if queue == "unreachable":
+        return PairState.UNREACHABLE
+    if queue.startswith(("smtp:", "mta:")):
+        return PairState.REMOTE
+    raise ValueError(f"unknown queue id {queue!r}")
+
+
+class InvalidTransition(RuntimeError):
+    def __init__(self, pair: int, current: PairState, new: PairState) -> None:
+        super().__init__(f"pair {pair}: invalid transition {current.name} -> {new.name}")
+        self.current = current
+        self.new = new
+
+
+def check_transition(pair: int, current: PairState, new: PairState) -> None:
+    if new not in TRANSITIONS[current]:
+        raise InvalidTransition(pair, current, new)
+
+
+@dataclass
+class Pair:
+    id: int
+    message: str
+    rcpt: str
+    mailbox: str | None
+    state: PairState
+    server: str
+    queue: str | None
+    attempts: int
+    next_attempt: float | None
+    first_refused_at: float | None
+    frozen: bool
+    accepted_at: float
+    size: int
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Pair:
+        return cls(
+            id=row["id"],
+            message=row["message"],
+            rcpt=row["rcpt"],
+            mailbox=row["mailbox"],
+            state=PairState(row["state"]),
+            server=row["server"],
+            queue=row["queue"],
+            attempts=row["attempts"],
+            next_attempt=row["next_attempt"],
+            first_refused_at=row["first_refused_at"],
+            frozen=bool(row["frozen"]),
+            accepted_at=row["accepted_at"],
+            size=row["size"],
+        )
+
+
+PAIR_SELECT = (
+    "SELECT p.*, m.accepted_at, m.size FROM pairs p JOIN messages m ON m.id = p.message"
+)
+
+
+def load(conn: sqlite3.Connection, where: str, args: tuple[object, ...] = ()) -> list[Pair]:
+    return [Pair.from_row(r) for r in conn.execute(f"{PAIR_SELECT} WHERE {where}", args)]
+
+
+def place_queued(
+    tx: Tx,
+    pair: Pair,
+    server: str,
+    queue: str,
+    *,
+    next_attempt: float | None = None,
+    last_error: str | None = None,
+    hop_token: str | None = None,
+    count_attempt: bool = False,
+) -> None:
+    """Move ``pair`` into ``queue`` on ``server``."""
+    new = queue_state(queue)
+    check_transition(pair.id, pair.state, new)
+    same_queue = pair.server == server and pair.queue == queue
+    attempts = pair.attempts + 1 if count_attempt else (pair.attempts if same_queue else 0)
+    # Staying in the same queue (a refused retry) keeps the pair's age in that queue.
+    tx.conn.execute(
+        "UPDATE pairs SET state=?, queued_at=CASE WHEN server=? AND queue=? THEN queued_at"
+        " ELSE ? END, server=?, queue=?, attempts=?, next_attempt=?, last_error=?, hop_token=?"
+        " WHERE id=?",
+        (new.value, server, queue, tx.now, server, queue, attempts, next_attempt, last_error,
+         hop_token, pair.id),
+    )
+    pair.state, pair.server, pair.queue, pair.attempts = new, server, queue, attempts
+    pair.next_attempt = next_attempt
+
+
+def place_final(tx: Tx, pair: Pair, state: PairState, *, last_error: str | None = None) -> None:
+    """Move ``pair`` out of every queue into a final state."""
+    if state not in FINAL:
+        raise ValueError(f"{state.name} is not a final state")
+    check_transition(pair.id, pair.state, state)
+    tx.conn.execute(
+        "UPDATE pairs SET state=?, queue=NULL, next_attempt=NULL, hop_token=NULL,"
+        " last_error=COALESCE(?, last_error) WHERE id=?",
+        (state.value, last_error, pair.id),
+    )
+    pair.state, pair.queue = state, None

@@ -1,0 +1,91 @@
+"""The organization a lab emulates: sites, servers, connectors, mailboxes and behaviour defaults.
+
+In: nothing (plain data, built by ``mailflow.scenarios`` from a TOML scenario).
+Out: read by every layer. Connectors and RPC reachability are only the
+starting state; at run time they live in the store and can change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+VERSIONS = ("5.5", "2000", "2003", "2007", "2010")
+CONNECTOR_TYPES = ("site", "x400", "smtp")
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    version: str
+    site: str
+    smtp_port: int
+
+    @property
+    def legacy(self) -> bool:
+        """5.5 and 2000 park refused mail in a holding folder and hand it to the MTA."""
+        return self.version in ("5.5", "2000")
+
+
+@dataclass(frozen=True)
+class ConnectorSpec:
+    type: str
+    site_a: str
+    site_b: str
+    cost: int = 1
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class MailboxSpec:
+    address: str
+    server: str
+    display_name: str
+    # Items already in the mailbox when the lab starts; they give moves something to copy.
+    items: int = 0
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """Behaviour defaults; every one can be set in a scenario's ``[defaults]`` table."""
+
+    # KB 838644: deferred delivery is retried about every 30 minutes.
+    deferred_retry_seconds: float = 1800.0
+    # Retry interval of an SMTP link queue whose peer does not answer.
+    link_retry_seconds: float = 600.0
+    # Exchange 2003 default message size limit is 10 MB.
+    max_message_size: int = 10 * 1024 * 1024
+    # RFC 5321 §4.5.3.1.8 asks servers to accept at least 100 recipients.
+    max_recipients: int = 100
+    # A move without --hold completes after base + size / rate simulated seconds.
+    move_base_seconds: float = 60.0
+    move_bytes_per_second: float = 1024.0 * 1024.0
+    # Size of each pre-existing mailbox item.
+    item_size: int = 4096
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    organization: str
+    domains: tuple[str, ...]
+    sites: tuple[str, ...]
+    servers: tuple[Server, ...]
+    connectors: tuple[ConnectorSpec, ...] = ()
+    # Server pairs in different sites that can reach each other over RPC
+    # (same-site servers always can).
+    rpc_allow: tuple[tuple[str, str], ...] = ()
+    mailboxes: tuple[MailboxSpec, ...] = ()
+    defaults: Defaults = field(default_factory=Defaults)
+    source: str = ""
+
+    def server(self, name: str) -> Server:
+        for server in self.servers:
+            if server.name.upper() == name.upper():
+                return server
+        raise KeyError(name)
+
+    def has_server(self, name: str) -> bool:
+        return any(s.name.upper() == name.upper() for s in self.servers)
+
+    def accepts_domain(self, domain: str) -> bool:
+        return domain.lower() in self.domains

@@ -1,0 +1,65 @@
+"""What tests do to a running lab from outside: real SMTP, real HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import aiosmtplib
+from prometheus_client.parser import text_string_to_metric_families
+
+from mailflow.lab import Lab
+
+
+async def send(
+    lab: Lab, server: str, to: str | list[str], *, sender: str = "tester@example.net",
+    subject: str = "test",
+) -> str:
+    """Send one message over SMTP; returns the 250 reply text (raises on refusal)."""
+    host, port = lab.endpoint_address(server)
+    rcpts = [to] if isinstance(to, str) else to
+    body = (f"From: <{sender}>\r\nTo: {', '.join(rcpts)}\r\nSubject: {subject}\r\n"
+            f"Message-ID: <{subject.replace(' ', '.')}@example.net>\r\n\r\nHello.\r\n")
+    async with aiosmtplib.SMTP(hostname=host, port=port, start_tls=False,
+                               local_hostname="client.example.net") as smtp:
+        _, reply = await smtp.sendmail(sender, rcpts, body.encode())
+    return reply
+
+
+def queue_id(reply: str) -> str:
+    return reply.split("<", 1)[1].split(">", 1)[0]
+
+
+async def api(
+    lab: Lab, method: str, path: str, body: Any = None, *, token: str | None = "lab"
+) -> tuple[int, Any]:
+    headers = {}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {lab.token if token == 'lab' else token}"
+    async with aiohttp.ClientSession() as session, session.request(
+        method, f"{lab.http_url}{path}", json=body, headers=headers
+    ) as response:
+        if response.content_type == "application/json":
+            return response.status, await response.json()
+        return response.status, await response.text()
+
+
+async def scrape(lab: Lab) -> str:
+    async with aiohttp.ClientSession() as session, session.get(f"{lab.http_url}/metrics") as r:
+        assert r.status == 200
+        return await r.text()
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    return None
+
+
+async def queue_depth(lab: Lab, server: str, queue: str) -> int:
+    status, rows = await api(lab, "GET", "/api/v1/queues")
+    assert status == 200
+    return next((r["message_count"] for r in rows
+                 if r["server"] == server and r["queue"] == queue), 0)
