@@ -1,3 +1,6 @@
-"""mailflow: an emulator of mail flow during Exchange mailbox moves (top layer: the lab and its faces)."""
+"""mailflow: an emulator of mail flow during Exchange mailbox moves.
+
+The top layer: the running lab and its faces (SMTP, HTTP API, CLI, metrics).
+"""
 
 __version__ = "0.1.0"

@@ -12,6 +12,7 @@ import asyncio
 import hmac
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 LAB: web.AppKey[Lab] = web.AppKey("lab")
 MAX_BODY = 1024 * 1024
 MAX_LIMIT = 100_000
+# SQLite's integers are 64-bit.
+MAX_OFFSET = 2**63 - 1
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -74,8 +77,8 @@ def _page(request: web.Request) -> tuple[int, int]:
         offset = int(request.query.get("offset", "0"))
     except ValueError as exc:
         raise Invalid("limit and offset must be whole numbers") from exc
-    if not 0 < limit <= MAX_LIMIT or offset < 0:
-        raise Invalid(f"limit must be 1..{MAX_LIMIT} and offset >= 0")
+    if not 0 < limit <= MAX_LIMIT or not 0 <= offset <= MAX_OFFSET:
+        raise Invalid(f"limit must be 1..{MAX_LIMIT} and offset 0..{MAX_OFFSET}")
     return limit, offset
 
 
@@ -84,7 +87,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
         return {}
     try:
         body = await request.json()
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise Invalid(f"malformed JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise Invalid("the body must be a JSON object")
@@ -149,7 +152,9 @@ async def message_raw(request: web.Request) -> web.Response:
 
 async def queue_list(request: web.Request) -> web.Response:
     lab = _lab(request)
-    return await _read(request, queues.list_queues, lab.scenario, lab.clock.now())
+    limit, offset = _page(request)
+    rows = await lab.store.read(lambda c: queues.list_queues(c, lab.scenario, lab.clock.now()))
+    return web.json_response(rows[offset:offset + limit])
 
 
 async def queue_messages(request: web.Request) -> web.Response:
@@ -162,9 +167,14 @@ def _time_field(body: dict[str, Any], key: str) -> float | None:
     value = body.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not _is_number(value):
         raise Invalid(f"{key} must be simulated epoch seconds")
     return float(value)
+
+
+def _is_number(value: Any) -> bool:
+    """A finite JSON number (json.loads reads NaN, Infinity and 1e400 as floats)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 async def move_create(request: web.Request) -> web.Response:
@@ -225,7 +235,7 @@ async def clock_show(request: web.Request) -> web.Response:
 async def clock_advance(request: web.Request) -> web.Response:
     body = await _body(request)
     seconds = body.get("seconds")
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+    if not _is_number(seconds) or seconds < 0:
         raise Invalid("seconds must be a number >= 0")
     now = await _lab(request).advance(float(seconds))
     return web.json_response({"now": now, "speed": _lab(request).clock.speed})

@@ -18,6 +18,7 @@ import re
 import signal
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -244,7 +245,7 @@ def cmd_move(args: argparse.Namespace) -> int:
 def _need(value: str | None, name: str) -> str:
     if not value:
         raise CliError(f"this command needs {name}")
-    return urllib.request.quote(value, safe="@")
+    return urllib.parse.quote(value, safe="@")
 
 
 def _when_to_epoch(client: Client, text: str) -> float:

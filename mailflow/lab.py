@@ -169,7 +169,7 @@ class Lab:
     # -- the router the SMTP endpoints hand mail to -------------------------------------------
 
     def valid_sender(self, address: str) -> bool:
-        return categorizer.normalize(address, smtputf8=True) is not None
+        return categorizer.valid_sender(address)
 
     def check_recipient(self, address: str) -> Verdict:
         return categorizer.check_recipient(self.scenario, self._known, address)

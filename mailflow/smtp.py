@@ -14,7 +14,7 @@ import logging
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, AnyStr, Protocol
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -64,10 +64,10 @@ class _Handler:
     async def handle_MAIL(
         self, _: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        sender = "" if address == "<>" else address
-        if sender and not self.router.valid_sender(sender):
+        # The null sender stays "<>" here: aiosmtpd reads an empty mail_from as "no MAIL yet".
+        if address != "<>" and not self.router.valid_sender(address):
             return replies.S553_BAD_SENDER
-        envelope.mail_from = sender
+        envelope.mail_from = address
         envelope.mail_options.extend(options)
         return replies.S250_SENDER_OK
 
@@ -89,7 +89,7 @@ class _Handler:
             server=self.server.name,
             peer=str(session.peer[0]) if session.peer else "unknown",
             helo=session.host_name or "",
-            mail_from=envelope.mail_from or "",
+            mail_from="" if envelope.mail_from == "<>" else envelope.mail_from,
             rcpts=tuple(envelope.rcpt_tos),
             data=envelope.original_content,
         )
@@ -102,16 +102,17 @@ class _Handler:
         return replies.S250_QUEUED.format(queue_id=queue_id)
 
 
-class _Session(SMTP):  # type: ignore[misc]
+class _Session(SMTP):
     """aiosmtpd's protocol, reporting every 4xx/5xx reply it sends."""
 
     def __init__(self, on_reject: Callable[[int], None], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._on_reject = on_reject
 
-    async def push(self, status: str) -> None:
-        if status[:1] in ("4", "5") and status[:3].isdigit():
-            self._on_reject(int(status[:3]))
+    async def push(self, status: AnyStr) -> None:
+        code = status[:3] if isinstance(status, str) else status[:3].decode("ascii", "replace")
+        if code[:1] in ("4", "5") and code.isdigit():
+            self._on_reject(int(code))
         await super().push(status)
 
 

@@ -37,7 +37,7 @@ def store_name(server: str) -> str:
 
 def _mailbox_row(conn: sqlite3.Connection, address: str) -> sqlite3.Row:
     home = directory.lookup(conn, address)
-    row = None if home is None else conn.execute(
+    row: sqlite3.Row | None = None if home is None else conn.execute(
         "SELECT * FROM mailboxes WHERE address=?", (home.address,)
     ).fetchone()
     if row is None:
@@ -153,7 +153,9 @@ def move(conn: sqlite3.Connection, move_id: str, now: float) -> dict[str, Any]:
     return moves.describe(row, now)
 
 
-def move_list(conn: sqlite3.Connection, now: float, limit: int, offset: int) -> list[dict[str, Any]]:
+def move_list(
+    conn: sqlite3.Connection, now: float, limit: int, offset: int
+) -> list[dict[str, Any]]:
     return [
         moves.describe(r, now)
         for r in conn.execute(
@@ -184,5 +186,7 @@ def status(conn: sqlite3.Connection, scenario: Scenario, now: float) -> dict[str
         ],
         "queued": sum(r["message_count"] for r in rows),
         "queues": {r["identity"]: r["message_count"] for r in rows if r["message_count"]},
-        "moves": dict(conn.execute("SELECT status, COUNT(*) FROM moves GROUP BY status").fetchall()),
+        "moves": dict(
+            conn.execute("SELECT status, COUNT(*) FROM moves GROUP BY status").fetchall()
+        ),
     }

@@ -52,6 +52,19 @@ def normalize(address: str, *, smtputf8: bool = False) -> str | None:
     return str(checked.normalized).lower()
 
 
+def valid_sender(address: str) -> bool:
+    """Senders are checked for syntax only: test tools send as root@<hostname> or @localhost."""
+    local, _, domain = address.rpartition("@")
+    if domain.lower() == "localhost":
+        address = f"{local}@localhost.test"
+    try:
+        validate_email(address, check_deliverability=False, allow_smtputf8=True,
+                       globally_deliverable=False, allow_domain_literal=True)
+    except EmailNotValidError:
+        return False
+    return True
+
+
 def check_recipient(scenario: Scenario, known: frozenset[str], address: str) -> Verdict:
     canonical = normalize(address, smtputf8=True)
     if canonical is None:
@@ -179,13 +192,15 @@ def route(tx: Tx, scenario: Scenario, pair: Pair, at: Server) -> None:
         assert hop.queue is not None
         token = _hop_token(tx.conn, pair, at.name, hop.queue)
         messages.place_queued(tx, pair, at.name, hop.queue, next_attempt=tx.now, hop_token=token)
-        tx.trace(pair.message, pair.rcpt, at.name, "categorized", f"home {target.name}: {hop.queue}")
+        tx.trace(pair.message, pair.rcpt, at.name, "categorized",
+                 f"home {target.name}: {hop.queue}")
         tx.note("link", server=at.name, target=target.name)
     elif hop.internal:
         # Until routing.mta models the MTA's queues, the hop crosses in one step.
         assert hop.queue is not None
         messages.place_queued(tx, pair, at.name, hop.queue)
-        tx.trace(pair.message, pair.rcpt, at.name, "relayed", f"to {target.name} over {hop.transport}")
+        tx.trace(pair.message, pair.rcpt, at.name, "relayed",
+                 f"to {target.name} over {hop.transport}")
         tx.note("rerouted", server=at.name, transport=hop.transport)
         messages.place_queued(tx, pair, target.name, "local")
         tx.trace(pair.message, pair.rcpt, target.name, "received", f"from {at.name}")

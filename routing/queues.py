@@ -135,7 +135,8 @@ def list_queues(conn: sqlite3.Connection, scenario: Scenario, now: float) -> lis
                 "message_count": count,
                 "status": current.value,
                 "next_retry_time": next_retry,
-                "last_error": (state["last_error"] if state else None) or (stat[5] if stat else None),
+                "last_error": (state["last_error"] if state else None)
+                or (stat[5] if stat else None),
                 "oldest_message_age_seconds": max(0.0, now - stat[3]) if stat else 0.0,
             }
         )

@@ -15,6 +15,7 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import aiosmtplib
 
@@ -96,8 +97,8 @@ class Transport:
         sent: set[int] = set()
         while True:
             self._again.discard(link)
-            now = self.store.clock.now()
-            batch = await self.store.read(lambda c: _due(c, server, target, now))
+            due = partial(_due, server=server, target=target, now=self.store.clock.now())
+            batch = await self.store.read(due)
             if not batch:
                 if link in self._again:
                     continue

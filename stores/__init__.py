@@ -1,1 +1,1 @@
-"""Bottom layer: where mail and lab state rest (SQLite), the directory, mailbox stores and the store driver."""
+"""Bottom layer: where mail and state rest: SQLite, the directory, mailbox stores, store driver."""

@@ -48,7 +48,8 @@ def audit(conn: sqlite3.Connection, servers: set[str]) -> AuditReport:
     accepted: dict[tuple[str, str], int] = {
         (r[0], r[1]): r[2]
         for r in conn.execute(
-            "SELECT message, rcpt, COUNT(*) FROM trace WHERE stage='accepted' GROUP BY message, rcpt"
+            "SELECT message, rcpt, COUNT(*) FROM trace WHERE stage='accepted'"
+            " GROUP BY message, rcpt"
         )
     }
     for pair_id, message, rcpt, state, server, queue in conn.execute(

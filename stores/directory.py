@@ -31,7 +31,8 @@ def _domain_dn(scenario: Scenario) -> str:
 
 
 def _server_dn55(scenario: Scenario, server: Server) -> str:
-    return f"/o={scenario.organization}/ou={server.site}/cn=Configuration/cn=Servers/cn={server.name}"
+    org, site = scenario.organization, server.site
+    return f"/o={org}/ou={site}/cn=Configuration/cn=Servers/cn={server.name}"
 
 
 def home_attributes(scenario: Scenario, server: Server) -> dict[str, str]:

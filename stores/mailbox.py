@@ -13,7 +13,9 @@ import sqlite3
 INBOX = "Inbox"
 
 
-def seed(conn: sqlite3.Connection, server: str, mailbox: str, items: int, size: int, now: float) -> None:
+def seed(
+    conn: sqlite3.Connection, server: str, mailbox: str, items: int, size: int, now: float
+) -> None:
     conn.execute("INSERT INTO store_mailboxes(server, mailbox) VALUES (?, ?)", (server, mailbox))
     conn.executemany(
         "INSERT INTO items(server, mailbox, folder, size, delivered_at) VALUES (?,?,?,?,?)",

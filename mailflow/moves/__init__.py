@@ -1,4 +1,4 @@
-"""Mailbox moves: a move request in, PR_IN_TRANSIT set and cleared, the directory updated, parked mail released.
+"""Mailbox moves: a request in; PR_IN_TRANSIT, the directory update and released mail out.
 
 In: ``start``, ``complete`` and ``fail`` from the API, and ``run_due`` from
 the lab's scheduler. Out: the move's row (status, history), the store flags
@@ -36,7 +36,7 @@ def duration(defaults: Defaults, mailbox_bytes: int) -> float:
 
 
 def _row(conn: sqlite3.Connection, move_id: str) -> sqlite3.Row:
-    row = conn.execute("SELECT * FROM moves WHERE id=?", (move_id,)).fetchone()
+    row: sqlite3.Row | None = conn.execute("SELECT * FROM moves WHERE id=?", (move_id,)).fetchone()
     if row is None:
         raise NotFound(f"no move {move_id!r}")
     return row

@@ -1,0 +1,116 @@
+"""The `mailflow` command as a user runs it: a lab in its own process, the CLI talking to it."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_tool
+
+MAILFLOW = [sys.executable, "-m", "mailflow"]
+
+
+def cli(data: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([*MAILFLOW, *args, "--data", str(data)], capture_output=True,
+                            text=True, timeout=60)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture
+def running_lab(tmp_path: Path) -> Iterator[tuple[Path, dict[str, list[object]]]]:
+    """`mailflow run` of the default lab with every port picked by the system."""
+    text = resources.files("mailflow.scenarios").joinpath("mixed-2003.toml").read_text()
+    scenario = tmp_path / "lab.toml"
+    scenario.write_text(re.sub(r"smtp_port = \d+", "smtp_port = 0", text))
+    data = tmp_path / "data"
+    proc = subprocess.Popen(
+        [*MAILFLOW, "run", "--scenario", str(scenario), "--data", str(data), "--speed", "0",
+         "--http", "127.0.0.1:0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    lab_file = data / "lab.json"
+    deadline = time.monotonic() + 30
+    while not lab_file.exists():  # waiting for start-up, not for a schedule
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "the lab did not start"
+        time.sleep(0.05)
+    try:
+        yield data, json.loads(lab_file.read_text())["endpoints"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert "running" in out and "stopped" in out
+        assert not lab_file.exists()
+
+
+def test_walkthrough_with_the_cli_and_swaks(running_lab: tuple[Path, dict[str, list[object]]]
+                                            ) -> None:
+    swaks = require_tool("swaks")
+    data, endpoints = running_lab
+    port = str(endpoints["EX2003-A"][1])
+
+    def send(to: str) -> None:
+        subprocess.run([swaks, "--to", to, "--server", "127.0.0.1", "--port", port],
+                       check=True, capture_output=True, timeout=60)
+
+    send("alice@contoso.test")
+    started = json.loads(cli(data, "move", "start", "alice@contoso.test", "--to", "EX2003-B",
+                             "--hold", "--json").stdout)
+    assert started["status"] == "InProgress"
+    for _ in range(3):
+        send("alice@contoso.test")
+    queues = cli(data, "queues").stdout
+    assert re.search(r"EX2003-A\\Messages queued for deferred delivery\s+3\s+Retry", queues)
+    status = cli(data, "status").stdout
+    assert "alice@contoso.test (EX2003-A)" in status
+
+    cli(data, "move", "complete", started["id"])
+    shown = json.loads(cli(data, "mailbox", "show", "alice@contoso.test", "--json").stdout)
+    assert (shown["server"], shown["message_count"]) == ("EX2003-B", 4)
+    messages = json.loads(cli(data, "mailbox", "messages", "alice@contoso.test",
+                              "--json").stdout)
+    trace = cli(data, "trace", messages[-1]["id"]).stdout
+    for stage in ("accepted", "refused", "deferred", "released", "relayed", "delivered"):
+        assert stage in trace
+    audit = cli(data, "audit")
+    assert "audit clean" in audit.stdout and "accepted 4, delivered 4" in audit.stdout
+
+
+def test_cli_reports_errors_in_one_line(running_lab: tuple[Path, dict[str, list[object]]]
+                                        ) -> None:
+    data, _ = running_lab
+    missing = cli(data, "mailbox", "show", "nobody@contoso.test", check=False)
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == "mailflow mailbox: 404: no mailbox 'nobody@contoso.test'"
+    sent = cli(data, "send", "--to", "bob@contoso.test", "--count", "2")
+    assert sent.stdout.count("Queued mail for delivery") == 2
+    assert json.loads(cli(data, "mailbox", "show", "bob@contoso.test",
+                          "--json").stdout)["message_count"] == 2
+
+
+def test_cli_without_a_lab_says_how_to_start_one(tmp_path: Path) -> None:
+    result = cli(tmp_path, "status", check=False)
+    assert result.returncode == 2 and "mailflow run" in result.stderr
+
+
+def test_bad_scenario_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\n[organization]\nname = "X"\ndomains = ["x.test"]\n'
+                   '[[sites]]\nname = "S"\n[[servers]]\nname = "A"\nversion = "4.0"\n'
+                   'site = "S"\nsmtp_port = 0\n')
+    result = cli(tmp_path / "data", "run", "--scenario", str(bad), check=False)
+    assert result.returncode == 2
+    assert str(bad) in result.stderr and "servers[0].version" in result.stderr
+    assert not (tmp_path / "data").exists()
