@@ -14,7 +14,7 @@ import json
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -172,7 +172,7 @@ def _time_field(body: dict[str, Any], key: str) -> float | None:
     return float(value)
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: object) -> TypeGuard[float]:
     """A finite JSON number (json.loads reads NaN, Infinity and 1e400 as floats)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 

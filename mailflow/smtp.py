@@ -89,7 +89,7 @@ class _Handler:
             server=self.server.name,
             peer=str(session.peer[0]) if session.peer else "unknown",
             helo=session.host_name or "",
-            mail_from="" if envelope.mail_from == "<>" else envelope.mail_from,
+            mail_from="" if envelope.mail_from == "<>" else envelope.mail_from or "",
             rcpts=tuple(envelope.rcpt_tos),
             data=envelope.original_content,
         )
