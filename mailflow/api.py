@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from mailflow import moves, views
+from mailflow import moves, operations, views
 from mailflow.errors import Invalid, LabError
 from mailflow.moves.states import InvalidMoveTransition
 from routing import queues
@@ -241,6 +241,68 @@ async def clock_advance(request: web.Request) -> web.Response:
     return web.json_response({"now": now, "speed": _lab(request).clock.speed})
 
 
+async def queue_retry(request: web.Request) -> web.Response:
+    lab, info = _lab(request), request.match_info
+    count = await lab.store.write(
+        lambda tx: operations.retry_queue(tx, lab.scenario, info["server"], info["queue"])
+    )
+    lab.wake()
+    return web.json_response({"server": info["server"], "queue": info["queue"], "retried": count})
+
+
+async def connector_list(request: web.Request) -> web.Response:
+    return await _read(request, operations.list_connectors)
+
+
+def _text(body: dict[str, Any], key: str, default: str | None = None) -> str:
+    value = body.get(key, default)
+    if not isinstance(value, str):
+        raise Invalid(f"{key} must be a string")
+    return value
+
+
+async def connector_add(request: web.Request) -> web.Response:
+    lab, body = _lab(request), await _body(request)
+    cost = body.get("cost", 1)
+    if isinstance(cost, bool) or not isinstance(cost, int):
+        raise Invalid("cost must be a whole number")
+    kind, a, b = _text(body, "type"), _text(body, "site_a"), _text(body, "site_b")
+    name = _text(body, "name", "")
+    doc = await lab.store.write(
+        lambda tx: operations.add_connector(tx, lab.scenario, kind, a, b, cost, name)
+    )
+    return web.json_response(doc, status=201)
+
+
+async def connector_remove(request: web.Request) -> web.Response:
+    lab = _lab(request)
+    try:
+        connector_id = int(request.match_info["id"])
+    except ValueError as exc:
+        raise web.HTTPNotFound() from exc
+    await lab.store.write(lambda tx: operations.remove_connector(tx, connector_id))
+    return web.json_response({"removed": connector_id})
+
+
+async def rpc_set(request: web.Request) -> web.Response:
+    lab, body = _lab(request), await _body(request)
+    a, b, allowed = _text(body, "a"), _text(body, "b"), body.get("allowed")
+    if not isinstance(allowed, bool):
+        raise Invalid("allowed must be true or false")
+    doc = await lab.store.write(lambda tx: operations.set_rpc(tx, lab.scenario, a, b, allowed))
+    return web.json_response(doc)
+
+
+async def service_action(request: web.Request) -> web.Response:
+    lab, info = _lab(request), request.match_info
+    run = info["action"] == "start"
+    doc = await lab.store.write(
+        lambda tx: operations.set_service(tx, lab.scenario, info["server"], info["service"], run)
+    )
+    lab.wake()
+    return web.json_response(doc)
+
+
 def build_app(lab: Lab) -> web.Application:
     app = web.Application(middlewares=[_errors, _auth], client_max_size=MAX_BODY)
     app[LAB] = lab
@@ -261,6 +323,13 @@ def build_app(lab: Lab) -> web.Application:
     app.router.add_get(f"{v1}/moves/{{id}}", move_show)
     app.router.add_post(f"{v1}/moves/{{id}}/complete", _move_action(moves.complete))
     app.router.add_post(f"{v1}/moves/{{id}}/fail", _move_action(moves.fail))
+    app.router.add_post(f"{v1}/queues/{{server}}/{{queue}}/retry", queue_retry)
+    app.router.add_get(f"{v1}/connectors", connector_list)
+    app.router.add_post(f"{v1}/connectors", connector_add)
+    app.router.add_delete(f"{v1}/connectors/{{id}}", connector_remove)
+    app.router.add_post(f"{v1}/rpc", rpc_set)
+    app.router.add_post(f"{v1}/services/{{server}}/{{service}}/{{action:start|stop}}",
+                        service_action)
     app.router.add_get(f"{v1}/events", event_list)
     app.router.add_get(f"{v1}/audit", audit_report)
     app.router.add_get(f"{v1}/clock", clock_show)

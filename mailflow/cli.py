@@ -14,119 +14,30 @@ import asyncio
 import datetime as dt
 import json
 import os
-import re
 import signal
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
+import time
 from pathlib import Path
 from typing import Any
 
 import aiosmtplib
 
 from mailflow import scenarios
+from mailflow.client import (
+    DEFAULT_DATA,
+    Client,
+    CliError,
+    age,
+    fields,
+    parse_duration,
+    quoted,
+    show,
+    table,
+    when,
+)
 from mailflow.errors import LabError
-from mailflow.lab import LAB_FILE, Lab, read_token
+from mailflow.lab import Lab
 from stores import db
-
-DEFAULT_DATA = "mailflow-data"
-DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
-UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-class CliError(Exception):
-    """A problem to print in one line, exiting non-zero."""
-
-
-def parse_duration(text: str) -> float:
-    match = DURATION.match(text.strip())
-    if not match:
-        raise CliError(f"not a duration: {text!r} (use e.g. 90s, 30m, 2h, 1d)")
-    return float(match.group(1)) * UNITS[match.group(2)]
-
-
-# -- finding and calling the lab -----------------------------------------------------------
-
-
-class Client:
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.data = Path(args.data)
-        self.api = args.api or os.environ.get("MAILFLOW_API")
-        if not self.api:
-            try:
-                self.api = json.loads((self.data / LAB_FILE).read_text())["api"]
-            except FileNotFoundError:
-                raise CliError(
-                    f"no running lab in {self.data} (start one with 'mailflow run',"
-                    " or pass --data DIR / --api URL)"
-                ) from None
-        self.token = os.environ.get("MAILFLOW_TOKEN") or self._token_file()
-
-    def _token_file(self) -> str | None:
-        try:
-            return read_token(self.data)
-        except FileNotFoundError:
-            return None
-
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        request = urllib.request.Request(f"{self.api}{path}", method=method)
-        if body is not None:
-            request.data = json.dumps(body).encode()
-            request.add_header("Content-Type", "application/json")
-        if method != "GET" and self.token:
-            request.add_header("Authorization", f"Bearer {self.token}")
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                payload = response.read()
-                kind = response.headers.get("Content-Type", "")
-        except urllib.error.HTTPError as exc:
-            try:
-                message = json.loads(exc.read())["error"]
-            except (ValueError, KeyError):
-                message = exc.reason
-            raise CliError(f"{exc.code}: {message}") from None
-        except OSError as exc:
-            raise CliError(f"cannot reach the lab at {self.api}: {exc}") from None
-        return json.loads(payload) if kind.startswith("application/json") else payload.decode()
-
-
-# -- output --------------------------------------------------------------------------------
-
-
-def when(epoch: float | None) -> str:
-    if epoch is None:
-        return "-"
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def age(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
-def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    if not rows:
-        return "(none)"
-    cells = [[str("-" if r.get(c) is None else r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def show(args: argparse.Namespace, doc: Any, text: str) -> None:
-    print(json.dumps(doc, indent=2) if args.json else text)
-
-
-def fields(doc: dict[str, Any], keys: list[str]) -> str:
-    width = max(len(k) for k in keys)
-    return "\n".join(f"{k.ljust(width)}  {doc.get(k)}" for k in keys)
-
-
-# -- commands ------------------------------------------------------------------------------
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -234,18 +145,12 @@ def cmd_move(args: argparse.Namespace) -> int:
         show(args, rows, table(rows, ["id", "mailbox", "source", "target", "status",
                                       "status_detail", "percent_complete"]))
     elif args.action == "show":
-        doc = client.call("GET", f"/api/v1/moves/{_need(args.id, 'ID')}")
+        doc = client.call("GET", f"/api/v1/moves/{quoted(args.id, 'ID')}")
         show(args, doc, _move_doc_text(doc))
     else:
-        doc = client.call("POST", f"/api/v1/moves/{_need(args.id, 'ID')}/{args.action}")
+        doc = client.call("POST", f"/api/v1/moves/{quoted(args.id, 'ID')}/{args.action}")
         show(args, doc, _move_doc_text(doc))
     return 0
-
-
-def _need(value: str | None, name: str) -> str:
-    if not value:
-        raise CliError(f"this command needs {name}")
-    return urllib.parse.quote(value, safe="@")
 
 
 def _when_to_epoch(client: Client, text: str) -> float:
@@ -266,7 +171,7 @@ def cmd_mailbox(args: argparse.Namespace) -> int:
         rows = client.call("GET", "/api/v1/mailboxes")
         show(args, rows, table(rows, ["address", "server", "in_transit", "message_count"]))
         return 0
-    address = _need(args.address, "ADDRESS")
+    address = quoted(args.address, "ADDRESS")
     if args.action == "show":
         doc = client.call("GET", f"/api/v1/mailboxes/{address}")
         show(args, doc, fields(doc, ["address", "display_name", "server", "store", "in_transit",
@@ -280,7 +185,7 @@ def cmd_mailbox(args: argparse.Namespace) -> int:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    doc = Client(args).call("GET", f"/api/v1/messages/{_need(args.message, 'MESSAGE-ID')}")
+    doc = Client(args).call("GET", f"/api/v1/messages/{quoted(args.message, 'MESSAGE-ID')}")
     view = [{**t, "simulated": when(t["sim_time"]), "real": when(t["real_time"])}
             for t in doc["trace"]]
     head = f"message {doc['id']} {doc['message_id']} from <{doc['mail_from']}>"
@@ -309,6 +214,74 @@ def cmd_clock(args: argparse.Namespace) -> int:
         doc = client.call("GET", "/api/v1/clock")
     show(args, doc, f"{when(doc['now'])} (x{doc['speed']:g})")
     return 0
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    client = Client(args)
+    path = f"/api/v1/queues/{quoted(args.server, 'SERVER')}/{quoted(args.queue, 'QUEUE')}"
+    if args.action == "show":
+        rows = client.call("GET", f"{path}/messages")
+        view = [{**r, "arrived": when(r["arrival_time"])} for r in rows]
+        show(args, rows, table(view, ["id", "sender", "recipient", "subject", "arrived",
+                                      "attempts", "last_error"]))
+    else:
+        doc = client.call("POST", f"{path}/retry")
+        show(args, doc, f"{doc['server']}\\{doc['queue']}: {doc['retried']} retried now")
+    return 0
+
+
+def cmd_connector(args: argparse.Namespace) -> int:
+    client = Client(args)
+    if args.action == "list":
+        rows = client.call("GET", "/api/v1/connectors")
+        show(args, rows, table(rows, ["id", "name", "type", "site_a", "site_b", "cost"]))
+    elif args.action == "add":
+        if len(args.args) != 2 or not args.type:
+            raise CliError("usage: mailflow connector add --type site|x400|smtp SITE-A SITE-B")
+        body = {"type": args.type, "site_a": args.args[0], "site_b": args.args[1],
+                "cost": args.cost, "name": args.name or ""}
+        doc = client.call("POST", "/api/v1/connectors", body)
+        show(args, doc, f"connector {doc['id']} {doc['name']!r} added")
+    else:
+        if len(args.args) != 1:
+            raise CliError("usage: mailflow connector remove ID")
+        doc = client.call("DELETE", f"/api/v1/connectors/{quoted(args.args[0], 'ID')}")
+        show(args, doc, f"connector {doc['removed']} removed")
+    return 0
+
+
+def cmd_rpc(args: argparse.Namespace) -> int:
+    body = {"a": args.a, "b": args.b, "allowed": args.action == "allow"}
+    doc = Client(args).call("POST", "/api/v1/rpc", body)
+    word = "allowed" if doc["allowed"] else "blocked"
+    show(args, doc, f"RPC between {doc['a']} and {doc['b']} {word}")
+    return 0
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    path = f"/api/v1/services/{quoted(args.server, 'SERVER')}/{args.service}/{args.action}"
+    doc = Client(args).call("POST", path)
+    show(args, doc, f"{doc['service']} on {doc['server']}:"
+                    f" {'running' if doc['running'] else 'stopped'}")
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    client = Client(args)
+    after = 0
+    while True:
+        rows = client.call("GET", f"/api/v1/events?after={after}")
+        if args.json:
+            for row in rows:
+                print(json.dumps(row), flush=True)
+        else:
+            for row in rows:
+                print(f"{when(row['sim_time'])}  {row['server']:<10} {row['source']:<14}"
+                      f" {row['event_id']:>5} {row['level']:<11} {row['text']}", flush=True)
+        after = rows[-1]["id"] if rows else after
+        if not args.follow:
+            return 0
+        time.sleep(1)  # --follow polls the lab once a second
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -382,6 +355,36 @@ def build_parser() -> argparse.ArgumentParser:
     clock.add_argument("--advance", metavar="DURATION", help="e.g. 30m: run what falls due")
     clock.set_defaults(func=cmd_clock)
 
+    queue = sub.add_parser("queue", parents=[common], help="one queue: its messages, retry")
+    queue.add_argument("action", choices=["show", "retry"])
+    queue.add_argument("server", metavar="SERVER")
+    queue.add_argument("queue", metavar="QUEUE", help="queue id: deferred, holding, mta:EX2003-A")
+    queue.set_defaults(func=cmd_queue)
+
+    connector = sub.add_parser("connector", parents=[common], help="connectors between sites")
+    connector.add_argument("action", choices=["list", "add", "remove"])
+    connector.add_argument("args", nargs="*", metavar="SITE-A SITE-B | ID")
+    connector.add_argument("--type", choices=["site", "x400", "smtp"])
+    connector.add_argument("--cost", type=int, default=1)
+    connector.add_argument("--name", help="default: '<SITE-A>-<SITE-B> <Type>'")
+    connector.set_defaults(func=cmd_connector)
+
+    rpc = sub.add_parser("rpc", parents=[common], help="allow or block RPC between servers")
+    rpc.add_argument("action", choices=["allow", "block"])
+    rpc.add_argument("a", metavar="SERVER-A")
+    rpc.add_argument("b", metavar="SERVER-B")
+    rpc.set_defaults(func=cmd_rpc)
+
+    service = sub.add_parser("service", parents=[common], help="stop or start a server's MTA")
+    service.add_argument("action", choices=["stop", "start"])
+    service.add_argument("server", metavar="SERVER")
+    service.add_argument("service", choices=["mta"])
+    service.set_defaults(func=cmd_service)
+
+    events = sub.add_parser("events", parents=[common], help="the emulated event log")
+    events.add_argument("--follow", action="store_true", help="keep printing new events")
+    events.set_defaults(func=cmd_events)
+
     send = sub.add_parser("send", parents=[common], help="send test mail over SMTP")
     send.add_argument("--to", required=True)
     send.add_argument("--server", help="endpoint to send to (default: the first server)")
@@ -399,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(parser_error)
     try:
         return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
     except CliError as exc:
         print(f"mailflow {args.command}: {exc}", file=sys.stderr)
         return 2

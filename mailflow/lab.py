@@ -25,7 +25,7 @@ from mailflow import moves
 from mailflow.errors import Conflict
 from mailflow.metrics import Metrics
 from mailflow.smtp import Endpoint, Limits
-from routing import categorizer, connectors
+from routing import categorizer, connectors, mta
 from routing.categorizer import Submission, Verdict
 from routing.transport import Transport, due_links
 from stores import db, directory
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 TOKEN_FILE = "api-token"
 LAB_FILE = "lab.json"
-# How often (real seconds) a running clock looks for due work.
+# How often (real seconds) the lab looks for due work when nothing wakes it.
 TICK_SECONDS = 0.2
 # How often (real seconds) the simulated time is saved for the next start.
 CLOCK_SAVE_SECONDS = 5.0
@@ -96,6 +96,7 @@ class Lab:
         self._known: frozenset[str] = frozenset()
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: Any = None
+        self._wake = asyncio.Event()
         self.store: Store
         self.clock: Clock
         self.transport: Transport
@@ -133,8 +134,8 @@ class Lab:
 
             self._runner, self.http_url = await api.serve(self, *self.http)
         self._write_lab_file()
-        if not self.clock.manual:
-            self._tasks.append(asyncio.get_running_loop().create_task(self._tick_loop()))
+        # Even a stopped clock has work due "now" (MTA transfers, retries forced by hand).
+        self._tasks.append(asyncio.get_running_loop().create_task(self._tick_loop()))
         await self.run_due()
 
     async def stop(self) -> None:
@@ -184,6 +185,12 @@ class Lab:
         for fact in facts:
             if fact.kind == "link":
                 self.transport.kick(fact.labels["server"], fact.labels["target"])
+            elif fact.kind == "mta":
+                self.wake()
+
+    def wake(self) -> None:
+        """Look for due work now rather than at the next tick."""
+        self._wake.set()
 
     async def run_due(self) -> int:
         """Do every piece of scheduled work whose time has come; returns how many."""
@@ -194,7 +201,11 @@ class Lab:
         return done + len(links)
 
     def _due_writes(self, tx: Tx) -> int:
-        return moves.run_due(tx, self.scenario) + categorizer.retry_due(tx, self.scenario)
+        return (
+            moves.run_due(tx, self.scenario)
+            + categorizer.retry_due(tx, self.scenario)
+            + mta.run_due(tx, self.scenario)
+        )
 
     async def settle(self) -> None:
         """Run due work and wait for the transport until nothing more happens at this instant."""
@@ -213,7 +224,9 @@ class Lab:
     async def _tick_loop(self) -> None:
         saved_at = time.monotonic()
         while True:
-            await asyncio.sleep(TICK_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
+            self._wake.clear()
             try:
                 await self.run_due()
                 if time.monotonic() - saved_at > CLOCK_SAVE_SECONDS:

@@ -16,21 +16,25 @@ import enum
 import secrets
 import sqlite3
 from dataclasses import dataclass
+from email.message import Message
 from email.parser import BytesHeaderParser
 from email.utils import formatdate
 
 from email_validator import EmailNotValidError, validate_email
 
 from routing import connectors, deferred
-from stores import directory, messages
+from stores import directory, messages, services
 from stores.db import Tx
 from stores.driver import Delivery, deliver
+from stores.errors import MapiError
 from stores.messages import Pair, PairState
 from stores.topology import Scenario, Server
 
 # Carries a pair's identity across the SMTP hop between emulated servers, so a
 # retransmission after a lost 250 is recognised instead of delivered twice.
 HOP_HEADER = b"X-Mailflow-Hop"
+# The 5.5/2000 InTransitFolder of a store, as a queue id.
+HOLDING = "holding"
 
 
 class Verdict(enum.Enum):
@@ -91,6 +95,20 @@ def _received(sub: Submission, queue_id: str, domain: str) -> bytes:
     ).encode()
 
 
+def priority(headers: Message) -> str:
+    """X.400 priority from the Priority, Importance or X-Priority header (RFC 2156 mapping)."""
+    value = str(headers.get("Priority", "")).strip().lower()
+    if value in ("urgent", "non-urgent", "normal"):
+        return value
+    importance = str(headers.get("Importance", "")).strip().lower()
+    x_priority = str(headers.get("X-Priority", "")).strip()[:1]
+    if importance == "high" or x_priority in ("1", "2"):
+        return "urgent"
+    if importance == "low" or x_priority in ("4", "5"):
+        return "non-urgent"
+    return "normal"
+
+
 def _split_hop(data: bytes) -> tuple[str | None, bytes]:
     """Take our hop header off the top of a message, if it is there."""
     prefix = HOP_HEADER + b": "
@@ -112,7 +130,7 @@ def accept(tx: Tx, scenario: Scenario, sub: Submission) -> str:
     headers = BytesHeaderParser().parsebytes(data)
     tx.conn.execute(
         "INSERT INTO messages(id, message_id, mail_from, subject, size, raw, accepted_server,"
-        " accepted_at, accepted_real) VALUES (?,?,?,?,?,?,?,?,?)",
+        " accepted_at, accepted_real, priority) VALUES (?,?,?,?,?,?,?,?,?,?)",
         (
             queue_id,
             str(headers.get("Message-ID", "")).strip(),
@@ -123,6 +141,7 @@ def accept(tx: Tx, scenario: Scenario, sub: Submission) -> str:
             sub.server,
             tx.now,
             tx.real,
+            priority(headers),
         ),
     )
     tx.note("accepted", server=sub.server)
@@ -195,18 +214,18 @@ def route(tx: Tx, scenario: Scenario, pair: Pair, at: Server) -> None:
         tx.trace(pair.message, pair.rcpt, at.name, "categorized",
                  f"home {target.name}: {hop.queue}")
         tx.note("link", server=at.name, target=target.name)
-    elif hop.internal:
-        # Until routing.mta models the MTA's queues, the hop crosses in one step.
+    elif hop.mta:
         assert hop.queue is not None
-        messages.place_queued(tx, pair, at.name, hop.queue)
-        tx.trace(pair.message, pair.rcpt, at.name, "relayed",
-                 f"to {target.name} over {hop.transport}")
-        tx.note("rerouted", server=at.name, transport=hop.transport)
-        messages.place_queued(tx, pair, target.name, "local")
-        tx.trace(pair.message, pair.rcpt, target.name, "received", f"from {at.name}")
-        route(tx, scenario, pair, target)
+        to_mta(tx, pair, at, hop.queue)
     else:
         _unreachable(tx, pair, at, f"no route from site {at.site} to site {target.site}")
+
+
+def to_mta(tx: Tx, pair: Pair, at: Server, queue: str) -> None:
+    """Hand a pair to ``at``'s MTA, in queue ``queue``; routing.mta transfers it when due."""
+    messages.place_queued(tx, pair, at.name, queue, next_attempt=tx.now)
+    tx.trace(pair.message, pair.rcpt, at.name, "categorized", f"MTA queue {queue}")
+    tx.note("mta", server=at.name)
 
 
 def _deliver_locally(tx: Tx, scenario: Scenario, pair: Pair, at: Server) -> None:
@@ -226,11 +245,25 @@ def _deliver_locally(tx: Tx, scenario: Scenario, pair: Pair, at: Server) -> None
         tx.event(
             "MSExchangeIS", 9660, "Error", at.name,
             f"User {pair.mailbox} failed to log on because their mailbox is in the process"
-            " of being moved.",
+            " of being moved.", category="General",
         )
-        deferred.defer(tx, pair, at.name, scenario.defaults.deferred_retry_seconds, result.error)
+        if at.legacy:
+            _hold(tx, pair, at, result.error)
+        else:
+            deferred.defer(tx, pair, at.name, scenario.defaults.deferred_retry_seconds,
+                           result.error)
     else:
         _unreachable(tx, pair, at, result.error.describe())
+
+
+def _hold(tx: Tx, pair: Pair, at: Server, error: MapiError) -> None:
+    """5.5/2000: the store writes the mail into the mailbox's InTransitFolder (Q277911)."""
+    messages.place_queued(tx, pair, at.name, HOLDING, last_error=f"{error.describe()}: held in"
+                          " the InTransitFolder until the move ends")
+    pair.first_refused_at = tx.now
+    tx.conn.execute("UPDATE pairs SET first_refused_at=? WHERE id=?", (tx.now, pair.id))
+    tx.trace(pair.message, pair.rcpt, at.name, "held", "InTransitFolder (queue holding)")
+    tx.note("deferred", server=at.name, queue=HOLDING)
 
 
 def _unreachable(tx: Tx, pair: Pair, at: Server, why: str) -> None:
@@ -239,12 +272,26 @@ def _unreachable(tx: Tx, pair: Pair, at: Server, why: str) -> None:
 
 
 def release(tx: Tx, scenario: Scenario, mailbox: str) -> int:
-    """PR_IN_TRANSIT was cleared: route every pair parked for ``mailbox`` again, now."""
+    """PR_IN_TRANSIT was cleared: route every pair deferred for ``mailbox`` again, now.
+
+    A 2003 store whose MTA is stopped still waits for it (KB 924567): the flush
+    goes ahead only when the flush time-out has run out.
+    """
     held = deferred.held_for(tx.conn, mailbox)
     for pair in held:
-        assert pair.queue is not None
-        tx.trace(pair.message, pair.rcpt, pair.server, "released", f"from {pair.queue}")
-        tx.note("released", server=pair.server, queue=pair.queue)
+        if scenario.server(pair.server).version == "2003" and not services.running(
+            tx.conn, pair.server, "mta"
+        ):
+            flush_at = tx.now + scenario.defaults.mta_flush_timeout_seconds
+            tx.conn.execute(
+                "UPDATE pairs SET next_attempt=?, last_error=? WHERE id=?",
+                (flush_at, "in-transit flush waiting for the stopped MTA (KB 924567)", pair.id),
+            )
+            tx.trace(pair.message, pair.rcpt, pair.server, "flush-wait",
+                     "MTA stopped: released when the flush time-out runs out")
+            continue
+        tx.trace(pair.message, pair.rcpt, pair.server, "released", f"from {deferred.QUEUE}")
+        tx.note("released", server=pair.server, queue=deferred.QUEUE)
         route(tx, scenario, pair, scenario.server(pair.server))
     return len(held)
 

@@ -25,22 +25,60 @@ class Hop:
     queue: str | None
 
     @property
-    def internal(self) -> bool:
-        """Hops the MTA carries; until routing.mta models it these cross in one step."""
+    def mta(self) -> bool:
+        """Hops the MTA carries, through its queues ``mta:<SERVER>`` and ``mta:x400:<NAME>``."""
         return self.transport in ("rpc", "x400")
 
 
 def seed(conn: sqlite3.Connection, scenario: Scenario) -> None:
     for spec in scenario.connectors:
         name = spec.name or f"{spec.site_a}-{spec.site_b} {spec.type}"
-        conn.execute(
-            "INSERT INTO connectors(type, site_a, site_b, cost, name) VALUES (?,?,?,?,?)",
-            (spec.type, spec.site_a, spec.site_b, spec.cost, name),
-        )
+        add(conn, spec.type, spec.site_a, spec.site_b, spec.cost, name)
     for a, b in scenario.rpc_allow:
-        conn.execute(
-            "INSERT OR REPLACE INTO rpc(server_a, server_b, allowed) VALUES (?,?,1)", (a, b)
-        )
+        set_rpc(conn, a, b, allowed=True)
+
+
+def add(conn: sqlite3.Connection, kind: str, site_a: str, site_b: str, cost: int, name: str) -> int:
+    cur = conn.execute(
+        "INSERT INTO connectors(type, site_a, site_b, cost, name) VALUES (?,?,?,?,?)",
+        (kind, site_a, site_b, cost, name),
+    )
+    assert cur.lastrowid is not None
+    return cur.lastrowid
+
+
+def remove(conn: sqlite3.Connection, connector_id: int) -> bool:
+    return conn.execute("DELETE FROM connectors WHERE id=?", (connector_id,)).rowcount == 1
+
+
+def by_name(conn: sqlite3.Connection, name: str) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM connectors WHERE name=?", (name,)
+    ).fetchone()
+    return row
+
+
+def set_rpc(conn: sqlite3.Connection, a: str, b: str, *, allowed: bool) -> None:
+    """Allow or block RPC between two servers, overriding what sites and connectors imply."""
+    first, second = sorted((a, b))
+    conn.execute(
+        "INSERT INTO rpc(server_a, server_b, allowed) VALUES (?,?,?)"
+        " ON CONFLICT(server_a, server_b) DO UPDATE SET allowed=excluded.allowed",
+        (first, second, int(allowed)),
+    )
+
+
+def rpc_possible(conn: sqlite3.Connection, a: Server, b: Server) -> bool:
+    """RPC binds within a site or over a site connector, unless set otherwise for the pair."""
+    first, second = sorted((a.name, b.name))
+    row = conn.execute(
+        "SELECT allowed FROM rpc WHERE server_a=? AND server_b=?", (first, second)
+    ).fetchone()
+    if row is not None:
+        return bool(row[0])
+    if a.site == b.site:
+        return True
+    return any(c["type"] == "site" for c in _connectors(conn, a.site, b.site))
 
 
 def _connectors(conn: sqlite3.Connection, site_a: str, site_b: str) -> list[sqlite3.Row]:
@@ -53,10 +91,13 @@ def _connectors(conn: sqlite3.Connection, site_a: str, site_b: str) -> list[sqli
     )
 
 
-def next_hop(conn: sqlite3.Connection, source: Server, home: Server) -> Hop:
+def next_hop(
+    conn: sqlite3.Connection, source: Server, home: Server, *, mta: bool = False
+) -> Hop:
+    """The routing table's choice; ``mta`` asks for the MTA's own choice (XAPI connections only)."""
     if source.name == home.name:
         return Hop("local", home.name, "local")
-    speaks_smtp = source.version != "5.5" and home.version != "5.5"
+    speaks_smtp = not mta and source.version != "5.5" and home.version != "5.5"
     if source.site == home.site:
         if speaks_smtp:
             return Hop("smtp", home.name, f"smtp:{home.name}")

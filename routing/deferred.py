@@ -52,8 +52,7 @@ def due(conn: sqlite3.Connection, now: float) -> list[Pair]:
 
 
 def held_for(conn: sqlite3.Connection, mailbox: str) -> list[Pair]:
-    """Every unfrozen pair parked for ``mailbox``, on any server."""
+    """Every unfrozen pair deferred for ``mailbox``, on any server."""
     return messages.load(
-        conn, "p.mailbox = ? AND p.state = ? AND p.frozen = 0 ORDER BY p.id",
-        (mailbox, PairState.DEFERRED.value),
+        conn, "p.mailbox = ? AND p.queue = ? AND p.frozen = 0 ORDER BY p.id", (mailbox, QUEUE)
     )

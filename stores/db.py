@@ -26,136 +26,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from stores.clock import Clock
+from stores.schema import MIGRATIONS
 
 T = TypeVar("T")
-
-# Each entry migrates the schema from version N to N+1.
-MIGRATIONS: list[str] = [
-    """
-    CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE mailboxes(
-        address TEXT PRIMARY KEY,
-        display_name TEXT NOT NULL,
-        server TEXT NOT NULL,
-        legacy_dn TEXT NOT NULL,
-        home_mdb TEXT NOT NULL,
-        home_mta TEXT NOT NULL,
-        home_server_name TEXT NOT NULL,
-        proxy_addresses TEXT NOT NULL,
-        attributes TEXT NOT NULL
-    );
-    CREATE TABLE proxy_addresses(address TEXT PRIMARY KEY, mailbox TEXT NOT NULL);
-    CREATE TABLE store_mailboxes(
-        server TEXT NOT NULL,
-        mailbox TEXT NOT NULL,
-        in_transit INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY(server, mailbox)
-    );
-    CREATE TABLE messages(
-        id TEXT PRIMARY KEY,
-        message_id TEXT NOT NULL,
-        mail_from TEXT NOT NULL,
-        subject TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        raw BLOB NOT NULL,
-        accepted_server TEXT NOT NULL,
-        accepted_at REAL NOT NULL,
-        accepted_real REAL NOT NULL
-    );
-    CREATE TABLE pairs(
-        id INTEGER PRIMARY KEY,
-        message TEXT NOT NULL REFERENCES messages(id),
-        rcpt TEXT NOT NULL,
-        mailbox TEXT,
-        state TEXT NOT NULL,
-        server TEXT NOT NULL,
-        queue TEXT,
-        queued_at REAL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_attempt REAL,
-        last_error TEXT,
-        first_refused_at REAL,
-        hop_token TEXT,
-        frozen INTEGER NOT NULL DEFAULT 0,
-        UNIQUE(message, rcpt)
-    );
-    CREATE INDEX pairs_by_queue ON pairs(server, queue, next_attempt) WHERE queue IS NOT NULL;
-    CREATE INDEX pairs_by_mailbox ON pairs(mailbox, state);
-    CREATE INDEX pairs_by_hop ON pairs(hop_token) WHERE hop_token IS NOT NULL;
-    CREATE TABLE items(
-        id INTEGER PRIMARY KEY,
-        server TEXT NOT NULL,
-        mailbox TEXT NOT NULL,
-        folder TEXT NOT NULL,
-        pair INTEGER UNIQUE REFERENCES pairs(id),
-        message TEXT,
-        size INTEGER NOT NULL,
-        delivered_at REAL NOT NULL
-    );
-    CREATE INDEX items_by_mailbox ON items(mailbox, server);
-    CREATE TABLE trace(
-        id INTEGER PRIMARY KEY,
-        message TEXT NOT NULL,
-        rcpt TEXT,
-        server TEXT NOT NULL,
-        stage TEXT NOT NULL,
-        detail TEXT NOT NULL,
-        sim_time REAL NOT NULL,
-        real_time REAL NOT NULL
-    );
-    CREATE INDEX trace_by_message ON trace(message);
-    CREATE TABLE events(
-        id INTEGER PRIMARY KEY,
-        source TEXT NOT NULL,
-        event_id INTEGER NOT NULL,
-        level TEXT NOT NULL,
-        server TEXT NOT NULL,
-        text TEXT NOT NULL,
-        sim_time REAL NOT NULL,
-        real_time REAL NOT NULL
-    );
-    CREATE TABLE queue_state(
-        server TEXT NOT NULL,
-        queue TEXT NOT NULL,
-        status TEXT NOT NULL,
-        next_retry REAL,
-        last_error TEXT,
-        PRIMARY KEY(server, queue)
-    );
-    CREATE TABLE connectors(
-        id INTEGER PRIMARY KEY,
-        type TEXT NOT NULL,
-        site_a TEXT NOT NULL,
-        site_b TEXT NOT NULL,
-        cost INTEGER NOT NULL,
-        name TEXT NOT NULL
-    );
-    CREATE TABLE rpc(
-        server_a TEXT NOT NULL,
-        server_b TEXT NOT NULL,
-        allowed INTEGER NOT NULL,
-        PRIMARY KEY(server_a, server_b)
-    );
-    CREATE TABLE moves(
-        id TEXT PRIMARY KEY,
-        mailbox TEXT NOT NULL,
-        source TEXT NOT NULL,
-        target TEXT NOT NULL,
-        engine TEXT NOT NULL,
-        status TEXT NOT NULL,
-        status_detail TEXT NOT NULL,
-        hold INTEGER NOT NULL,
-        percent_complete INTEGER NOT NULL DEFAULT 0,
-        created_at REAL NOT NULL,
-        start_at REAL NOT NULL,
-        due_at REAL,
-        finished_at REAL,
-        options TEXT NOT NULL,
-        history TEXT NOT NULL
-    );
-    CREATE INDEX moves_by_mailbox ON moves(mailbox, status);
-    """,
-]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -194,11 +67,13 @@ class Tx:
             (message, rcpt, server, stage, detail, self.now, self.real),
         )
 
-    def event(self, source: str, event_id: int, level: str, server: str, text: str) -> None:
+    def event(
+        self, source: str, event_id: int, level: str, server: str, text: str, category: str = ""
+    ) -> None:
         self.conn.execute(
-            "INSERT INTO events(source, event_id, level, server, text, sim_time, real_time)"
-            " VALUES (?,?,?,?,?,?,?)",
-            (source, event_id, level, server, text, self.now, self.real),
+            "INSERT INTO events(source, event_id, level, category, server, text, sim_time,"
+            " real_time) VALUES (?,?,?,?,?,?,?,?)",
+            (source, event_id, level, category, server, text, self.now, self.real),
         )
         self.note("event", server=server, source=source, event_id=str(event_id))
 

@@ -115,24 +115,29 @@ def smtp_addresses(conn: sqlite3.Connection) -> frozenset[str]:
 
 
 def rehome(conn: sqlite3.Connection, scenario: Scenario, address: str, target: Server) -> None:
-    """The directory update of a completed move (seed 000, step 6)."""
-    row = conn.execute("SELECT attributes FROM mailboxes WHERE address=?", (address,)).fetchone()
-    attributes = json.loads(row[0])
-    if target.version in ("5.5", "2000"):
+    """The directory update of a completed move (seed 000, step 6).
+
+    A move to another site (administrative group) also gets a legacyExchangeDN
+    there and keeps the old one as an X500 proxy address (seed 004).
+    """
+    row = conn.execute(
+        "SELECT server, legacy_dn, proxy_addresses, attributes FROM mailboxes WHERE address=?",
+        (address,),
+    ).fetchone()
+    attributes = json.loads(row["attributes"])
+    if target.legacy:
         for name in WIRELESS_ATTRIBUTES:
             attributes.pop(name, None)
+    legacy, proxies = row["legacy_dn"], json.loads(row["proxy_addresses"])
+    if scenario.server(row["server"]).site != target.site:
+        proxies.append(f"X500:{legacy}")
+        legacy = legacy_dn(scenario, target.site, legacy.rsplit("/cn=", 1)[1])
     home = home_attributes(scenario, target)
     conn.execute(
-        "UPDATE mailboxes SET server=?, home_mdb=?, home_mta=?, home_server_name=?, attributes=?"
-        " WHERE address=?",
-        (
-            target.name,
-            home["home_mdb"],
-            home["home_mta"],
-            home["home_server_name"],
-            json.dumps(attributes),
-            address,
-        ),
+        "UPDATE mailboxes SET server=?, home_mdb=?, home_mta=?, home_server_name=?, legacy_dn=?,"
+        " proxy_addresses=?, attributes=? WHERE address=?",
+        (target.name, home["home_mdb"], home["home_mta"], home["home_server_name"], legacy,
+         json.dumps(proxies), json.dumps(attributes), address),
     )
 
 

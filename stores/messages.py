@@ -88,12 +88,14 @@ class Pair:
     state: PairState
     server: str
     queue: str | None
+    queued_at: float | None
     attempts: int
     next_attempt: float | None
     first_refused_at: float | None
     frozen: bool
     accepted_at: float
     size: int
+    priority: str
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Pair:
@@ -105,17 +107,20 @@ class Pair:
             state=PairState(row["state"]),
             server=row["server"],
             queue=row["queue"],
+            queued_at=row["queued_at"],
             attempts=row["attempts"],
             next_attempt=row["next_attempt"],
             first_refused_at=row["first_refused_at"],
             frozen=bool(row["frozen"]),
             accepted_at=row["accepted_at"],
             size=row["size"],
+            priority=row["priority"],
         )
 
 
 PAIR_SELECT = (
-    "SELECT p.*, m.accepted_at, m.size FROM pairs p JOIN messages m ON m.id = p.message"
+    "SELECT p.*, m.accepted_at, m.size, m.priority FROM pairs p"
+    " JOIN messages m ON m.id = p.message"
 )
 
 

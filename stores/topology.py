@@ -61,6 +61,15 @@ class Defaults:
     move_bytes_per_second: float = 1024.0 * 1024.0
     # Size of each pre-existing mailbox item.
     item_size: int = 4096
+    # 5.5/2000 MTA (exchange-facts.md, "MTA defaults"): open interval and max open retries,
+    # and the message timeouts by priority.
+    mta_open_interval_seconds: float = 600.0
+    mta_max_open_retries: int = 144
+    mta_timeout_urgent_seconds: float = 2 * 86400.0
+    mta_timeout_normal_seconds: float = 7 * 86400.0
+    mta_timeout_nonurgent_seconds: float = 10 * 86400.0
+    # KB 924567: a 2003 store flushing its in-transit mail waits this long for a disabled MTA.
+    mta_flush_timeout_seconds: float = 150 * 60.0
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Hypothesis drives a real lab: sends over SMTP, moves started, completed and failed, restarts.
 
 Whatever the sequence, the audit holds, nothing is delivered twice, and the
-only mail still queued is mail parked for a mailbox that is in transit.
+only mail still queued is mail parked for a mailbox that is in transit, or
+mail stuck in an MTA RPC queue to a server it has no RPC path to (seed 003).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from mailflow import moves
 from mailflow.lab import Lab
+from routing import connectors
 from stores.audit import audit
 from tests.conftest import make_lab
 from tests.helpers import send
@@ -81,6 +83,12 @@ class LabMachine(RuleBasedStateMachine):
         self.lab = self._start()
         self._run(self.lab.settle())
 
+    @rule()
+    def add_site_connector(self) -> None:
+        self._run(self.lab.store.write(
+            lambda tx: connectors.add(tx.conn, "site", "REDMOND", "LONDON", 1, "fix")))
+        self._run(self.lab.advance(self.lab.scenario.defaults.mta_open_interval_seconds))
+
     @rule(minutes=st.integers(1, 120))
     def advance(self, minutes: int) -> None:
         self._run(self.lab.advance(minutes * 60))
@@ -98,11 +106,18 @@ class LabMachine(RuleBasedStateMachine):
         assert report.clean, report.problems
         assert report.accepted == self.sent
         waiting = self.lab.store.read_sync(lambda c: c.execute(
-            "SELECT p.queue, p.mailbox, s.in_transit FROM pairs p LEFT JOIN store_mailboxes s"
-            " ON s.server = p.server AND s.mailbox = p.mailbox WHERE p.queue IS NOT NULL"
+            "SELECT p.server, p.queue, p.mailbox, s.in_transit FROM pairs p"
+            " LEFT JOIN store_mailboxes s ON s.server = p.server AND s.mailbox = p.mailbox"
+            " WHERE p.queue IS NOT NULL"
         ).fetchall())
-        for queue, mailbox, in_transit in waiting:
-            assert queue == "deferred" and in_transit == 1 and mailbox in self.active
+        for server, queue, mailbox, in_transit in waiting:
+            if queue.startswith("mta:"):
+                at, target = (self.lab.scenario.server(n) for n in (server, queue[4:]))
+                assert not self.lab.store.read_sync(
+                    lambda c, a=at, t=target: connectors.rpc_possible(c, a, t))
+            else:
+                assert queue in ("deferred", "holding") and in_transit == 1
+                assert mailbox in self.active
         delivered = self.lab.store.read_sync(
             lambda c: c.execute("SELECT COUNT(*), COUNT(DISTINCT pair) FROM items"
                                 " WHERE pair IS NOT NULL").fetchone())

@@ -94,7 +94,9 @@ class PairMachine(RuleBasedStateMachine):
     def accept(self) -> None:
         self.count += 1
         message = f"M{self.count}"
-        self.conn.execute("INSERT INTO messages VALUES (?, '', '', '', 1, x'', 'A', 0, 0)",
+        self.conn.execute("INSERT INTO messages(id, message_id, mail_from, subject, size, raw,"
+                          " accepted_server, accepted_at, accepted_real)"
+                          " VALUES (?, '', '', '', 1, x'', 'A', 0, 0)",
                           (message,))
         self.conn.execute("INSERT INTO pairs(message, rcpt, state, server, queue, queued_at)"
                           " VALUES (?, 'r', 'local', 'A', 'local', 0)", (message,))

@@ -19,7 +19,7 @@ from typing import Any
 
 from mailflow.errors import Conflict, Invalid, NotFound
 from mailflow.moves.states import FINAL, MoveStatus, transition
-from routing import categorizer
+from routing import categorizer, mta
 from stores import directory
 from stores import mailbox as stores_mailbox
 from stores.db import Tx
@@ -116,7 +116,14 @@ def complete(tx: Tx, scenario: Scenario, move_id: str) -> None:
     tx.note("move_duration", tx.now - row["start_at"], engine=row["engine"])
     tx.event("mailflow", EVENT_COMPLETED, "Information", target,
              f"Move {move_id} of {mailbox} to {target} completed; directory updated.")
+    _release(tx, scenario, mailbox)
+
+
+def _release(tx: Tx, scenario: Scenario, mailbox: str) -> None:
+    """PR_IN_TRANSIT is clear: deferred mail goes back to the categorizer, InTransitFolder
+    mail to the MTA."""
     categorizer.release(tx, scenario, mailbox)
+    mta.release_holding(tx, scenario, mailbox)
 
 
 def fail(tx: Tx, scenario: Scenario, move_id: str, reason: str = "Failed by the operator") -> None:
@@ -130,7 +137,7 @@ def fail(tx: Tx, scenario: Scenario, move_id: str, reason: str = "Failed by the 
         stores_mailbox.set_in_transit(tx.conn, source, mailbox, False)
     tx.event("mailflow", EVENT_FAILED, "Error", source,
              f"Move {move_id} of {mailbox} failed and was rolled back: {reason}.")
-    categorizer.release(tx, scenario, mailbox)
+    _release(tx, scenario, mailbox)
 
 
 def run_due(tx: Tx, scenario: Scenario) -> int:

@@ -1,0 +1,108 @@
+"""Operator actions on a running lab: connectors, RPC, services and queue retries.
+
+In: validated requests from the API. Out: the change in the store, an event
+where Exchange would have logged one, and nothing else: the scheduler and the
+transport pick up whatever the change made due.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from mailflow.errors import Conflict, Invalid, NotFound
+from routing import connectors, mta, queues
+from stores import services
+from stores.db import Tx
+from stores.topology import CONNECTOR_TYPES, Scenario
+
+_TYPE_LABELS = {"site": "Site", "x400": "X.400", "smtp": "SMTP"}
+
+
+def _site(scenario: Scenario, name: str) -> str:
+    for site in scenario.sites:
+        if site.upper() == name.upper():
+            return site
+    raise NotFound(f"no site {name!r}; sites: {', '.join(scenario.sites)}")
+
+
+def _server(scenario: Scenario, name: str) -> str:
+    if not scenario.has_server(name):
+        raise NotFound(f"no server {name!r}")
+    return scenario.server(name).name
+
+
+def add_connector(
+    tx: Tx, scenario: Scenario, kind: str, site_a: str, site_b: str, cost: int, name: str
+) -> dict[str, Any]:
+    if kind not in CONNECTOR_TYPES:
+        raise Invalid(f"type must be one of {', '.join(CONNECTOR_TYPES)}")
+    a, b = _site(scenario, site_a), _site(scenario, site_b)
+    if a == b:
+        raise Invalid("a connector joins two different sites")
+    if cost < 1:
+        raise Invalid("cost must be at least 1")
+    name = name or f"{a}-{b} {_TYPE_LABELS[kind]}"
+    if connectors.by_name(tx.conn, name) is not None:
+        raise Conflict(f"a connector named {name!r} exists")
+    connector_id = connectors.add(tx.conn, kind, a, b, cost, name)
+    tx.event("mailflow", 1010, "Information", "-", f"{_TYPE_LABELS[kind]} connector {name!r}"
+             f" between {a} and {b} (cost {cost}) created.")
+    return dict(tx.conn.execute("SELECT * FROM connectors WHERE id=?", (connector_id,)).fetchone())
+
+
+def remove_connector(tx: Tx, connector_id: int) -> None:
+    row = tx.conn.execute("SELECT name FROM connectors WHERE id=?", (connector_id,)).fetchone()
+    if row is None or not connectors.remove(tx.conn, connector_id):
+        raise NotFound(f"no connector {connector_id}")
+    tx.event("mailflow", 1011, "Information", "-", f"Connector {row[0]!r} removed.")
+
+
+def set_rpc(tx: Tx, scenario: Scenario, a: str, b: str, allowed: bool) -> dict[str, Any]:
+    first, second = _server(scenario, a), _server(scenario, b)
+    if first == second:
+        raise Invalid("RPC is always possible from a server to itself")
+    connectors.set_rpc(tx.conn, first, second, allowed=allowed)
+    word = "allowed" if allowed else "blocked"
+    tx.event("mailflow", 1012, "Information", first, f"RPC between {first} and {second} {word}.")
+    return {"a": first, "b": second, "allowed": allowed}
+
+
+def set_service(tx: Tx, scenario: Scenario, server: str, service: str, run: bool) -> dict[str, Any]:
+    name = _server(scenario, server)
+    if service not in services.SERVICES:
+        raise NotFound(f"no service {service!r}; services: {', '.join(services.SERVICES)}")
+    if services.running(tx.conn, name, service) == run:
+        raise Conflict(f"{service} on {name} is already {'running' if run else 'stopped'}")
+    services.set_running(tx.conn, name, service, run)
+    tx.event("Service Control Manager", 7036, "Information", name,
+             f"The Microsoft Exchange MTA Stacks service entered the"
+             f" {'running' if run else 'stopped'} state.")
+    if run:
+        # What waited for this MTA goes now: InTransitFolders and a 2003 in-transit flush.
+        mta.release_holding(tx, scenario, "", server=name)
+        tx.conn.execute(
+            "UPDATE pairs SET next_attempt=? WHERE server=? AND queue='deferred' AND NOT EXISTS"
+            " (SELECT 1 FROM store_mailboxes s WHERE s.server = pairs.server"
+            " AND s.mailbox = pairs.mailbox AND s.in_transit = 1)", (tx.now, name),
+        )
+    return {"server": name, "service": service, "running": run}
+
+
+def retry_queue(tx: Tx, scenario: Scenario, server: str, queue: str) -> int:
+    """Force Connection: every unfrozen message of the queue is tried at once."""
+    name = _server(scenario, server)
+    count = tx.conn.execute(
+        "UPDATE pairs SET next_attempt=? WHERE server=? AND queue=? AND frozen=0",
+        (tx.now, name, queue),
+    ).rowcount
+    if not count and queues.status(tx.conn, name, queue) == queues.QueueStatus.READY:
+        raise NotFound(f"queue {queues.identity(name, queue)} holds no messages to retry")
+    tx.note("mta", server=name)
+    if queue.startswith("smtp:"):
+        tx.note("link", server=name, target=queue.removeprefix("smtp:"))
+    return count
+
+
+def list_connectors(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    return [dict(r) for r in conn.execute("SELECT * FROM connectors ORDER BY id")]

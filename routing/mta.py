@@ -1,0 +1,176 @@
+"""The Exchange 5.5/2000 MTA: its RPC and X.400 queues, transfers, retries and events.
+
+In: pairs the categorizer queued for the MTA (``mta:<SERVER>`` for RPC,
+``mta:x400:<CONNECTOR>`` for an X.400 connector), and the mail of an
+InTransitFolder (queue ``holding``) when its mailbox's move ends.
+Out: pairs transferred to the next server and routed there, or left in their
+queue in Retry after a failed open (events 9318 and 9322), or moved to
+``unreachable`` when the open retries or the message timeout run out.
+
+Released InTransitFolder mail of a 5.5 store is the MTA's blind spot (seed 003):
+it assumes the new home is in its own site and queues the mail for RPC to
+that server, which never drains when the sites share no RPC path.
+"""
+
+from __future__ import annotations
+
+from routing import categorizer, connectors, queues
+from stores import directory, messages, services
+from stores.db import Tx
+from stores.messages import Pair
+from stores.topology import Defaults, Scenario, Server
+
+RPC_SERVER_UNAVAILABLE = 1722  # NT error: "The RPC server is unavailable"
+
+
+def rpc_queue(target: str) -> str:
+    return f"mta:{target}"
+
+
+def message_timeout(defaults: Defaults, priority: str) -> float:
+    """How long the MTA keeps a message of this priority before it gives up."""
+    return {
+        "urgent": defaults.mta_timeout_urgent_seconds,
+        "non-urgent": defaults.mta_timeout_nonurgent_seconds,
+    }.get(priority, defaults.mta_timeout_normal_seconds)
+
+
+def next_open(failed_at: float, defaults: Defaults) -> float:
+    return failed_at + defaults.mta_open_interval_seconds
+
+
+def release_holding(tx: Tx, scenario: Scenario, mailbox: str, server: str | None = None) -> int:
+    """Flush InTransitFolders of ``mailbox`` (or, on ``server``, of every mailbox no longer
+    in transit there) into their store's MTA; a stopped MTA leaves them where they are."""
+    if server is None:
+        where, args = "p.mailbox = ?", (mailbox,)
+    else:
+        where = ("p.server = ? AND NOT EXISTS (SELECT 1 FROM store_mailboxes s WHERE"
+                 " s.server = p.server AND s.mailbox = p.mailbox AND s.in_transit = 1)")
+        args = (server,)
+    held = messages.load(
+        tx.conn, f"{where} AND p.queue = ? AND p.frozen = 0 ORDER BY p.id",
+        (*args, categorizer.HOLDING),
+    )
+    released = 0
+    for pair in held:
+        if not services.running(tx.conn, pair.server, "mta"):
+            continue
+        tx.trace(pair.message, pair.rcpt, pair.server, "released", "InTransitFolder to the MTA")
+        tx.note("released", server=pair.server, queue=categorizer.HOLDING)
+        _reroute(tx, scenario, pair, scenario.server(pair.server))
+        released += 1
+    return released
+
+
+def _reroute(tx: Tx, scenario: Scenario, pair: Pair, at: Server) -> None:
+    home = directory.lookup(tx.conn, pair.rcpt)
+    target = None if home is None else scenario.server(home.server)
+    if target is None or target.name == at.name:
+        categorizer.route(tx, scenario, pair, at)
+    elif at.version == "5.5":
+        categorizer.to_mta(tx, pair, at, rpc_queue(target.name))
+    else:
+        hop = connectors.next_hop(tx.conn, at, target, mta=True)
+        if hop.queue is None:
+            categorizer.route(tx, scenario, pair, at)
+        else:
+            categorizer.to_mta(tx, pair, at, hop.queue)
+
+
+def run_due(tx: Tx, scenario: Scenario) -> int:
+    """Open every MTA queue with mail due, on servers whose MTA runs; returns pairs handled."""
+    handled = 0
+    for server, queue in tx.conn.execute(
+        "SELECT DISTINCT server, queue FROM pairs WHERE queue LIKE 'mta:%' AND frozen = 0"
+        " AND next_attempt <= ?", (tx.now,)
+    ).fetchall():
+        if services.running(tx.conn, server, "mta"):
+            handled += _open(tx, scenario, scenario.server(server), queue)
+    return handled
+
+
+def _open(tx: Tx, scenario: Scenario, at: Server, queue: str) -> int:
+    pairs = messages.load(
+        tx.conn, "p.server = ? AND p.queue = ? AND p.frozen = 0 AND p.next_attempt <= ?"
+        " ORDER BY p.id", (at.name, queue, tx.now),
+    )
+    pairs = [p for p in pairs if not _expired(tx, scenario, p, at)]
+    if not pairs:
+        return 1
+    if queue.startswith("mta:x400:"):
+        _over_x400(tx, scenario, at, queue, pairs)
+        return len(pairs)
+    target = scenario.server(queue.removeprefix("mta:"))
+    if connectors.rpc_possible(tx.conn, at, target) and services.running(
+        tx.conn, target.name, "mta"
+    ):
+        for pair in pairs:
+            _arrive(tx, scenario, pair, at, target, "rpc")
+        if queues.status(tx.conn, at.name, queue) == queues.QueueStatus.RETRY:
+            queues.set_status(tx.conn, at.name, queue, queues.QueueStatus.READY)
+    else:
+        _open_failed(tx, scenario, at, target, queue, pairs)
+    return len(pairs)
+
+
+def _over_x400(tx: Tx, scenario: Scenario, at: Server, queue: str, pairs: list[Pair]) -> None:
+    connector = connectors.by_name(tx.conn, queue.removeprefix("mta:x400:"))
+    for pair in pairs:
+        home = directory.lookup(tx.conn, pair.rcpt)
+        target = None if home is None else scenario.server(home.server)
+        far_site = None if connector is None else (
+            connector["site_b"] if connector["site_a"] == at.site else connector["site_a"]
+        )
+        if target is not None and target.site == far_site:
+            _arrive(tx, scenario, pair, at, target, "x400")
+        else:
+            # The connector is gone or the mailbox moved: route the pair again from here.
+            categorizer.route(tx, scenario, pair, at)
+
+
+def _arrive(tx: Tx, scenario: Scenario, pair: Pair, at: Server, target: Server,
+            transport: str) -> None:
+    messages.place_queued(tx, pair, target.name, "local")
+    tx.trace(pair.message, pair.rcpt, at.name, "relayed", f"to {target.name} over {transport}")
+    tx.trace(pair.message, pair.rcpt, target.name, "received", f"from {at.name} MTA")
+    tx.note("rerouted", server=at.name, transport=transport)
+    categorizer.route(tx, scenario, pair, target)
+
+
+def _open_failed(tx: Tx, scenario: Scenario, at: Server, target: Server, queue: str,
+                 pairs: list[Pair]) -> None:
+    """An RPC bind that cannot succeed: events 9318 and 9322, then Retry (exchange-facts.md)."""
+    code = RPC_SERVER_UNAVAILABLE
+    tx.event("MSExchangeMTA", 9318, "Warning", at.name,
+             "An RPC communications error occurred. Unable to bind over RPC. Locality Table"
+             f" (LTAB) index: 0, NT/MTA error code: {code}. Comms error {code}, Bind error"
+             f" {code}, Remote Server Name {target.name} [MTA {at.name}]", category="Interface")
+    tx.event("MSExchangeMTA", 9322, "Warning", at.name,
+             f"An MtaBindBack over RPC has failed. Remote Server Name {target.name}."
+             f" NT/MTA error code: {code}.", category="Interface")
+    for event_id in ("9318", "9322"):
+        tx.note("mta_failure", server=at.name, target=target.name, event_id=event_id)
+    retry_at = next_open(tx.now, scenario.defaults)
+    error = f"Unable to bind over RPC to {target.name} (NT/MTA error code {code})"
+    for pair in pairs:
+        messages.place_queued(tx, pair, at.name, queue, next_attempt=retry_at, last_error=error,
+                              count_attempt=True)
+    if queues.status(tx.conn, at.name, queue) != queues.QueueStatus.FROZEN:
+        queues.set_status(tx.conn, at.name, queue, queues.QueueStatus.RETRY,
+                          next_retry=retry_at, last_error=error)
+
+
+def _expired(tx: Tx, scenario: Scenario, pair: Pair, at: Server) -> bool:
+    """Past its open retries or its message timeout, the MTA gives the pair up."""
+    defaults = scenario.defaults
+    assert pair.queued_at is not None
+    if tx.now - pair.queued_at >= message_timeout(defaults, pair.priority):
+        why = f"MTA message timeout ({pair.priority}) expired"
+    elif pair.attempts >= defaults.mta_max_open_retries:
+        why = f"MTA gave up after {pair.attempts} open retries"
+    else:
+        return False
+    messages.place_queued(tx, pair, at.name, "unreachable", last_error=why)
+    tx.trace(pair.message, pair.rcpt, at.name, "unreachable", why)
+    return True
