@@ -246,7 +246,7 @@ async def queue_retry(request: web.Request) -> web.Response:
     count = await lab.store.write(
         lambda tx: operations.retry_queue(tx, lab.scenario, info["server"], info["queue"])
     )
-    lab.wake()
+    await lab.settle()
     return web.json_response({"server": info["server"], "queue": info["queue"], "retried": count})
 
 
@@ -299,7 +299,7 @@ async def service_action(request: web.Request) -> web.Response:
     doc = await lab.store.write(
         lambda tx: operations.set_service(tx, lab.scenario, info["server"], info["service"], run)
     )
-    lab.wake()
+    await lab.settle()
     return web.json_response(doc)
 
 

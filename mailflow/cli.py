@@ -236,16 +236,12 @@ def cmd_connector(args: argparse.Namespace) -> int:
         rows = client.call("GET", "/api/v1/connectors")
         show(args, rows, table(rows, ["id", "name", "type", "site_a", "site_b", "cost"]))
     elif args.action == "add":
-        if len(args.args) != 2 or not args.type:
-            raise CliError("usage: mailflow connector add --type site|x400|smtp SITE-A SITE-B")
-        body = {"type": args.type, "site_a": args.args[0], "site_b": args.args[1],
+        body = {"type": args.type, "site_a": args.site_a, "site_b": args.site_b,
                 "cost": args.cost, "name": args.name or ""}
         doc = client.call("POST", "/api/v1/connectors", body)
         show(args, doc, f"connector {doc['id']} {doc['name']!r} added")
     else:
-        if len(args.args) != 1:
-            raise CliError("usage: mailflow connector remove ID")
-        doc = client.call("DELETE", f"/api/v1/connectors/{quoted(args.args[0], 'ID')}")
+        doc = client.call("DELETE", f"/api/v1/connectors/{quoted(args.id, 'ID')}")
         show(args, doc, f"connector {doc['removed']} removed")
     return 0
 
@@ -361,13 +357,19 @@ def build_parser() -> argparse.ArgumentParser:
     queue.add_argument("queue", metavar="QUEUE", help="queue id: deferred, holding, mta:EX2003-A")
     queue.set_defaults(func=cmd_queue)
 
-    connector = sub.add_parser("connector", parents=[common], help="connectors between sites")
-    connector.add_argument("action", choices=["list", "add", "remove"])
-    connector.add_argument("args", nargs="*", metavar="SITE-A SITE-B | ID")
-    connector.add_argument("--type", choices=["site", "x400", "smtp"])
-    connector.add_argument("--cost", type=int, default=1)
-    connector.add_argument("--name", help="default: '<SITE-A>-<SITE-B> <Type>'")
-    connector.set_defaults(func=cmd_connector)
+    connector = sub.add_parser("connector", help="connectors between sites").add_subparsers(
+        dest="action", required=True)
+    connector.add_parser("list", parents=[common]).set_defaults(func=cmd_connector)
+    add = connector.add_parser("add", parents=[common], help="add a connector")
+    add.add_argument("site_a", metavar="SITE-A")
+    add.add_argument("site_b", metavar="SITE-B")
+    add.add_argument("--type", required=True, choices=["site", "x400", "smtp"])
+    add.add_argument("--cost", type=int, default=1)
+    add.add_argument("--name", help="default: '<SITE-A>-<SITE-B> <Type>'")
+    add.set_defaults(func=cmd_connector)
+    remove = connector.add_parser("remove", parents=[common], help="remove a connector")
+    remove.add_argument("id", metavar="ID")
+    remove.set_defaults(func=cmd_connector)
 
     rpc = sub.add_parser("rpc", parents=[common], help="allow or block RPC between servers")
     rpc.add_argument("action", choices=["allow", "block"])

@@ -57,6 +57,10 @@ class Metrics:
         self.rerouted = Counter("messages_rerouted", "Recipients carried to another server,"
                                 " by transport.", ["server", "transport"], namespace=ns,
                                 registry=registry)
+        self.mta_failures = Counter("mta_connection_failures", "Failed MTA opens (RPC binds),"
+                                    " by target server and the event logged.",
+                                    ["server", "target", "event_id"], namespace=ns,
+                                    registry=registry)
         self.deferral = Histogram("deferral_seconds", "Simulated seconds from the first"
                                   " ecMailboxInTransit refusal to delivery.", ["server"],
                                   namespace=ns, registry=registry, buckets=DEFERRAL_BUCKETS)
@@ -73,6 +77,7 @@ class Metrics:
             "released": self.released,
             "delivered": self.delivered,
             "rerouted": self.rerouted,
+            "mta_failure": self.mta_failures,
         }
         self._histograms: dict[str, Histogram] = {
             "deferral": self.deferral,

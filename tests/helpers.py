@@ -13,12 +13,12 @@ from mailflow.lab import Lab
 
 async def send(
     lab: Lab, server: str, to: str | list[str], *, sender: str = "tester@example.net",
-    subject: str = "test",
+    subject: str = "test", headers: str = "",
 ) -> str:
     """Send one message over SMTP; returns the 250 reply text (raises on refusal)."""
     host, port = lab.endpoint_address(server)
     rcpts = [to] if isinstance(to, str) else to
-    body = (f"From: <{sender}>\r\nTo: {', '.join(rcpts)}\r\nSubject: {subject}\r\n"
+    body = (f"From: <{sender}>\r\nTo: {', '.join(rcpts)}\r\nSubject: {subject}\r\n{headers}"
             f"Message-ID: <{subject.replace(' ', '.')}@example.net>\r\n\r\nHello.\r\n")
     async with aiosmtplib.SMTP(hostname=host, port=port, start_tls=False,
                                local_hostname="client.example.net") as smtp:
@@ -58,8 +58,31 @@ def sample(text: str, name: str, **labels: str) -> float | None:
     return None
 
 
-async def queue_depth(lab: Lab, server: str, queue: str) -> int:
+async def queue_row(lab: Lab, server: str, queue: str) -> dict[str, Any]:
     status, rows = await api(lab, "GET", "/api/v1/queues")
     assert status == 200
-    return next((r["message_count"] for r in rows
-                 if r["server"] == server and r["queue"] == queue), 0)
+    empty = {"message_count": 0, "status": "Ready"}
+    return next((r for r in rows if r["server"] == server and r["queue"] == queue), empty)
+
+
+async def queue_depth(lab: Lab, server: str, queue: str) -> int:
+    return int((await queue_row(lab, server, queue))["message_count"])
+
+
+async def events(lab: Lab, event_id: int) -> list[dict[str, Any]]:
+    status, rows = await api(lab, "GET", "/api/v1/events?limit=100000")
+    assert status == 200
+    return [r for r in rows if r["event_id"] == event_id]
+
+
+async def mailbox(lab: Lab, address: str) -> dict[str, Any]:
+    status, doc = await api(lab, "GET", f"/api/v1/mailboxes/{address}")
+    assert status == 200, doc
+    return dict(doc)
+
+
+async def hold_move(lab: Lab, address: str, target: str) -> str:
+    status, move = await api(lab, "POST", "/api/v1/moves",
+                             {"mailbox": address, "target": target, "hold": True})
+    assert status == 201, move
+    return str(move["id"])

@@ -114,3 +114,31 @@ def test_bad_scenario_is_refused_before_anything_starts(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert str(bad) in result.stderr and "servers[0].version" in result.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_operator_commands(running_lab: tuple[Path, dict[str, list[object]]]) -> None:
+    data, _ = running_lab
+    added = cli(data, "connector", "add", "--type", "site", "REDMOND", "LONDON").stdout
+    assert "'REDMOND-LONDON Site' added" in added
+    listed = json.loads(cli(data, "connector", "list", "--json").stdout)
+    assert [c["type"] for c in listed] == ["x400", "site"]
+    cli(data, "connector", "remove", str(listed[1]["id"]))
+    assert len(json.loads(cli(data, "connector", "list", "--json").stdout)) == 1
+    assert "blocked" in cli(data, "rpc", "block", "EX2003-A", "EX2003-B").stdout
+    assert "allowed" in cli(data, "rpc", "allow", "EX2003-A", "EX2003-B").stdout
+    assert "mta on EX55-LON: stopped" in cli(data, "service", "stop", "EX55-LON", "mta").stdout
+    assert cli(data, "service", "stop", "EX55-LON", "mta", check=False).returncode == 2
+    cli(data, "service", "start", "EX55-LON", "mta")
+
+    started = json.loads(cli(data, "move", "start", "dave@contoso.test", "--to", "EX2003-A",
+                             "--hold", "--json").stdout)
+    cli(data, "send", "--to", "dave@contoso.test", "--server", "EX55-LON")
+    held = json.loads(cli(data, "queue", "show", "EX55-LON", "holding", "--json").stdout)
+    assert [m["recipient"] for m in held] == ["dave@contoso.test"]
+    cli(data, "move", "complete", started["id"])
+    retried = cli(data, "queue", "retry", "EX55-LON", "mta:EX2003-A").stdout
+    assert "1 retried now" in retried
+    log = cli(data, "events").stdout
+    for needle in ("MSExchangeIS", "9660", "MSExchangeMTA", "9318", "9322",
+                   "Remote Server Name EX2003-A"):
+        assert needle in log
