@@ -61,6 +61,9 @@ def identity(server: str, queue: str) -> str:
 
 def standard_queues(server: Server) -> tuple[str, ...]:
     """Queues every server of this version always shows, even when empty."""
+    if server.legacy:
+        # 5.5/2000 park in-transit mail in the store's InTransitFolder, not an SMTP queue.
+        return ("local", "holding", "unreachable")
     return ("local", "deferred", "unreachable")
 
 
@@ -117,7 +120,8 @@ def list_queues(conn: sqlite3.Connection, scenario: Scenario, now: float) -> lis
     keys = {(s.name, q) for s in scenario.servers for q in standard_queues(s)}
     keys |= set(stats) | set(states)
     rows = []
-    for server, queue in sorted(keys):
+    order = {q: i for i, q in enumerate(("local", "deferred", "holding", "unreachable"))}
+    for server, queue in sorted(keys, key=lambda k: (k[0], order.get(k[1], len(order)), k[1])):
         stat = stats.get((server, queue))
         state = states.get((server, queue))
         count = stat[2] if stat else 0
