@@ -3,7 +3,8 @@
 Reads are open. Every request that changes state needs ``Authorization:
 Bearer <token>`` (the token in ``<data>/api-token``). Every error is JSON
 ``{"error": ..., "detail": ...}`` with a 4xx status; nothing leaks a traceback.
-Also serves ``/metrics`` for Prometheus and ``/healthz``.
+Also serves ``/metrics`` for Prometheus (OpenMetrics to a scraper that asks for it, the
+classic text format otherwise) and ``/healthz``.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import choose_encoder
 
 from mailflow import moves, operations, views
 from mailflow.errors import Invalid, LabError
+from mailflow.moves import common
+from mailflow.moves.report import xml_report
 from mailflow.moves.states import InvalidMoveTransition
+from mailflow.moves.wizard2003 import InvalidStep
 from routing import queues
 from stores.audit import audit
 from stores.messages import InvalidTransition
@@ -49,7 +53,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except LabError as exc:
         return _error(exc.status, str(exc))
-    except (InvalidTransition, InvalidMoveTransition, queues.InvalidQueueTransition) as exc:
+    except (InvalidTransition, InvalidMoveTransition, InvalidStep,
+            queues.InvalidQueueTransition) as exc:
         return _error(409, str(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -110,8 +115,10 @@ async def healthz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     lab = _lab(request)
     loop = asyncio.get_running_loop()
-    body = await loop.run_in_executor(None, generate_latest, lab.registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    # Prometheus asks for OpenMetrics first; curl and browsers get the classic text format.
+    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    body = await loop.run_in_executor(None, encode, lab.registry)
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def topology(request: web.Request) -> web.Response:
@@ -177,18 +184,52 @@ def _is_number(value: object) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _flag(body: dict[str, Any], key: str, default: bool) -> bool:
+    value = body.get(key, default)
+    if not isinstance(value, bool):
+        raise Invalid(f"{key} must be true or false")
+    return value
+
+
+def _count(body: dict[str, Any], key: str) -> int | None:
+    value = body.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or value < 0):
+        raise Invalid(f"{key} must be a whole number >= 0")
+    return value
+
+
+def _optional_text(body: dict[str, Any], key: str) -> str | None:
+    return None if body.get(key) is None else _text(body, key)
+
+
+def move_request(body: dict[str, Any]) -> moves.MoveRequest:
+    """The body of POST /api/v1/moves as a request; every field is checked."""
+    known = {"mailbox", "target", "hold", "at", "engine", "online", "bad_items",
+             "bad_item_limit", "suspend_when_ready", "fail_at", "batch", "move_host"}
+    if unknown := sorted(set(body) - known):
+        raise Invalid(f"unknown field(s): {', '.join(unknown)}")
+    return moves.MoveRequest(
+        hold=_flag(body, "hold", False),
+        at=_time_field(body, "at"),
+        engine=_optional_text(body, "engine"),
+        online=_flag(body, "online", True),
+        bad_items=_count(body, "bad_items") or 0,
+        bad_item_limit=_count(body, "bad_item_limit"),
+        suspend_when_ready=_flag(body, "suspend_when_ready", False),
+        fail_at=_optional_text(body, "fail_at"),
+        batch=_optional_text(body, "batch"),
+        move_host=_optional_text(body, "move_host"),
+    )
+
+
 async def move_create(request: web.Request) -> web.Response:
     lab = _lab(request)
     body = await _body(request)
-    address, target = body.get("mailbox"), body.get("target")
-    if not isinstance(address, str) or not isinstance(target, str):
-        raise Invalid("mailbox and target are required strings")
-    hold = body.get("hold", False)
-    if not isinstance(hold, bool):
-        raise Invalid("hold must be true or false")
-    at = _time_field(body, "at")
+    address, target = _text(body, "mailbox"), _text(body, "target")
+    wanted = move_request(body)
     move_id = await lab.store.write(
-        lambda tx: moves.start(tx, lab.scenario, address, target, hold=hold, at=at)
+        lambda tx: moves.start(tx, lab.scenario, address, target, wanted)
     )
     doc = await lab.store.read(lambda c: views.move(c, move_id, lab.clock.now()))
     return web.json_response(doc, status=201)
@@ -200,6 +241,19 @@ async def move_list(request: web.Request) -> web.Response:
 
 async def move_show(request: web.Request) -> web.Response:
     return await _read(request, views.move, request.match_info["id"], _lab(request).clock.now())
+
+
+async def move_remove(request: web.Request) -> web.Response:
+    lab, move_id = _lab(request), request.match_info["id"]
+    await lab.store.write(lambda tx: moves.remove(tx, lab.scenario, move_id))
+    return web.json_response({"removed": move_id})
+
+
+async def move_report(request: web.Request) -> web.Response:
+    report = await _lab(request).store.read(
+        lambda c: xml_report(common.row(c, request.match_info["id"]))
+    )
+    return web.Response(body=report, content_type="application/xml")
 
 
 def _move_action(action: Callable[..., None]) -> Handler:
@@ -323,6 +377,10 @@ def build_app(lab: Lab) -> web.Application:
     app.router.add_get(f"{v1}/moves/{{id}}", move_show)
     app.router.add_post(f"{v1}/moves/{{id}}/complete", _move_action(moves.complete))
     app.router.add_post(f"{v1}/moves/{{id}}/fail", _move_action(moves.fail))
+    app.router.add_post(f"{v1}/moves/{{id}}/suspend", _move_action(moves.suspend))
+    app.router.add_post(f"{v1}/moves/{{id}}/resume", _move_action(moves.resume))
+    app.router.add_delete(f"{v1}/moves/{{id}}", move_remove)
+    app.router.add_get(f"{v1}/moves/{{id}}/report", move_report)
     app.router.add_post(f"{v1}/queues/{{server}}/{{queue}}/retry", queue_retry)
     app.router.add_get(f"{v1}/connectors", connector_list)
     app.router.add_post(f"{v1}/connectors", connector_add)

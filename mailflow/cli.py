@@ -18,11 +18,10 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import aiosmtplib
 
-from mailflow import scenarios
+from mailflow import move_cli, scenarios
 from mailflow.client import (
     DEFAULT_DATA,
     Client,
@@ -121,48 +120,6 @@ def cmd_queues(args: argparse.Namespace) -> int:
     show(args, rows, table(view, ["identity", "message_count", "status", "next_retry",
                                   "oldest", "last_error"]))
     return 0
-
-
-def _move_doc_text(doc: dict[str, Any]) -> str:
-    keys = ["id", "mailbox", "source", "target", "engine", "status", "status_detail",
-            "percent_complete", "hold"]
-    history = "\n".join(f"  {when(h['time'])}  {h['status']} / {h['status_detail']}"
-                        for h in doc["history"])
-    return f"{fields(doc, keys)}\nhistory:\n{history}"
-
-
-def cmd_move(args: argparse.Namespace) -> int:
-    client = Client(args)
-    if args.action == "start":
-        body: dict[str, Any] = {"mailbox": args.id, "target": args.to, "hold": args.hold}
-        if args.at:
-            body["at"] = _when_to_epoch(client, args.at)
-        doc = client.call("POST", "/api/v1/moves", body)
-        show(args, doc, f"move {doc['id']}: {doc['status']} / {doc['status_detail']}\n"
-                        + _move_doc_text(doc))
-    elif args.action == "list":
-        rows = client.call("GET", "/api/v1/moves")
-        show(args, rows, table(rows, ["id", "mailbox", "source", "target", "status",
-                                      "status_detail", "percent_complete"]))
-    elif args.action == "show":
-        doc = client.call("GET", f"/api/v1/moves/{quoted(args.id, 'ID')}")
-        show(args, doc, _move_doc_text(doc))
-    else:
-        doc = client.call("POST", f"/api/v1/moves/{quoted(args.id, 'ID')}/{args.action}")
-        show(args, doc, _move_doc_text(doc))
-    return 0
-
-
-def _when_to_epoch(client: Client, text: str) -> float:
-    if text.startswith("+"):
-        return float(client.call("GET", "/api/v1/clock")["now"]) + parse_duration(text[1:])
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise CliError(f"--at wants an ISO time or +DURATION, not {text!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.timestamp()
 
 
 def cmd_mailbox(args: argparse.Namespace) -> int:
@@ -329,14 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
                              ("audit", cmd_audit, "prove no accepted recipient was lost")):
         sub.add_parser(name, parents=[common], help=text).set_defaults(func=func)
 
-    move = sub.add_parser("move", parents=[common], help="start and drive mailbox moves")
-    move.add_argument("action", choices=["start", "list", "show", "complete", "fail"])
-    move.add_argument("id", nargs="?", metavar="ADDRESS|ID")
-    move.add_argument("--to", help="target server (start)")
-    move.add_argument("--hold", action="store_true", help="keep the mailbox in transit until"
-                      " 'complete' or 'fail'")
-    move.add_argument("--at", help="start at an ISO time or +DURATION of simulated time")
-    move.set_defaults(func=cmd_move)
+    move_cli.add_parser(sub, common)
 
     mailbox = sub.add_parser("mailbox", parents=[common], help="mailboxes and their messages")
     mailbox.add_argument("action", choices=["list", "show", "messages"])
@@ -399,9 +349,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "move" and args.action == "start" and not (args.id and args.to):
-        parser_error = "mailflow move start: usage: mailflow move start ADDRESS --to SERVER"
-        raise SystemExit(parser_error)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

@@ -118,6 +118,9 @@ class Lab:
                 f"{self.data_dir} holds a lab of another scenario; run it without --scenario,"
                 " or give a new --data directory"
             )
+        else:
+            # Moves that were running when the last run ended: as their engines did.
+            await self.store.write(lambda tx: moves.recover(tx, self.scenario))
         self._known = await self.store.read(directory.smtp_addresses)
         self.metrics.watch_store(self.scenario, self.store.read_sync, self.clock.now)
         domain = self.scenario.domains[0]

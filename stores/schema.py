@@ -139,4 +139,12 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY(server, service)
     );
     """,
+    # 3: per-version move engines: batches, the engine's step, progress counters.
+    """
+    ALTER TABLE moves ADD COLUMN batch TEXT;
+    ALTER TABLE moves ADD COLUMN step TEXT NOT NULL DEFAULT '';
+    ALTER TABLE moves ADD COLUMN begun_at REAL;
+    ALTER TABLE moves ADD COLUMN progress TEXT NOT NULL DEFAULT '{}';
+    CREATE INDEX moves_by_status ON moves(status, due_at);
+    """,
 ]

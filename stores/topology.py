@@ -70,6 +70,15 @@ class Defaults:
     mta_timeout_nonurgent_seconds: float = 10 * 86400.0
     # KB 924567: a 2003 store flushing its in-transit mail waits this long for a disabled MTA.
     mta_flush_timeout_seconds: float = 150 * 60.0
+    # Move Mailbox wizard (seed 000, KB 821829): bad-item limit and threads per batch.
+    wizard_bad_item_limit: int = 3
+    wizard_threads: int = 4
+    # Exchange 2010 MRS (exchange-facts.md): BadItemLimit default 0, retries, concurrency.
+    mrs_bad_item_limit: int = 0
+    mrs_max_retries: int = 60
+    mrs_retry_delay_seconds: float = 30.0
+    mrs_max_active_moves_per_source_mdb: int = 5
+    mrs_max_active_moves_per_target_mdb: int = 2
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mailflow.lab import Lab
 from tests.conftest import make_lab
-from tests.helpers import api, queue_depth, send
+from tests.helpers import api, mailbox, queue_depth, send
 
 
 async def test_failed_move_rolls_back_and_delivers_at_the_source(lab: Lab) -> None:
@@ -39,7 +39,7 @@ async def test_restart_keeps_deferred_mail_and_the_held_move(tmp_path: Path) -> 
                         {"mailbox": "alice@contoso.test", "target": "EX2003-B", "hold": True})
     for n in range(3):
         await send(first, "EX2003-A", "alice@contoso.test", subject=f"before restart {n}")
-    await first.settle()
+    await first.advance(first.scenario.defaults.move_base_seconds)  # the copy ends: Held
     assert await queue_depth(first, "EX2003-A", "deferred") == 3
     await first.stop()
 
@@ -58,6 +58,31 @@ async def test_restart_keeps_deferred_mail_and_the_held_move(tmp_path: Path) -> 
         assert (alice["server"], alice["message_count"]) == ("EX2003-B", 3)
         _, report = await api(second, "GET", "/api/v1/audit")
         assert report["clean"] and report["delivered"] == 3
+    finally:
+        await second.stop()
+
+
+async def test_restart_rolls_back_a_wizard_move_caught_mid_copy(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first = make_lab(data)
+    await first.start()
+    _, move = await api(first, "POST", "/api/v1/moves",
+                        {"mailbox": "alice@contoso.test", "target": "EX2003-B"})
+    assert move["step"] == "CopyingMessages"
+    await send(first, "EX2003-A", "alice@contoso.test")
+    await first.settle()
+    await first.stop()
+
+    second = make_lab(data)
+    await second.start()
+    try:
+        await second.settle()
+        _, failed = await api(second, "GET", f"/api/v1/moves/{move['id']}")
+        assert (failed["status"], failed["step"]) == ("Failed", "RolledBack")
+        assert failed["failure_step"] == "CopyingMessages"
+        alice = await mailbox(second, "alice@contoso.test")
+        assert (alice["server"], alice["message_count"], alice["in_transit"]) == (
+            "EX2003-A", 1, False)
     finally:
         await second.stop()
 

@@ -1,63 +1,36 @@
-"""Mailbox moves: a request in; PR_IN_TRANSIT, the directory update and released mail out.
+"""Mailbox moves: requests in; PR_IN_TRANSIT, the directory update and released mail out.
 
-In: ``start``, ``complete`` and ``fail`` from the API, and ``run_due`` from
-the lab's scheduler. Out: the move's row (status, history), the store flags
-of source and target, the directory update of seed 000 step 6, and the
-release of every pair parked for the mailbox, handed to the categorizer.
-
-This is the basic engine every version shares; the version-faithful engines
-(2003 wizard, 2007 Move-Mailbox, 2010 MRS) are built on the same state machine.
-A move without ``hold`` completes by itself ``duration()`` after it begins.
+The front of the move engines. ``start`` checks a request and picks the engine
+its Exchange versions used (``common.pick_engine``) unless one is named;
+``complete``, ``fail``, ``suspend``, ``resume`` and ``remove`` act on a move
+whatever its engine; ``run_due`` lets the clock drive them all; ``recover``
+is what a restart does to moves that were running. The engines:
+``wizard2003`` (the 2003 Move Mailbox wizard, also 2007's offline
+Move-Mailbox as ``movemailbox2007``) and ``mrs2010`` (2010 move requests).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import sqlite3
-from typing import Any
 
 from mailflow.errors import Conflict, Invalid, NotFound
-from mailflow.moves.states import FINAL, MoveStatus, transition
-from routing import categorizer, mta
+from mailflow.moves import common, mrs2010, wizard2003
+from mailflow.moves.common import MoveRequest, describe
+from mailflow.moves.states import FINAL, InvalidMoveTransition, MoveStatus
 from stores import directory
-from stores import mailbox as stores_mailbox
 from stores.db import Tx
-from stores.topology import Defaults, Scenario
+from stores.topology import Scenario
 
-ENGINE = "basic"
-# mailflow's own event ids for move milestones (Exchange logged these per version).
-EVENT_STARTED, EVENT_COMPLETED, EVENT_FAILED = 1001, 1002, 1003
-
-
-def duration(defaults: Defaults, mailbox_bytes: int) -> float:
-    """Simulated seconds a move without hold takes: a fixed start-up plus the copy."""
-    return defaults.move_base_seconds + mailbox_bytes / defaults.move_bytes_per_second
+__all__ = ["MoveRequest", "complete", "describe", "fail", "recover", "remove", "resume",
+           "run_due", "start", "suspend"]
 
 
-def _row(conn: sqlite3.Connection, move_id: str) -> sqlite3.Row:
-    row: sqlite3.Row | None = conn.execute("SELECT * FROM moves WHERE id=?", (move_id,)).fetchone()
-    if row is None:
-        raise NotFound(f"no move {move_id!r}")
-    return row
-
-
-def _set_status(tx: Tx, row: sqlite3.Row, new: MoveStatus, detail: str, **fields: Any) -> None:
-    transition(row["id"], MoveStatus(row["status"]), new)
-    history = json.loads(row["history"])
-    history.append({"status": new.value, "status_detail": detail, "time": tx.now})
-    assignments = {"status": new.value, "status_detail": detail, "history": json.dumps(history)}
-    assignments.update(fields)
-    tx.conn.execute(
-        f"UPDATE moves SET {', '.join(f'{k}=?' for k in assignments)} WHERE id=?",
-        (*assignments.values(), row["id"]),
-    )
-
-
-def start(
-    tx: Tx, scenario: Scenario, address: str, target: str, *, hold: bool = False,
-    at: float | None = None,
-) -> str:
+def start(tx: Tx, scenario: Scenario, address: str, target: str,
+          request: MoveRequest | None = None) -> str:
+    request = request or MoveRequest()
     home = directory.lookup(tx.conn, address)
     if home is None:
         raise NotFound(f"no mailbox {address!r}")
@@ -66,125 +39,94 @@ def start(
     target = scenario.server(target).name
     if target == home.server:
         raise Invalid(f"{home.address} is already on {target}")
-    active = tx.conn.execute(
-        "SELECT id FROM moves WHERE mailbox=? AND status NOT IN (?,?,?)",
-        (home.address, *sorted(s.value for s in FINAL)),
-    ).fetchone()
-    if active is not None:
-        raise Conflict(f"{home.address} already has move {active[0]}")
+    engine = request.engine or common.pick_engine(
+        scenario.server(home.server).version, scenario.server(target).version)
+    if engine not in common.ENGINES:
+        raise Invalid(f"engine must be one of {', '.join(common.ENGINES)}")
+    if engine == mrs2010.ENGINE:
+        mrs2010.transient_failures(request.fail_at)
+        if request.fail_at is not None and not request.fail_at.startswith("transient:"):
+            raise Invalid("an MRS move takes fail_at transient:N")
+    else:
+        common.check_fail_at(request, wizard2003.FAIL_POINTS)
+    if request.move_host is not None and not scenario.has_server(request.move_host):
+        raise NotFound(f"no server {request.move_host!r} to run the move from")
+    if request.bad_items < 0 or (request.bad_item_limit or 0) < 0:
+        raise Invalid("bad_items and bad_item_limit must be >= 0")
+    _refuse_second_request(tx, home.address, engine)
     move_id = secrets.token_hex(4)
-    start_at = tx.now if at is None else max(at, tx.now)
+    start_at = tx.now if request.at is None else max(request.at, tx.now)
+    step = (wizard2003.Step.WAIT_FOR_SCHEDULE.value if engine != mrs2010.ENGINE else "Queued")
     history = [{"status": MoveStatus.QUEUED.value, "status_detail": "Queued", "time": tx.now}]
     tx.conn.execute(
         "INSERT INTO moves(id, mailbox, source, target, engine, status, status_detail, hold,"
-        " created_at, start_at, options, history) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-        (move_id, home.address, home.server, target, ENGINE, MoveStatus.QUEUED.value, "Queued",
-         int(hold), tx.now, start_at, json.dumps({"hold": hold, "at": at}), json.dumps(history)),
+        " created_at, start_at, options, history, batch, step)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (move_id, home.address, home.server, target, engine, MoveStatus.QUEUED.value, "Queued",
+         int(request.hold), tx.now, start_at, json.dumps(dataclasses.asdict(request)),
+         json.dumps(history), request.batch, step),
     )
-    if start_at <= tx.now:
-        _begin(tx, scenario, _row(tx.conn, move_id))
+    run_due(tx, scenario)
     return move_id
 
 
-def _begin(tx: Tx, scenario: Scenario, row: sqlite3.Row) -> None:
-    """Set PR_IN_TRANSIT on the source and create the target mailbox in transit."""
-    mailbox, source, target = row["mailbox"], row["source"], row["target"]
-    stores_mailbox.set_in_transit(tx.conn, source, mailbox, True)
-    stores_mailbox.create(tx.conn, target, mailbox, in_transit=True)
-    _, size = stores_mailbox.size(tx.conn, source, mailbox)
-    due_at = None if row["hold"] else tx.now + duration(scenario.defaults, size)
-    detail = "Held" if row["hold"] else "CopyingMessages"
-    _set_status(tx, row, MoveStatus.IN_PROGRESS, detail, due_at=due_at)
-    tx.event("mailflow", EVENT_STARTED, "Information", source,
-             f"Move {row['id']} of {mailbox} from {source} to {target} started;"
-             " PR_IN_TRANSIT set on source and target.")
+def _refuse_second_request(tx: Tx, mailbox: str, engine: str) -> None:
+    """One open move per mailbox; an MRS request blocks the next one until it is removed."""
+    clash = tx.conn.execute(
+        "SELECT id, engine, status FROM moves WHERE mailbox=? AND (status NOT IN (?,?,?)"
+        " OR engine=?)", (mailbox, *sorted(s.value for s in FINAL), mrs2010.ENGINE),
+    ).fetchone()
+    if clash is not None:
+        hint = " (remove it first)" if clash["engine"] == mrs2010.ENGINE else ""
+        raise Conflict(f"{mailbox} already has move {clash['id']}, {clash['status']}{hint}")
+
+
+def _open(tx: Tx, move_id: str, action: MoveStatus) -> sqlite3.Row:
+    move = common.row(tx.conn, move_id)
+    if MoveStatus(move["status"]) in FINAL:
+        raise InvalidMoveTransition(move_id, MoveStatus(move["status"]), action)
+    return move
 
 
 def complete(tx: Tx, scenario: Scenario, move_id: str) -> None:
-    row = _row(tx.conn, move_id)
-    if row["status"] == MoveStatus.QUEUED.value:
-        _begin(tx, scenario, row)
-        row = _row(tx.conn, move_id)
-    _set_status(tx, row, MoveStatus.COMPLETION_IN_PROGRESS, "Finalization")
-    mailbox, source, target = row["mailbox"], row["source"], row["target"]
-    stores_mailbox.transfer_items(tx.conn, mailbox, source, target)
-    directory.rehome(tx.conn, scenario, mailbox, scenario.server(target))
-    stores_mailbox.set_in_transit(tx.conn, target, mailbox, False)
-    stores_mailbox.remove(tx.conn, source, mailbox)
-    _set_status(tx, _row(tx.conn, move_id), MoveStatus.COMPLETED, "Completed",
-                percent_complete=100, finished_at=tx.now, due_at=None)
-    tx.note("move_duration", tx.now - row["start_at"], engine=row["engine"])
-    tx.event("mailflow", EVENT_COMPLETED, "Information", target,
-             f"Move {move_id} of {mailbox} to {target} completed; directory updated.")
-    _release(tx, scenario, mailbox)
+    move = _open(tx, move_id, MoveStatus.COMPLETED)
+    engine = mrs2010 if move["engine"] == mrs2010.ENGINE else wizard2003
+    engine.complete(tx, scenario, move)
 
 
-def _release(tx: Tx, scenario: Scenario, mailbox: str) -> None:
-    """PR_IN_TRANSIT is clear: deferred mail goes back to the categorizer, InTransitFolder
-    mail to the MTA."""
-    categorizer.release(tx, scenario, mailbox)
-    mta.release_holding(tx, scenario, mailbox)
+def fail(tx: Tx, scenario: Scenario, move_id: str, reason: str = "failed by the operator"
+         ) -> None:
+    move = _open(tx, move_id, MoveStatus.FAILED)
+    engine = mrs2010 if move["engine"] == mrs2010.ENGINE else wizard2003
+    engine.fail(tx, scenario, move, reason)
 
 
-def fail(tx: Tx, scenario: Scenario, move_id: str, reason: str = "Failed by the operator") -> None:
-    """Roll back: the mailbox stays at the source, its flag cleared, its parked mail released."""
-    row = _row(tx.conn, move_id)
-    began = row["status"] != MoveStatus.QUEUED.value
-    _set_status(tx, row, MoveStatus.FAILED, "FailedOther", finished_at=tx.now, due_at=None)
-    mailbox, source, target = row["mailbox"], row["source"], row["target"]
-    if began:
-        stores_mailbox.remove(tx.conn, target, mailbox)
-        stores_mailbox.set_in_transit(tx.conn, source, mailbox, False)
-    tx.event("mailflow", EVENT_FAILED, "Error", source,
-             f"Move {move_id} of {mailbox} failed and was rolled back: {reason}.")
-    _release(tx, scenario, mailbox)
+def suspend(tx: Tx, scenario: Scenario, move_id: str) -> None:
+    move = _open(tx, move_id, MoveStatus.SUSPENDED)
+    if move["engine"] != mrs2010.ENGINE:
+        raise Conflict(f"move {move_id} is a {move['engine']} move; only MRS requests suspend")
+    mrs2010.suspend(tx, move)
+
+
+def resume(tx: Tx, scenario: Scenario, move_id: str) -> None:
+    move = _open(tx, move_id, MoveStatus.IN_PROGRESS)
+    if move["engine"] != mrs2010.ENGINE:
+        raise Conflict(f"move {move_id} is a {move['engine']} move; only MRS requests resume")
+    mrs2010.resume(tx, scenario, move)
+
+
+def remove(tx: Tx, scenario: Scenario, move_id: str) -> None:
+    """Remove-MoveRequest: a move still running is cancelled (rolled back) first."""
+    move = common.row(tx.conn, move_id)
+    if MoveStatus(move["status"]) not in FINAL:
+        fail(tx, scenario, move_id, "the move request was removed")
+    tx.conn.execute("DELETE FROM moves WHERE id=?", (move_id,))
 
 
 def run_due(tx: Tx, scenario: Scenario) -> int:
-    """Begin moves whose schedule arrived and complete moves whose copy is done."""
-    count = 0
-    for row in tx.conn.execute(
-        "SELECT * FROM moves WHERE status=? AND start_at<=?", (MoveStatus.QUEUED.value, tx.now)
-    ).fetchall():
-        _begin(tx, scenario, row)
-        count += 1
-    for row in tx.conn.execute(
-        "SELECT id FROM moves WHERE status=? AND due_at<=?", (MoveStatus.IN_PROGRESS.value, tx.now)
-    ).fetchall():
-        complete(tx, scenario, row[0])
-        count += 1
-    return count
+    return wizard2003.run_due(tx, scenario) + mrs2010.run_due(tx, scenario)
 
 
-def next_due(conn: sqlite3.Connection) -> float | None:
-    row = conn.execute(
-        "SELECT MIN(t) FROM (SELECT start_at AS t FROM moves WHERE status=?"
-        " UNION ALL SELECT due_at FROM moves WHERE status=? AND due_at IS NOT NULL)",
-        (MoveStatus.QUEUED.value, MoveStatus.IN_PROGRESS.value),
-    ).fetchone()
-    return None if row[0] is None else float(row[0])
-
-
-def describe(row: sqlite3.Row, now: float) -> dict[str, Any]:
-    percent = row["percent_complete"]
-    if row["status"] == MoveStatus.IN_PROGRESS.value and row["due_at"]:
-        span = row["due_at"] - row["start_at"]
-        percent = min(99, int(100 * (now - row["start_at"]) / span)) if span > 0 else 99
-    return {
-        "id": row["id"],
-        "mailbox": row["mailbox"],
-        "source": row["source"],
-        "target": row["target"],
-        "engine": row["engine"],
-        "status": row["status"],
-        "status_detail": row["status_detail"],
-        "hold": bool(row["hold"]),
-        "percent_complete": percent,
-        "bad_items_encountered": 0,
-        "bad_item_limit": 0,
-        "created_at": row["created_at"],
-        "start_at": row["start_at"],
-        "due_at": row["due_at"],
-        "finished_at": row["finished_at"],
-        "history": json.loads(row["history"]),
-    }
+def recover(tx: Tx, scenario: Scenario) -> int:
+    """At start-up: wizard moves caught mid-copy roll back; MRS requests simply go on."""
+    return wizard2003.recover(tx, scenario)

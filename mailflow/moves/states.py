@@ -32,9 +32,13 @@ TRANSITIONS: dict[MoveStatus, frozenset[MoveStatus]] = {
          MoveStatus.FAILED}
     ),
     MoveStatus.AUTO_SUSPENDED: frozenset(
-        {MoveStatus.IN_PROGRESS, MoveStatus.COMPLETION_IN_PROGRESS, MoveStatus.FAILED}
+        {MoveStatus.IN_PROGRESS, MoveStatus.SUSPENDED, MoveStatus.COMPLETION_IN_PROGRESS,
+         MoveStatus.FAILED}
     ),
-    MoveStatus.SUSPENDED: frozenset({MoveStatus.QUEUED, MoveStatus.IN_PROGRESS, MoveStatus.FAILED}),
+    MoveStatus.SUSPENDED: frozenset(
+        {MoveStatus.QUEUED, MoveStatus.IN_PROGRESS, MoveStatus.COMPLETION_IN_PROGRESS,
+         MoveStatus.FAILED}
+    ),
     MoveStatus.COMPLETION_IN_PROGRESS: frozenset(
         {MoveStatus.COMPLETED, MoveStatus.COMPLETED_WITH_WARNING, MoveStatus.FAILED}
     ),
