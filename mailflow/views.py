@@ -52,7 +52,8 @@ def mailbox(conn: sqlite3.Connection, address: str) -> dict[str, Any]:
         "SELECT server, in_transit FROM store_mailboxes WHERE mailbox=?", (row["address"],)
     ).fetchall()
     doc["store"] = store_name(row["server"])
-    doc["in_transit"] = any(r[1] for r in transit)
+    # The flag of the store mail is delivered to; "stores" shows a move's target copy too.
+    doc["in_transit"] = any(r[1] for r in transit if r[0] == row["server"])
     doc["stores"] = [{"server": r[0], "in_transit": bool(r[1])} for r in transit]
     doc["message_count"] = conn.execute(
         "SELECT COUNT(*) FROM items WHERE mailbox=? AND server=?", (row["address"], row["server"])
@@ -65,7 +66,10 @@ def mailboxes(conn: sqlite3.Connection, limit: int, offset: int) -> list[dict[st
         "SELECT i.mailbox, COUNT(*) FROM items i JOIN mailboxes m ON m.address = i.mailbox"
         " AND m.server = i.server GROUP BY i.mailbox"
     ).fetchall())
-    transit = {r[0] for r in conn.execute("SELECT mailbox FROM store_mailboxes WHERE in_transit=1")}
+    transit = {r[0] for r in conn.execute(
+        "SELECT s.mailbox FROM store_mailboxes s JOIN mailboxes m ON m.address = s.mailbox"
+        " AND m.server = s.server WHERE s.in_transit = 1"
+    )}
     return [
         {
             "address": r["address"],

@@ -35,3 +35,12 @@ async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
     await running.start()
     yield running
     await running.stop()
+
+
+@pytest.fixture
+async def lab2010(tmp_path: Path) -> AsyncIterator[Lab]:
+    """The built-in exchange-2010 lab: EX2007-A, EX2010-A and EX2010-B in site HQ."""
+    running = make_lab(tmp_path / "data2010", "exchange-2010")
+    await running.start()
+    yield running
+    await running.stop()
