@@ -297,11 +297,11 @@ async def clock_advance(request: web.Request) -> web.Response:
 
 async def queue_retry(request: web.Request) -> web.Response:
     lab, info = _lab(request), request.match_info
-    count = await lab.store.write(
+    doc = await lab.store.write(
         lambda tx: operations.retry_queue(tx, lab.scenario, info["server"], info["queue"])
     )
     await lab.settle()
-    return web.json_response({"server": info["server"], "queue": info["queue"], "retried": count})
+    return web.json_response(doc)
 
 
 async def connector_list(request: web.Request) -> web.Response:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import email.utils
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import aiosmtplib
 
-from mailflow import move_cli, scenarios
+from mailflow import lab_cli, move_cli, scenarios
 from mailflow.client import (
     DEFAULT_DATA,
     Client,
@@ -250,18 +251,32 @@ def cmd_send(args: argparse.Namespace) -> int:
     return 0
 
 
+def make_msgid_header() -> str:
+    return f"Message-ID: {email.utils.make_msgid(domain='mailflow.test')}\r\n"
+
+
 async def _send(host: str, port: int, args: argparse.Namespace) -> list[str]:
     replies = []
     async with aiosmtplib.SMTP(hostname=host, port=port, start_tls=False,
                                local_hostname="mailflow-send") as smtp:
         for n in range(1, args.count + 1):
-            body = (f"From: <{args.sender}>\r\nTo: <{args.to}>\r\n"
+            body = (f"From: <{args.sender}>\r\nTo: <{args.to}>\r\n{make_msgid_header()}"
                     f"Subject: {args.subject} {n}/{args.count}\r\n"
                     f"Date: {dt.datetime.now(dt.UTC).strftime('%a, %d %b %Y %H:%M:%S +0000')}\r\n"
                     f"\r\nTest message {n} sent by mailflow send.\r\n")
             _, reply = await smtp.sendmail(args.sender, [args.to], body.encode())
             replies.append(reply)
     return replies
+
+
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError("the clock runs at 0 (stopped) or faster")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -275,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", parents=[common], help="start a lab")
     run.add_argument("--scenario", help="built-in name or TOML file (default mixed-2003)")
-    run.add_argument("--speed", type=float, default=1.0,
+    run.add_argument("--speed", type=_speed, default=1.0,
                      help="simulated seconds per real second; 0 stops the clock (default 1)")
     run.add_argument("--http", default="127.0.0.1:8025", help="API and /metrics HOST:PORT")
     run.add_argument("--listen", default="127.0.0.1", help="address the SMTP endpoints bind")
@@ -287,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser(name, parents=[common], help=text).set_defaults(func=func)
 
     move_cli.add_parser(sub, common)
+    lab_cli.add_parser(sub, common)
 
     mailbox = sub.add_parser("mailbox", parents=[common], help="mailboxes and their messages")
     mailbox.add_argument("action", choices=["list", "show", "messages"])
@@ -353,6 +369,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader (e.g. `| head`) went away: stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except CliError as exc:
         print(f"mailflow {args.command}: {exc}", file=sys.stderr)
         return 2

@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from mailflow.lab import LAB_FILE, read_token
+from mailflow.lab import LAB_FILE, lab_running, read_token
 
 DEFAULT_DATA = "mailflow-data"
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
@@ -43,13 +43,15 @@ class Client:
         self.data = Path(args.data)
         self.api = args.api or os.environ.get("MAILFLOW_API")
         if not self.api:
-            try:
-                self.api = json.loads((self.data / LAB_FILE).read_text())["api"]
-            except FileNotFoundError:
+            if not lab_running(self.data):
                 raise CliError(
                     f"no running lab in {self.data} (start one with 'mailflow run',"
                     " or pass --data DIR / --api URL)"
-                ) from None
+                )
+            try:
+                self.api = json.loads((self.data / LAB_FILE).read_text())["api"]
+            except FileNotFoundError:
+                raise CliError(f"the lab in {self.data} is still starting; try again") from None
         self.token = os.environ.get("MAILFLOW_TOKEN") or self._token_file()
 
     def _token_file(self) -> str | None:

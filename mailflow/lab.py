@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import secrets
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -38,10 +40,34 @@ log = logging.getLogger(__name__)
 
 TOKEN_FILE = "api-token"
 LAB_FILE = "lab.json"
+# Held (flock) by the running lab; the kernel lets go of it even after kill -9.
+LOCK_FILE = "lock"
 # How often (real seconds) the lab looks for due work when nothing wakes it.
 TICK_SECONDS = 0.2
 # How often (real seconds) the simulated time is saved for the next start.
 CLOCK_SAVE_SECONDS = 5.0
+
+
+def _lock(data_dir: Path) -> int | None:
+    """Take the data directory's lock; None when a running lab holds it."""
+    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def lab_running(data_dir: Path) -> bool:
+    """Whether a lab runs on ``data_dir`` now (a lab.json left by kill -9 does not count)."""
+    if not (data_dir / LOCK_FILE).exists():
+        return False
+    fd = _lock(data_dir)
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
 
 
 def read_token(data_dir: Path) -> str:
@@ -96,6 +122,7 @@ class Lab:
         self._known: frozenset[str] = frozenset()
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: Any = None
+        self._lock_fd: int | None = None
         self._wake = asyncio.Event()
         self.store: Store
         self.clock: Clock
@@ -105,6 +132,10 @@ class Lab:
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        lock = _lock(self.data_dir)
+        if lock is None:
+            raise Conflict(f"another lab is running on {self.data_dir}")
+        self._lock_fd = lock
         self.token = _ensure_token(self.data_dir)
         saved = _saved_clock(self.data_dir / "mailflow.db")
         self.clock = Clock(start=max(time.time(), saved), speed=self.speed)
@@ -114,6 +145,7 @@ class Lab:
             await self.store.write(lambda tx: _seed(tx, self.scenario))
         elif stored != self.scenario.source:
             self.store.close()
+            self._unlock()
             raise Conflict(
                 f"{self.data_dir} holds a lab of another scenario; run it without --scenario,"
                 " or give a new --data directory"
@@ -125,8 +157,7 @@ class Lab:
         self.metrics.watch_store(self.scenario, self.store.read_sync, self.clock.now)
         domain = self.scenario.domains[0]
         self.transport = Transport(self.store, self.scenario, self.endpoint_address, domain)
-        limits = Limits(self.scenario.defaults.max_message_size,
-                        self.scenario.defaults.max_recipients)
+        limits = Limits.from_defaults(self.scenario.defaults)
         for server in self.scenario.servers:
             endpoint = Endpoint(server, self, limits, domain, self.metrics.rejected)
             port = server.smtp_port if self.smtp_port_override is None else self.smtp_port_override
@@ -156,6 +187,12 @@ class Lab:
         self.store.close()
         with contextlib.suppress(FileNotFoundError):
             (self.data_dir / LAB_FILE).unlink()
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _write_lab_file(self) -> None:
         info = {
@@ -175,8 +212,8 @@ class Lab:
     def valid_sender(self, address: str) -> bool:
         return categorizer.valid_sender(address)
 
-    def check_recipient(self, address: str) -> Verdict:
-        return categorizer.check_recipient(self.scenario, self._known, address)
+    def check_recipient(self, address: str, peer: str) -> Verdict:
+        return categorizer.check_recipient(self.scenario, self._known, address, peer)
 
     async def accept(self, submission: Submission) -> str:
         return await self.store.write(lambda tx: categorizer.accept(tx, self.scenario, submission))
@@ -219,8 +256,16 @@ class Lab:
                 return
 
     async def advance(self, seconds: float) -> float:
-        """Move the lab clock forward and let everything that fell due happen."""
-        self.clock.advance(seconds)
+        """Move the lab clock forward, stopping at every due time on the way, so that a
+        queue retried every 10 minutes is retried six times in an hour, not once."""
+        target = self.clock.now() + seconds
+        while (due := await self.store.read(lambda c: next_due(c, self.clock.now()))) and (
+            due <= target
+        ):
+            self.clock.advance(due - self.clock.now())
+            await self.settle()
+        self.clock.advance(max(0.0, target - self.clock.now()))
+        await self.store.write(lambda tx: db.set_meta(tx.conn, "clock", repr(tx.now)))
         await self.settle()
         return self.clock.now()
 
@@ -239,14 +284,34 @@ class Lab:
                 log.exception("scheduled work failed; trying again at the next tick")
 
 
+def next_due(conn: sqlite3.Connection, after: float) -> float | None:
+    """The first time after ``after`` at which scheduled work falls due."""
+    row = conn.execute(
+        "SELECT MIN(t) FROM ("
+        " SELECT MIN(next_attempt) AS t FROM pairs WHERE queue IS NOT NULL AND frozen = 0"
+        " AND next_attempt > :after"
+        " UNION ALL SELECT MIN(due_at) FROM moves WHERE due_at > :after"
+        " UNION ALL SELECT MIN(start_at) FROM moves WHERE status = 'Queued' AND start_at > :after"
+        ")", {"after": after},
+    ).fetchone()
+    return None if row[0] is None else float(row[0])
+
+
 def _saved_clock(path: Path) -> float:
-    """The simulated time a previous run of this data directory reached, or 0."""
+    """The simulated time a previous run of this data directory reached, or 0.
+
+    Time never runs backwards, not even after kill -9: the last trace or event
+    written bounds it from below when the periodic save is older.
+    """
     if not path.exists():
         return 0.0
     conn = db.connect(path)
     try:
         db.migrate(conn)
-        value = db.get_meta(conn, "clock")
+        saved = float(db.get_meta(conn, "clock") or 0.0)
+        for table in ("trace", "events"):
+            last = conn.execute(f"SELECT sim_time FROM {table} ORDER BY id DESC LIMIT 1")
+            saved = max([saved, *(row[0] for row in last)])
     finally:
         conn.close()
-    return float(value) if value else 0.0
+    return saved

@@ -1,24 +1,34 @@
 """Every Prometheus metric of the lab, declared once, on a registry passed in.
 
 In: facts from committed writes (``observe``), SMTP rejections, and the
-store, read at scrape time. Out: the ``mailflow_*`` series. Counters and
-histograms count what happened since the lab started; gauges are computed
-from the store by aggregate queries at every scrape, so they cannot drift
-from the truth.
+store, read at scrape time. Out: the ``mailflow_*`` series, plus the
+``process_*`` and ``python_info`` series of the lab's process. Counters and
+histograms count what happened since the lab started; gauges and the age
+histogram of queued mail are computed from the store by one aggregate query
+per table at every scrape, so they cannot drift from the truth.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from mailflow import __version__
 from mailflow.moves.states import MoveStatus
-from routing import queues
+from routing import categorizer, deferred, queues
 from stores.db import Fact
 from stores.topology import Scenario
 
@@ -33,6 +43,8 @@ LATENCY_BUCKETS = (1.0, 5.0, 15.0, MINUTE, 5 * MINUTE, 15 * MINUTE, 30 * MINUTE,
                    4 * HOUR, 12 * HOUR, DAY, 2 * DAY)
 MOVE_BUCKETS = (MINUTE, 5 * MINUTE, 15 * MINUTE, 30 * MINUTE, HOUR, 2 * HOUR, 4 * HOUR,
                 8 * HOUR, DAY)
+# Postfix qshape's doubling age columns, in simulated seconds.
+AGE_BUCKETS = tuple(m * MINUTE for m in (5, 10, 20, 40, 80, 160, 320, 640, 1280))
 
 
 class Metrics:
@@ -57,6 +69,8 @@ class Metrics:
         self.rerouted = Counter("messages_rerouted", "Recipients carried to another server,"
                                 " by transport.", ["server", "transport"], namespace=ns,
                                 registry=registry)
+        self.ndrs = Counter("ndrs", "Non-delivery reports generated, by DSN status code.",
+                            ["server", "status"], namespace=ns, registry=registry)
         self.mta_failures = Counter("mta_connection_failures", "Failed MTA opens (RPC binds),"
                                     " by target server and the event logged.",
                                     ["server", "target", "event_id"], namespace=ns,
@@ -70,6 +84,10 @@ class Metrics:
         self.move_duration = Histogram("move_duration_seconds", "Simulated seconds a completed"
                                        " move took.", ["engine"], namespace=ns,
                                        registry=registry, buckets=MOVE_BUCKETS)
+        Info("build", "The mailflow version serving these metrics.", namespace=ns,
+             registry=registry).info({"version": __version__})
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
         self._counters: dict[str, Counter] = {
             "accepted": self.accepted,
             "store_failure": self.store_failures,
@@ -77,6 +95,7 @@ class Metrics:
             "released": self.released,
             "delivered": self.delivered,
             "rerouted": self.rerouted,
+            "ndr": self.ndrs,
             "mta_failure": self.mta_failures,
         }
         self._histograms: dict[str, Histogram] = {
@@ -96,8 +115,36 @@ class Metrics:
         self.rejections.labels(server=server, code=str(code)).inc()
 
     def watch_store(self, scenario: Scenario, read: Reader[Any], now: Callable[[], float]) -> None:
-        """Register the gauges that are computed from the store at every scrape."""
+        """Register the series computed from the store at every scrape, and start the flow
+        counters of every server at 0, so that rates and alerts see the first message too."""
+        for server in scenario.servers:
+            self.accepted.labels(server=server.name)
+            self.delivered.labels(server=server.name)
+            parking = categorizer.HOLDING if server.legacy else deferred.QUEUE
+            self.deferred.labels(server=server.name, queue=parking)
+            self.released.labels(server=server.name, queue=parking)
         self.registry.register(_StoreGauges(scenario, read, now))
+
+
+@dataclass(frozen=True)
+class _Queued:
+    """What one queue holds: recipients, the oldest queued_at, and their ages."""
+
+    depth: int
+    oldest_at: float | None
+    age_sum: float
+    # Recipients at most AGE_BUCKETS[i] old, cumulative like Prometheus buckets.
+    within: tuple[int, ...]
+
+
+_EMPTY = _Queued(0, None, 0.0, (0,) * len(AGE_BUCKETS))
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    queues: dict[tuple[str, str], _Queued]
+    in_transit: dict[str, int]
+    moves: dict[str, int]
 
 
 class _StoreGauges(Collector):
@@ -107,34 +154,49 @@ class _StoreGauges(Collector):
         self.now = now
 
     def collect(self) -> Iterable[Metric]:
-        snapshot = self.read(_snapshot)
         now = self.now()
+        snapshot: _Snapshot = self.read(lambda conn: _snapshot(conn, now))
         depth = GaugeMetricFamily("mailflow_queue_messages", "Recipients waiting in a queue.",
                                   labels=["server", "queue"])
         oldest = GaugeMetricFamily("mailflow_queue_oldest_message_age_seconds",
                                    "Simulated age of the oldest recipient in a queue.",
                                    labels=["server", "queue"])
+        ages = HistogramMetricFamily("mailflow_queue_message_age_seconds",
+                                     "Simulated ages of the recipients queued now (qshape).",
+                                     labels=["server", "queue"])
         keys = {(s.name, q) for s in self.scenario.servers for q in queues.standard_queues(s)}
-        for server, queue in sorted(keys | set(snapshot["depths"])):
-            count, oldest_at = snapshot["depths"].get((server, queue), (0, None))
-            depth.add_metric([server, queue], count)
-            oldest.add_metric([server, queue], 0.0 if oldest_at is None else now - oldest_at)
+        for server, queue in sorted(keys | set(snapshot.queues)):
+            queued = snapshot.queues.get((server, queue), _EMPTY)
+            depth.add_metric([server, queue], queued.depth)
+            oldest.add_metric([server, queue], 0.0 if queued.oldest_at is None
+                              else max(0.0, now - queued.oldest_at))
+            buckets = [(str(le), float(n)) for le, n in zip(AGE_BUCKETS, queued.within,
+                                                             strict=True)]
+            ages.add_metric([server, queue], [*buckets, ("+Inf", float(queued.depth))],
+                            queued.age_sum)
         in_transit = GaugeMetricFamily("mailflow_mailboxes_in_transit", "Mailboxes whose"
                                        " PR_IN_TRANSIT flag is set, by store.", labels=["server"])
-        for server in self.scenario.servers:
-            in_transit.add_metric([server.name], snapshot["in_transit"].get(server.name, 0))
+        for name in (s.name for s in self.scenario.servers):
+            in_transit.add_metric([name], snapshot.in_transit.get(name, 0))
         moves = GaugeMetricFamily("mailflow_moves", "Move requests by status.",
                                   labels=["status"])
         for status in MoveStatus:
-            moves.add_metric([status.value], snapshot["moves"].get(status.value, 0))
-        yield from (depth, oldest, in_transit, moves)
+            moves.add_metric([status.value], snapshot.moves.get(status.value, 0))
+        yield from (depth, oldest, ages, in_transit, moves)
 
 
-def _snapshot(conn: sqlite3.Connection) -> dict[str, Any]:
-    return {
-        "depths": queues.depths(conn),
-        "in_transit": dict(conn.execute(
+def _snapshot(conn: sqlite3.Connection, now: float) -> _Snapshot:
+    # One pass over the queued pairs gives depth, oldest and every age bucket.
+    within = ", ".join("COUNT(CASE WHEN queued_at >= ? THEN 1 END)" for _ in AGE_BUCKETS)
+    rows = conn.execute(
+        f"SELECT server, queue, COUNT(*), MIN(queued_at), TOTAL(MAX(0, ? - queued_at)), {within}"
+        " FROM pairs WHERE queue IS NOT NULL GROUP BY server, queue",
+        (now, *(now - le for le in AGE_BUCKETS)),
+    )
+    return _Snapshot(
+        queues={(r[0], r[1]): _Queued(r[2], r[3], r[4], tuple(r[5:])) for r in rows},
+        in_transit=dict(conn.execute(
             "SELECT server, COUNT(*) FROM store_mailboxes WHERE in_transit=1 GROUP BY server"
         ).fetchall()),
-        "moves": dict(conn.execute("SELECT status, COUNT(*) FROM moves GROUP BY status")),
-    }
+        moves=dict(conn.execute("SELECT status, COUNT(*) FROM moves GROUP BY status").fetchall()),
+    )

@@ -71,7 +71,7 @@ def cmd_move(args: argparse.Namespace) -> int:
     if args.action == "show":
         doc = client.call("GET", path)
     elif args.action == "report":
-        print(client.call("GET", f"{path}/report"), end="")
+        print(client.call("GET", f"{path}/report").rstrip("\n"))
         return 0
     elif args.action == "remove":
         doc = client.call("DELETE", path)

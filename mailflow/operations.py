@@ -89,9 +89,11 @@ def set_service(tx: Tx, scenario: Scenario, server: str, service: str, run: bool
     return {"server": name, "service": service, "running": run}
 
 
-def retry_queue(tx: Tx, scenario: Scenario, server: str, queue: str) -> int:
+def retry_queue(tx: Tx, scenario: Scenario, server: str, queue: str) -> dict[str, Any]:
     """Force Connection: every unfrozen message of the queue is tried at once."""
     name = _server(scenario, server)
+    if queue == "holding":
+        raise Conflict("InTransitFolder mail leaves only when its mailbox's move ends")
     count = tx.conn.execute(
         "UPDATE pairs SET next_attempt=? WHERE server=? AND queue=? AND frozen=0",
         (tx.now, name, queue),
@@ -101,7 +103,7 @@ def retry_queue(tx: Tx, scenario: Scenario, server: str, queue: str) -> int:
     tx.note("mta", server=name)
     if queue.startswith("smtp:"):
         tx.note("link", server=name, target=queue.removeprefix("smtp:"))
-    return count
+    return {"server": name, "queue": queue, "retried": count}
 
 
 def list_connectors(conn: sqlite3.Connection) -> list[dict[str, Any]]:

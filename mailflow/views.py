@@ -27,7 +27,8 @@ def topology(conn: sqlite3.Connection, scenario: Scenario) -> dict[str, Any]:
             for s in scenario.servers
         ],
         "connectors": [dict(r) for r in conn.execute("SELECT * FROM connectors ORDER BY id")],
-        "rpc": [dict(r) for r in conn.execute("SELECT * FROM rpc")],
+        "rpc": [{"a": r["server_a"], "b": r["server_b"], "allowed": bool(r["allowed"])}
+                for r in conn.execute("SELECT * FROM rpc")],
     }
 
 

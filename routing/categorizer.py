@@ -1,11 +1,15 @@
 """The categorizer: accepted mail in, each recipient routed to its next place out.
 
 In: a ``Submission`` from an SMTP endpoint (new mail, or a pair arriving over
-the SMTP hop from another emulated server), and pairs handed back by deferred
-delivery or a move. Out: each (message, recipient) pair resolved through the
-directory to its home server and then delivered by the store driver, parked
-in ``deferred`` when the store answers ecMailboxInTransit, put in a link queue
-``smtp:<SERVER>`` for the transport, or carried across an internal MTA hop.
+the SMTP hop from another emulated server), a DSN the lab generated
+(``submit``), and pairs handed back by deferred delivery or a move. Out: each
+(message, recipient) pair resolved through the directory to its home server
+and then delivered by the store driver, parked in ``deferred`` when the store
+answers ecMailboxInTransit, put in a link queue ``smtp:<SERVER>`` for the
+transport, or carried across an internal MTA hop. A recipient outside the
+organization goes to queue ``smarthost`` when the lab has an outbound
+smarthost, else waits in ``unreachable``; a recipient of an accepted domain
+that the directory no longer knows is NDR'd (5.1.1, ``routing.dsn``).
 All of it happens inside the caller's transaction, so the 250 that follows the
 commit covers every step taken.
 """
@@ -13,6 +17,8 @@ commit covers every step taken.
 from __future__ import annotations
 
 import enum
+import functools
+import ipaddress
 import secrets
 import sqlite3
 from dataclasses import dataclass
@@ -22,12 +28,13 @@ from email.utils import formatdate
 
 from email_validator import EmailNotValidError, validate_email
 
-from routing import connectors, deferred
+from routing import connectors, deferred, dsn
 from stores import directory, messages, services
 from stores.db import Tx
 from stores.driver import Delivery, deliver
+from stores.mailbox import INBOX
 from stores.errors import MapiError
-from stores.messages import Pair, PairState
+from stores.messages import SMARTHOST, Pair, PairState
 from stores.topology import Scenario, Server
 
 # Carries a pair's identity across the SMTP hop between emulated servers, so a
@@ -69,13 +76,35 @@ def valid_sender(address: str) -> bool:
     return True
 
 
-def check_recipient(scenario: Scenario, known: frozenset[str], address: str) -> Verdict:
+def check_recipient(
+    scenario: Scenario, known: frozenset[str], address: str, peer: str = ""
+) -> Verdict:
+    """A recipient in an accepted domain must be a known address; any other domain is
+    relaying, refused unless the client ``peer`` (an IP address) is in relay_networks."""
     canonical = normalize(address, smtputf8=True)
     if canonical is None:
         return Verdict.BAD_SYNTAX
     if not scenario.accepts_domain(canonical.rsplit("@", 1)[1]):
-        return Verdict.RELAY_DENIED
+        return Verdict.OK if may_relay(scenario, peer) else Verdict.RELAY_DENIED
     return Verdict.OK if canonical in known else Verdict.UNKNOWN_USER
+
+
+@functools.lru_cache(maxsize=16)
+def _networks(specs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(spec) for spec in specs)
+
+
+def may_relay(scenario: Scenario, peer: str) -> bool:
+    """Whether a client at ``peer`` may relay: only from the scenario's relay_networks."""
+    if not scenario.relay_networks:
+        return False
+    try:
+        ip = ipaddress.ip_address(peer.split("%", 1)[0])  # no IPv6 zone
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in _networks(scenario.relay_networks))
 
 
 @dataclass(frozen=True)
@@ -127,10 +156,34 @@ def accept(tx: Tx, scenario: Scenario, sub: Submission) -> str:
             return message
     queue_id = secrets.token_hex(8).upper()
     raw = _received(sub, queue_id, scenario.domains[0]) + data
-    headers = BytesHeaderParser().parsebytes(data)
+    tx.note("accepted", server=sub.server)
+    client = f"{sub.helo or 'unknown'} [{sub.peer}]"
+    _store(tx, scenario, sub, queue_id, raw, f"SMTP from <{sub.mail_from}>, client {client}")
+    return queue_id
+
+
+def submit(tx: Tx, scenario: Scenario, server: str, rcpt: str, data: bytes, *,
+           dsn_of: str, summary: str) -> str:
+    """Accept a DSN generated on ``server`` about message ``dsn_of``: stored with a null
+    sender and routed to ``rcpt`` like mail received over SMTP; returns its queue id."""
+    fqdn = f"{server}.{scenario.domains[0]}"
+    sub = Submission(server, "", fqdn, "", (rcpt,), data)
+    queue_id = secrets.token_hex(8).upper()
+    received = (f"Received: by {fqdn} (mailflow DSN) id {queue_id};"
+                f" {formatdate(tx.now, usegmt=True)}\r\n").encode()
+    _store(tx, scenario, sub, queue_id, received + data, f"DSN from {server}: {summary}",
+           dsn_of=dsn_of, summary=summary)
+    return queue_id
+
+
+def _store(tx: Tx, scenario: Scenario, sub: Submission, queue_id: str, raw: bytes,
+           how: str, *, dsn_of: str | None = None, summary: str | None = None) -> None:
+    """Insert a new message and one pair per recipient, each traced and routed."""
+    headers = BytesHeaderParser().parsebytes(raw)
     tx.conn.execute(
         "INSERT INTO messages(id, message_id, mail_from, subject, size, raw, accepted_server,"
-        " accepted_at, accepted_real, priority) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        " accepted_at, accepted_real, priority, dsn_of, dsn_summary)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         (
             queue_id,
             str(headers.get("Message-ID", "")).strip(),
@@ -142,9 +195,10 @@ def accept(tx: Tx, scenario: Scenario, sub: Submission) -> str:
             tx.now,
             tx.real,
             priority(headers),
+            dsn_of,
+            summary,
         ),
     )
-    tx.note("accepted", server=sub.server)
     at = scenario.server(sub.server)
     for rcpt in dict.fromkeys(normalize(r, smtputf8=True) or r.lower() for r in sub.rcpts):
         cur = tx.conn.execute(
@@ -153,9 +207,8 @@ def accept(tx: Tx, scenario: Scenario, sub: Submission) -> str:
             (queue_id, rcpt, PairState.LOCAL.value, sub.server, "local", tx.now),
         )
         assert cur.lastrowid is not None
-        tx.trace(queue_id, rcpt, sub.server, "accepted", f"from <{sub.mail_from}> [{sub.peer}]")
+        tx.trace(queue_id, rcpt, sub.server, "accepted", how)
         route(tx, scenario, messages.load(tx.conn, "p.id = ?", (cur.lastrowid,))[0], at)
-    return queue_id
 
 
 def _take_hop(tx: Tx, scenario: Scenario, sub: Submission, token: str, data: bytes) -> str | None:
@@ -198,7 +251,12 @@ def route(tx: Tx, scenario: Scenario, pair: Pair, at: Server) -> None:
     """Take ``pair``, which is on server ``at``, as far as it can go now."""
     home = directory.lookup(tx.conn, pair.rcpt)
     if home is None:
-        _unreachable(tx, pair, at, "550 5.1.1 recipient not found in the directory")
+        domain = pair.rcpt.rpartition("@")[2]
+        if scenario.accepts_domain(domain):
+            # Accepted while it existed (or its mail waited), gone from the directory now.
+            dsn.fail(tx, scenario, [pair], at, dsn.unknown_recipient())
+        else:  # relayed from relay_networks, or a DSN to an external sender
+            _external(tx, scenario, pair, at, domain)
         return
     if pair.mailbox != home.address:
         pair.mailbox = home.address
@@ -206,6 +264,8 @@ def route(tx: Tx, scenario: Scenario, pair: Pair, at: Server) -> None:
     target = scenario.server(home.server)
     hop = connectors.next_hop(tx.conn, at, target)
     if hop.transport == "local":
+        tx.trace(pair.message, pair.rcpt, at.name, "categorized",
+                 f"home {target.name}: local delivery")
         _deliver_locally(tx, scenario, pair, at)
     elif hop.transport == "smtp":
         assert hop.queue is not None
@@ -232,7 +292,8 @@ def _deliver_locally(tx: Tx, scenario: Scenario, pair: Pair, at: Server) -> None
     result = deliver(tx.conn, at.name, pair, tx.now)
     if result is Delivery.DELIVERED:
         messages.place_final(tx, pair, PairState.DELIVERED)
-        tx.trace(pair.message, pair.rcpt, at.name, "delivered", f"mailbox {pair.mailbox}")
+        tx.trace(pair.message, pair.rcpt, at.name, "delivered",
+                 f"mailbox {pair.mailbox}, folder {INBOX}")
         tx.note("delivered", server=at.name)
         tx.note("delivery_latency", tx.now - pair.accepted_at, server=at.name)
         if pair.first_refused_at is not None:
@@ -264,6 +325,21 @@ def _hold(tx: Tx, pair: Pair, at: Server, error: MapiError) -> None:
     tx.conn.execute("UPDATE pairs SET first_refused_at=? WHERE id=?", (tx.now, pair.id))
     tx.trace(pair.message, pair.rcpt, at.name, "held", "InTransitFolder (queue holding)")
     tx.note("deferred", server=at.name, queue=HOLDING)
+
+
+def _external(tx: Tx, scenario: Scenario, pair: Pair, at: Server, domain: str) -> None:
+    """A recipient outside the organization: to the outbound smarthost, if there is one."""
+    if scenario.smarthost:
+        messages.place_queued(tx, pair, at.name, SMARTHOST, next_attempt=tx.now)
+        tx.trace(pair.message, pair.rcpt, at.name, "categorized",
+                 f"external domain {domain}: queue {SMARTHOST} ({scenario.smarthost})")
+        tx.note("smarthost", server=at.name)
+        return
+    why = f"no connector to the external domain {domain}"
+    row = tx.conn.execute("SELECT dsn_summary FROM messages WHERE id=?", (pair.message,)).fetchone()
+    if row is not None and row[0]:
+        why += f" (waiting: {row[0]})"
+    _unreachable(tx, pair, at, why)
 
 
 def _unreachable(tx: Tx, pair: Pair, at: Server, why: str) -> None:

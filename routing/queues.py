@@ -2,8 +2,10 @@
 
 In: queue ids (``local``, ``deferred``, ``smtp:EX2003-B`` ...) and status changes.
 Out: the queue state machine (Ready, Active, Retry, Frozen) kept in
-``queue_state``, and the rows of ``mailflow queues`` / ``GET /api/v1/queues``,
-computed from the pairs in one aggregate query so they never drift.
+``queue_state``, the SQL condition every drain uses to skip frozen mail
+(``UNFROZEN``), the per-server "Disable Outbound Mail" switch, and the rows of
+``mailflow queues`` / ``GET /api/v1/queues``, computed from the pairs in one
+aggregate query so they never drift.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import enum
 import sqlite3
 from typing import Any
 
+from stores.messages import SMARTHOST
 from stores.topology import Scenario, Server
 
 
@@ -45,7 +48,38 @@ DISPLAY_NAMES = {
     "deferred": "Messages queued for deferred delivery",
     "unreachable": "Messages with an unreachable destination",
     "holding": "InTransitFolder",
+    SMARTHOST: "Outbound smarthost",
 }
+
+# What every drain adds to its query of pairs ``p``: a frozen message, or any message of a
+# frozen queue, stays where it is until it is thawed.
+UNFROZEN = (
+    "p.frozen = 0 AND NOT EXISTS (SELECT 1 FROM queue_state fq WHERE fq.server = p.server"
+    " AND fq.queue = p.queue AND fq.status = 'Frozen')"
+)
+# Link queues that "Disable Outbound Mail" holds: SMTP to other servers and the smarthost.
+OUTBOUND = f"(p.queue LIKE 'smtp:%' OR p.queue = '{SMARTHOST}')"
+OUTBOUND_ENABLED = (
+    f"NOT ({OUTBOUND} AND EXISTS (SELECT 1 FROM outbound_disabled od"
+    " WHERE od.server = p.server))"
+)
+
+
+def is_outbound(queue: str) -> bool:
+    return queue.startswith("smtp:") or queue == SMARTHOST
+
+
+def outbound_disabled(conn: sqlite3.Connection, server: str) -> bool:
+    row = conn.execute("SELECT 1 FROM outbound_disabled WHERE server=?", (server,)).fetchone()
+    return row is not None
+
+
+def set_outbound(conn: sqlite3.Connection, server: str, enabled: bool, now: float) -> None:
+    if enabled:
+        conn.execute("DELETE FROM outbound_disabled WHERE server=?", (server,))
+    else:
+        conn.execute("INSERT OR IGNORE INTO outbound_disabled(server, since) VALUES (?,?)",
+                     (server, now))
 
 
 def display_name(queue: str) -> str:
@@ -96,17 +130,6 @@ def set_status(
     )
 
 
-def depths(conn: sqlite3.Connection) -> dict[tuple[str, str], tuple[int, float | None]]:
-    """(server, queue) -> (message count, oldest queued_at) over every queued pair."""
-    return {
-        (r[0], r[1]): (r[2], r[3])
-        for r in conn.execute(
-            "SELECT server, queue, COUNT(*), MIN(queued_at) FROM pairs"
-            " WHERE queue IS NOT NULL GROUP BY server, queue"
-        )
-    }
-
-
 def list_queues(conn: sqlite3.Connection, scenario: Scenario, now: float) -> list[dict[str, Any]]:
     stats = {
         (r[0], r[1]): r
@@ -117,6 +140,7 @@ def list_queues(conn: sqlite3.Connection, scenario: Scenario, now: float) -> lis
         )
     }
     states = {(r[0], r[1]): r for r in conn.execute("SELECT * FROM queue_state")}
+    no_outbound = {r[0] for r in conn.execute("SELECT server FROM outbound_disabled")}
     keys = {(s.name, q) for s in scenario.servers for q in standard_queues(s)}
     keys |= set(stats) | set(states)
     rows = []
@@ -127,9 +151,15 @@ def list_queues(conn: sqlite3.Connection, scenario: Scenario, now: float) -> lis
         count = stat[2] if stat else 0
         current = QueueStatus(state["status"]) if state else QueueStatus.READY
         next_retry = state["next_retry"] if state else None
+        if current == QueueStatus.RETRY and not count:
+            # Emptied by expiry or a move: nothing waits for that retry any more.
+            current, next_retry = QueueStatus.READY, None
         if current == QueueStatus.READY and queue == "deferred" and count:
             # Deferred delivery waits for its next retry of the store (KB 838644).
             current, next_retry = QueueStatus.RETRY, stat[4] if stat else None
+        last_error = (state["last_error"] if state else None) or (stat[5] if stat else None)
+        if server in no_outbound and is_outbound(queue):
+            last_error, next_retry = f"Outbound mail is disabled on {server}", None
         rows.append(
             {
                 "server": server,
@@ -139,8 +169,7 @@ def list_queues(conn: sqlite3.Connection, scenario: Scenario, now: float) -> lis
                 "message_count": count,
                 "status": current.value,
                 "next_retry_time": next_retry,
-                "last_error": (state["last_error"] if state else None)
-                or (stat[5] if stat else None),
+                "last_error": last_error,
                 "oldest_message_age_seconds": max(0.0, now - stat[3]) if stat else 0.0,
             }
         )

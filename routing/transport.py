@@ -137,7 +137,10 @@ class Transport:
         raw = await self.store.read(lambda c: _raw(c, out.message))
         client = await self._client(link)
         header = HOP_HEADER + b": " + out.token.encode() + b"\r\n"
-        await client.sendmail(out.mail_from, out.rcpts, header + raw)
+        # An address in UTF-8 (RFC 6531) is only sent with SMTPUTF8, which the peer offers.
+        utf8 = not (out.mail_from + "".join(out.rcpts)).isascii()
+        await client.sendmail(out.mail_from, out.rcpts, header + raw,
+                              mail_options=["SMTPUTF8"] if utf8 else [])
 
     async def _failed(self, link: tuple[str, str], out: _Outgoing, error: str) -> None:
         server, target = link

@@ -2,7 +2,8 @@
 
 Every accepted pair must be in exactly one place: one queue on one existing
 server, or delivered into exactly one mailbox item that sits in a store
-holding that mailbox, or finally NDR'd or deleted. Every pair must have been
+holding that mailbox, or relayed out of the organization through the outbound
+smarthost, or finally NDR'd or deleted. Every pair must have been
 accepted exactly once, and every mailbox item must belong to a delivered pair.
 """
 
@@ -19,6 +20,7 @@ from stores.messages import FINAL, PairState, queue_state
 class AuditReport:
     accepted: int = 0
     delivered: int = 0
+    relayed: int = 0
     ndr: int = 0
     deleted: int = 0
     queued: dict[str, int] = field(default_factory=dict)
@@ -33,6 +35,7 @@ class AuditReport:
             "clean": self.clean,
             "accepted": self.accepted,
             "delivered": self.delivered,
+            "relayed": self.relayed,
             "ndr": self.ndr,
             "deleted": self.deleted,
             "queued": self.queued,
@@ -74,6 +77,7 @@ def audit(conn: sqlite3.Connection, servers: set[str]) -> AuditReport:
         elif delivered_items:
             report.problems.append(f"{where}: {current.value} but also in a mailbox")
         if current in FINAL:
+            report.relayed += current is PairState.RELAYED
             report.ndr += current is PairState.NDR
             report.deleted += current is PairState.DELETED
             if queue is not None:

@@ -4,7 +4,8 @@ In: a pair and the place it should go next. Out: the pair's row updated, or
 ``InvalidTransition`` naming both states. Every move of a pair in the whole
 lab goes through ``place``, so a pair is always in exactly one place: a queue
 on one server (LOCAL, DEFERRED, REMOTE, UNREACHABLE) or a final state
-(DELIVERED into one mailbox item, NDR, DELETED).
+(DELIVERED into one mailbox item, RELAYED out of the organization through the
+outbound smarthost, NDR, DELETED).
 """
 
 from __future__ import annotations
@@ -22,36 +23,39 @@ class PairState(enum.StrEnum):
     REMOTE = "remote"  # in a link or MTA queue towards another server
     UNREACHABLE = "unreachable"  # no route to the home server
     DELIVERED = "delivered"
+    RELAYED = "relayed"  # the outbound smarthost answered 250: it left the organization
     NDR = "ndr"
     DELETED = "deleted"
 
 
-FINAL = frozenset({PairState.DELIVERED, PairState.NDR, PairState.DELETED})
+FINAL = frozenset({PairState.DELIVERED, PairState.RELAYED, PairState.NDR, PairState.DELETED})
 _QUEUED = frozenset(PairState) - FINAL
 
+# Every queued pair may end in any final state (an operator deletes it, a DSN fails it ...).
 TRANSITIONS: dict[PairState, frozenset[PairState]] = {
     PairState.LOCAL: frozenset(
-        {PairState.DELIVERED, PairState.DEFERRED, PairState.REMOTE, PairState.UNREACHABLE,
-         PairState.NDR, PairState.DELETED}
+        {PairState.DEFERRED, PairState.REMOTE, PairState.UNREACHABLE} | FINAL
     ),
     # A retry that is refused again leaves the pair DEFERRED (DEFERRED -> DEFERRED).
     PairState.DEFERRED: frozenset(
-        {PairState.DEFERRED, PairState.LOCAL, PairState.REMOTE, PairState.DELIVERED,
-         PairState.UNREACHABLE, PairState.NDR, PairState.DELETED}
+        {PairState.DEFERRED, PairState.LOCAL, PairState.REMOTE, PairState.UNREACHABLE} | FINAL
     ),
     # REMOTE -> LOCAL is the pair arriving at its next server.
     PairState.REMOTE: frozenset(
-        {PairState.REMOTE, PairState.LOCAL, PairState.DELIVERED, PairState.DEFERRED,
-         PairState.UNREACHABLE, PairState.NDR, PairState.DELETED}
+        {PairState.REMOTE, PairState.LOCAL, PairState.DEFERRED, PairState.UNREACHABLE} | FINAL
     ),
     PairState.UNREACHABLE: frozenset(
-        {PairState.UNREACHABLE, PairState.LOCAL, PairState.REMOTE, PairState.DELIVERED,
-         PairState.DEFERRED, PairState.NDR, PairState.DELETED}
+        {PairState.UNREACHABLE, PairState.LOCAL, PairState.REMOTE, PairState.DEFERRED} | FINAL
     ),
     PairState.DELIVERED: frozenset(),
+    PairState.RELAYED: frozenset(),
     PairState.NDR: frozenset(),
     PairState.DELETED: frozenset(),
 }
+
+
+# The queue of mail for the outbound smarthost (domains outside the organization).
+SMARTHOST = "smarthost"
 
 
 def queue_state(queue: str) -> PairState:
@@ -62,7 +66,7 @@ def queue_state(queue: str) -> PairState:
         return PairState.DEFERRED
     if queue == "unreachable":
         return PairState.UNREACHABLE
-    if queue.startswith(("smtp:", "mta:")):
+    if queue.startswith(("smtp:", "mta:")) or queue == SMARTHOST:
         return PairState.REMOTE
     raise ValueError(f"unknown queue id {queue!r}")
 

@@ -147,4 +147,14 @@ MIGRATIONS: list[str] = [
     ALTER TABLE moves ADD COLUMN progress TEXT NOT NULL DEFAULT '{}';
     CREATE INDEX moves_by_status ON moves(status, due_at);
     """,
+    # 4: queue operations and DSNs: when a pair's delay notification went out, which
+    # message a DSN reports on (and what it says), servers with outbound mail disabled,
+    # and tracking by Message-ID header.
+    """
+    ALTER TABLE pairs ADD COLUMN delay_notified_at REAL;
+    ALTER TABLE messages ADD COLUMN dsn_of TEXT;
+    ALTER TABLE messages ADD COLUMN dsn_summary TEXT;
+    CREATE TABLE outbound_disabled(server TEXT PRIMARY KEY, since REAL NOT NULL);
+    CREATE INDEX messages_by_message_id ON messages(message_id);
+    """,
 ]

@@ -70,6 +70,11 @@ class Defaults:
     mta_timeout_nonurgent_seconds: float = 10 * 86400.0
     # KB 924567: a 2003 store flushing its in-transit mail waits this long for a disabled MTA.
     mta_flush_timeout_seconds: float = 150 * 60.0
+    # SMTP endpoints: an idle client is dropped after this many *real* seconds (not lab
+    # time; RFC 5321 §4.5.3.2.7 asks for at least 5 minutes), and each endpoint serves at
+    # most this many sessions at once (the next connection gets 421 4.3.2).
+    smtp_idle_timeout_seconds: float = 300.0
+    smtp_max_connections: int = 200
     # Move Mailbox wizard (seed 000, KB 821829): bad-item limit and threads per batch.
     wizard_bad_item_limit: int = 3
     wizard_threads: int = 4
@@ -79,6 +84,14 @@ class Defaults:
     mrs_retry_delay_seconds: float = 30.0
     mrs_max_active_moves_per_source_mdb: int = 5
     mrs_max_active_moves_per_target_mdb: int = 2
+    # Delay notifications and expiry of queued mail (exchange-facts.md, "Exchange 2003 SMTP
+    # queues" and "Exchange 2007 / 2010"); counted from the message's arrival in the lab.
+    # 2000/2003 SMTP virtual server: delay notification 12 h, expiration timeout 2 days.
+    delay_notification_seconds: float = 12 * 3600.0
+    expiration_seconds: float = 2 * 86400.0
+    # 2007/2010 transport: DelayNotificationTimeOut 4 h, MessageExpirationTimeOut 2 days.
+    delay_notification_2007_seconds: float = 4 * 3600.0
+    expiration_2007_seconds: float = 2 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -95,6 +108,13 @@ class Scenario:
     mailboxes: tuple[MailboxSpec, ...] = ()
     defaults: Defaults = field(default_factory=Defaults)
     source: str = ""
+    # Client networks (CIDR, e.g. "127.0.0.0/8") allowed to relay to domains that are
+    # not accepted. Empty: no client may relay, not even on loopback.
+    relay_networks: tuple[str, ...] = ()
+    # HOST:PORT of the outbound smarthost that takes mail for domains outside the
+    # organization (and DSNs to external senders); empty: such mail waits in queue
+    # ``unreachable``. Set by ``Lab(smarthost=...)`` (``mailflow run --smarthost``).
+    smarthost: str = ""
 
     def server(self, name: str) -> Server:
         for server in self.servers:

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require_tool
-
-MAILFLOW = [sys.executable, "-m", "mailflow"]
+from tests.process import MAILFLOW, LabProcess
 
 
 def cli(data: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -30,29 +25,15 @@ def cli(data: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
 @pytest.fixture
 def running_lab(tmp_path: Path) -> Iterator[tuple[Path, dict[str, list[object]]]]:
     """`mailflow run` of the default lab with every port picked by the system."""
-    text = resources.files("mailflow.scenarios").joinpath("mixed-2003.toml").read_text()
-    scenario = tmp_path / "lab.toml"
-    scenario.write_text(re.sub(r"smtp_port = \d+", "smtp_port = 0", text))
-    data = tmp_path / "data"
-    proc = subprocess.Popen(
-        [*MAILFLOW, "run", "--scenario", str(scenario), "--data", str(data), "--speed", "0",
-         "--http", "127.0.0.1:0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    lab_file = data / "lab.json"
-    deadline = time.monotonic() + 30
-    while not lab_file.exists():  # waiting for start-up, not for a schedule
-        assert proc.poll() is None, proc.communicate()[1]
-        assert time.monotonic() < deadline, "the lab did not start"
-        time.sleep(0.05)
+    lab = LabProcess(tmp_path)
+    lab.start()
     try:
-        yield data, json.loads(lab_file.read_text())["endpoints"]
+        yield lab.data, lab.info["endpoints"]
     finally:
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-        assert proc.returncode == 0, err
+        code, out, err = lab.stop()
+        assert code == 0, err
         assert "running" in out and "stopped" in out
-        assert not lab_file.exists()
+        assert not (lab.data / "lab.json").exists()
 
 
 def test_walkthrough_with_the_cli_and_swaks(running_lab: tuple[Path, dict[str, list[object]]]

@@ -9,6 +9,8 @@ message is lost or delivered twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
 import shutil
 import tempfile
@@ -21,7 +23,6 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from mailflow import moves
 from mailflow.errors import LabError
-from mailflow.lab import Lab
 from mailflow.moves.states import FINAL, TRANSITIONS, InvalidMoveTransition, MoveStatus
 from stores.audit import audit
 from tests.conftest import make_lab
@@ -63,11 +64,10 @@ class MrsMachine(RuleBasedStateMachine):
         request = moves.MoveRequest(engine="mrs2010", suspend_when_ready=ready, online=online,
                                     bad_items=bad, bad_item_limit=1,
                                     fail_at=f"transient:{transient}")
-        try:
+        # Already there, or a request not yet removed: refused, and nothing changed.
+        with contextlib.suppress(LabError):
             self.ids.append(self._write(
                 lambda tx: moves.start(tx, self.lab.scenario, mailbox, server, request)))
-        except LabError:
-            pass  # already there, or a request not yet removed: refused, nothing changed
 
     @precondition(lambda self: self.ids)
     @rule(data=st.data(), action=st.sampled_from(sorted(ACTIONS)))
@@ -110,7 +110,7 @@ class MrsMachine(RuleBasedStateMachine):
     def history_follows_the_state_machine(self) -> None:
         for (history,) in self._read("SELECT history FROM moves"):
             statuses = [MoveStatus(h["status"]) for h in json.loads(history)]
-            for before, after in zip(statuses, statuses[1:], strict=False):
+            for before, after in itertools.pairwise(statuses):
                 assert after == before or after in TRANSITIONS[before], statuses
 
     @invariant()

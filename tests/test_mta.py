@@ -3,6 +3,10 @@ stuck RPC queue with its fix, over real SMTP and on the lab clock."""
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
+from mailflow import scenarios
 from mailflow.lab import Lab
 from tests.helpers import (
     api,
@@ -150,18 +154,39 @@ async def test_force_connection_retries_a_stuck_queue_at_once(lab: Lab) -> None:
     assert (await mailbox(lab, DAVE))["message_count"] == 1
 
 
-async def test_the_mta_gives_up_when_the_message_times_out(lab: Lab) -> None:
+async def test_the_mta_gives_up_after_its_open_retries(lab: Lab) -> None:
+    defaults = lab.scenario.defaults
     move = await hold_move(lab, DAVE, "EX2003-A")
-    await send(lab, "EX55-LON", DAVE, subject="urgent", headers="X-Priority: 1\r\n")
-    await send(lab, "EX55-LON", DAVE, subject="normal")
+    await send(lab, "EX55-LON", DAVE)
     await api(lab, "POST", f"/api/v1/moves/{move}/complete")
     await lab.settle()
-    await lab.advance(lab.scenario.defaults.mta_timeout_urgent_seconds)
-    assert await queue_depth(lab, "EX55-LON", "mta:EX2003-A") == 1
+    # 144 opens, one every 10 minutes: the MTA gives up after a day, before any timeout.
+    await lab.advance(defaults.mta_max_open_retries * defaults.mta_open_interval_seconds)
+    assert len(await events(lab, 9318)) == defaults.mta_max_open_retries
+    assert await queue_depth(lab, "EX55-LON", "mta:EX2003-A") == 0
     gave_up = await queue_row(lab, "EX55-LON", "unreachable")
-    assert gave_up["message_count"] == 1 and "timeout (urgent)" in gave_up["last_error"]
+    assert gave_up["message_count"] == 1 and "144 open retries" in gave_up["last_error"]
     _, report = await api(lab, "GET", "/api/v1/audit")
     assert report["clean"]
+
+
+async def test_urgent_mail_times_out_first(tmp_path: Path) -> None:
+    scenario = scenarios.load("mixed-2003")
+    patient = dataclasses.replace(scenario.defaults, mta_max_open_retries=10_000)
+    lab = Lab(dataclasses.replace(scenario, defaults=patient), tmp_path / "data", speed=0,
+              http=("127.0.0.1", 0), smtp_port_override=0)
+    await lab.start()
+    try:
+        move = await hold_move(lab, DAVE, "EX2003-A")
+        await send(lab, "EX55-LON", DAVE, subject="urgent", headers="X-Priority: 1\r\n")
+        await send(lab, "EX55-LON", DAVE, subject="normal")
+        await api(lab, "POST", f"/api/v1/moves/{move}/complete")
+        await lab.advance(patient.mta_timeout_urgent_seconds)
+        assert await queue_depth(lab, "EX55-LON", "mta:EX2003-A") == 1
+        gave_up = await queue_row(lab, "EX55-LON", "unreachable")
+        assert gave_up["message_count"] == 1 and "timeout (urgent)" in gave_up["last_error"]
+    finally:
+        await lab.stop()
 
 
 async def test_connector_and_rpc_requests_are_checked(lab: Lab) -> None:

@@ -125,8 +125,10 @@ def finish(tx: Tx, scenario: Scenario, move: sqlite3.Row, status: MoveStatus) ->
     stores_mailbox.remove(tx.conn, source, mailbox)
     begun = move["begun_at"] if move["begun_at"] is not None else move["start_at"]
     tx.note("move_duration", tx.now - begun, engine=move["engine"])
-    done = set_status(tx, move, status, "Completed", percent_complete=100, finished_at=tx.now,
-                      due_at=None, progress_update={"items_transferred": items})
+    size = progress(move).get("total_mailbox_size", 0)
+    done = set_status(tx, move, status, "Completed", finished_at=tx.now,
+                      due_at=None, progress_update={"items_transferred": items,
+                                                    "bytes_transferred": size})
     event(tx, done, EVENT_COMPLETED, "Information",
           f"completed; mailbox now on {target}, directory updated.")
     release(tx, scenario, mailbox)
@@ -161,12 +163,33 @@ def check_fail_at(request: MoveRequest, steps: tuple[str, ...]) -> None:
         raise Invalid(f"fail_at must be one of {', '.join(steps)}")
 
 
+# PercentComplete as each step spans it: (where the step starts, where it ends).
+PERCENT_SPANS = {
+    "CopyingMessages": (0, 90), "Held": (90, 90), "UpdatingDirectory": (95, 95),
+    "Cleanup": (99, 99), "InitialSeeding": (0, 10), "IncrementalSync": (90, 95),
+    "AutoSuspended": (95, 95), "Finalization": (95, 99),
+}
+
+
+def percent_complete(move: sqlite3.Row, now: float) -> int:
+    """Grows with the steps and, within a timed step, with the clock; never goes back."""
+    if move["status"] in (MoveStatus.COMPLETED.value, MoveStatus.COMPLETED_WITH_WARNING.value):
+        return 100
+    if move["step"] == "CopyingMessages" and move["engine"] == "mrs2010":
+        low, high = 10, 90
+    else:
+        low, high = PERCENT_SPANS.get(move["step"], (0, 0))
+    history = json.loads(move["history"])
+    since = history[-1]["time"] if history else now
+    if move["due_at"] and move["due_at"] > since and high > low:
+        share = min(1.0, max(0.0, (now - since) / (move["due_at"] - since)))
+        return int(low + (high - low) * share)
+    return low
+
+
 def describe(move: sqlite3.Row, now: float) -> dict[str, Any]:
     request, done = options(move), progress(move)
-    percent = move["percent_complete"]
-    if move["due_at"] and move["status"] == MoveStatus.IN_PROGRESS.value and move["begun_at"]:
-        span = move["due_at"] - move["begun_at"]
-        percent = min(99, max(percent, int(100 * (now - move["begun_at"]) / span))) if span else 99
+    percent = percent_complete(move, now)
     return {
         "id": move["id"],
         "mailbox": move["mailbox"],

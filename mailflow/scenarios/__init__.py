@@ -9,6 +9,7 @@ The format is documented in docs/scenarios.md.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 import tomllib
@@ -44,6 +45,7 @@ _TOP_KEYS = (
     "mailboxes",
     "users",
     "defaults",
+    "relay_networks",
 )
 
 
@@ -213,7 +215,23 @@ def parse(text: str, source: str) -> Scenario:
         mailboxes=_mailboxes(top, domains, server_names),
         defaults=_defaults(top.table("defaults", tuple(_DEFAULT_TYPES))),
         source=text,
+        relay_networks=_relay_networks(top),
     )
+
+
+def _relay_networks(top: _Table) -> tuple[str, ...]:
+    """Client networks that may relay, as canonical CIDR strings ("127.0.0.0/8")."""
+    networks: dict[str, None] = {}
+    for i, value in enumerate(top.strings("relay_networks", [])):
+        try:
+            network = ipaddress.ip_network(value.strip())
+        except ValueError as exc:
+            raise top.error(
+                f"relay_networks[{i}]", f"{value!r} is not a network such as \"127.0.0.0/8\""
+                f" or an address ({exc})"
+            ) from None
+        networks[str(network)] = None
+    return tuple(networks)
 
 
 def _servers(top: _Table, sites: dict[str, str]) -> tuple[Server, ...]:

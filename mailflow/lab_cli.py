@@ -1,0 +1,85 @@
+"""``mailflow lab``: run a scripted lab, list and show the built-in ones.
+
+In: ``lab run NAME|FILE [--data] [--speed] [--junit FILE] [--keep]``,
+``lab list``, ``lab show NAME``. Out: a progress line a step, a verdict, the
+exit status (0 only when every expectation held) and optionally JUnit XML.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+from mailflow import labs
+from mailflow.client import CliError
+from mailflow.lab import Lab
+from mailflow.labs.runner import StepError, junit, run_lab
+
+
+def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    lab = sub.add_parser("lab", help="scripted labs with expectations").add_subparsers(
+        dest="action", required=True)
+    run = lab.add_parser("run", parents=[common], help="run a lab against a fresh lab")
+    run.add_argument("lab", metavar="NAME|FILE")
+    run.add_argument("--speed", type=float, default=0.0,
+                     help="clock speed; 0 (default) lets the lab drive the clock")
+    run.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
+    run.add_argument("--keep", action="store_true", help="leave the lab running at the end")
+    run.set_defaults(func=cmd_lab, data=None)
+    lab.add_parser("list", parents=[common], help="the built-in labs").set_defaults(
+        func=cmd_lab)
+    show = lab.add_parser("show", parents=[common], help="print a built-in lab's file")
+    show.add_argument("lab", metavar="NAME")
+    show.set_defaults(func=cmd_lab)
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        rows = [{"name": name, "description": labs.load(name).description}
+                for name in labs.builtin_names()]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            width = max(len(r["name"]) for r in rows)
+            print("\n".join(f"{r['name']:<{width}}  {r['description']}" for r in rows))
+        return 0
+    if args.action == "show":
+        if args.lab not in labs.builtin_names():
+            raise CliError(f"no built-in lab {args.lab!r}; see 'mailflow lab list'")
+        print(labs.builtin_text(args.lab), end="")
+        return 0
+    try:
+        plan = labs.load(args.lab)
+    except labs.LabError as exc:
+        raise CliError(str(exc)) from None
+    data = Path(args.data) if args.data else None
+    if data is not None and (data / "mailflow.db").exists():
+        raise CliError(f"{data} already holds a lab; a lab run starts from a fresh directory")
+    try:
+        run = asyncio.run(run_lab(plan, print, data=data, speed=args.speed,
+                                  keep=_keep if args.keep else None))
+    except StepError as exc:
+        raise CliError(f"a step failed: {exc}") from None
+    if args.junit:
+        Path(args.junit).write_bytes(junit(run))
+    failed = [r for r in run.results if not r.passed]
+    verdict = "PASS" if not failed else "FAIL"
+    print(f"{verdict}: {len(run.results) - len(failed)}/{len(run.results)} expectations held"
+          f" ({run.simulated_seconds / 60:.0f} simulated minutes in {run.real_seconds:.1f} s)")
+    for result in failed:
+        print(f"  step {result.step.number}: {result.title}: saw {result.seen}")
+    return 0 if not failed else 1
+
+
+async def _keep(lab: Lab) -> None:
+    print(f"lab kept running: API {lab.http_url}, data {lab.data_dir}; Ctrl-C stops it",
+          flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()

@@ -1,0 +1,71 @@
+"""A lab in its own process, as users run it: `mailflow run`, killed and restarted at will."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+MAILFLOW = [sys.executable, "-m", "mailflow"]
+
+
+def ephemeral_scenario(directory: Path, name: str = "mixed-2003") -> Path:
+    """A built-in scenario with every SMTP port picked by the system."""
+    text = resources.files("mailflow.scenarios").joinpath(f"{name}.toml").read_text()
+    path = directory / f"{name}.toml"
+    path.write_text(re.sub(r"smtp_port = \d+", "smtp_port = 0", text))
+    return path
+
+
+class LabProcess:
+    def __init__(self, directory: Path, *, speed: str = "0") -> None:
+        self.scenario = ephemeral_scenario(directory)
+        self.data = directory / "data"
+        self.speed = speed
+        self.proc: subprocess.Popen[str] | None = None
+        self.info: dict[str, Any] = {}
+
+    def start(self) -> None:
+        lab_file = self.data / "lab.json"
+        lab_file.unlink(missing_ok=True)  # left behind by a kill -9
+        self.proc = subprocess.Popen(
+            [*MAILFLOW, "run", "--scenario", str(self.scenario), "--data", str(self.data),
+             "--speed", self.speed, "--http", "127.0.0.1:0"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        deadline = time.monotonic() + 30
+        while not lab_file.exists():  # waiting for start-up, not for a schedule
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the lab exited: {self.proc.communicate()[1]}")
+            if time.monotonic() > deadline:
+                raise AssertionError("the lab did not start")
+            time.sleep(0.02)
+        self.info = json.loads(lab_file.read_text())
+
+    def port(self, server: str) -> int:
+        return int(self.info["endpoints"][server][1])
+
+    @property
+    def api(self) -> str:
+        return str(self.info["api"])
+
+    @property
+    def token(self) -> str:
+        return (self.data / "api-token").read_text().strip()
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.communicate(timeout=30)
+
+    def stop(self) -> tuple[int, str, str]:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        out, err = self.proc.communicate(timeout=30)
+        return self.proc.returncode, out, err
