@@ -26,7 +26,8 @@ from prometheus_client import CollectorRegistry
 from mailflow import moves
 from mailflow.errors import Conflict
 from mailflow.metrics import Metrics
-from mailflow.smtp import Endpoint, Limits
+from mailflow.smtp import Endpoint
+from mailflow.smtp_session import Limits
 from routing import categorizer, connectors, mta
 from routing.categorizer import Submission, Verdict
 from routing.transport import Transport, due_links
