@@ -157,19 +157,6 @@ async def message_raw(request: web.Request) -> web.Response:
     return web.Response(body=raw, content_type="message/rfc822")
 
 
-async def queue_list(request: web.Request) -> web.Response:
-    lab = _lab(request)
-    limit, offset = _page(request)
-    rows = await lab.store.read(lambda c: queues.list_queues(c, lab.scenario, lab.clock.now()))
-    return web.json_response(rows[offset:offset + limit])
-
-
-async def queue_messages(request: web.Request) -> web.Response:
-    info = request.match_info
-    return await _read(request, views.queue_messages, _lab(request).scenario, info["server"],
-                       info["queue"], *_page(request))
-
-
 def _time_field(body: dict[str, Any], key: str) -> float | None:
     value = body.get(key)
     if value is None:
@@ -295,15 +282,6 @@ async def clock_advance(request: web.Request) -> web.Response:
     return web.json_response({"now": now, "speed": _lab(request).clock.speed})
 
 
-async def queue_retry(request: web.Request) -> web.Response:
-    lab, info = _lab(request), request.match_info
-    doc = await lab.store.write(
-        lambda tx: operations.retry_queue(tx, lab.scenario, info["server"], info["queue"])
-    )
-    await lab.settle()
-    return web.json_response(doc)
-
-
 async def connector_list(request: web.Request) -> web.Response:
     return await _read(request, operations.list_connectors)
 
@@ -370,8 +348,9 @@ def build_app(lab: Lab) -> web.Application:
     app.router.add_get(f"{v1}/mailboxes/{{address}}/messages", mailbox_messages)
     app.router.add_get(f"{v1}/messages/{{id}}", message_show)
     app.router.add_get(f"{v1}/messages/{{id}}/raw", message_raw)
-    app.router.add_get(f"{v1}/queues", queue_list)
-    app.router.add_get(f"{v1}/queues/{{server}}/{{queue}}/messages", queue_messages)
+    from mailflow import api_queues  # it imports this module's helpers
+
+    api_queues.add_routes(app, v1)
     app.router.add_post(f"{v1}/moves", move_create)
     app.router.add_get(f"{v1}/moves", move_list)
     app.router.add_get(f"{v1}/moves/{{id}}", move_show)
@@ -381,7 +360,6 @@ def build_app(lab: Lab) -> web.Application:
     app.router.add_post(f"{v1}/moves/{{id}}/resume", _move_action(moves.resume))
     app.router.add_delete(f"{v1}/moves/{{id}}", move_remove)
     app.router.add_get(f"{v1}/moves/{{id}}/report", move_report)
-    app.router.add_post(f"{v1}/queues/{{server}}/{{queue}}/retry", queue_retry)
     app.router.add_get(f"{v1}/connectors", connector_list)
     app.router.add_post(f"{v1}/connectors", connector_add)
     app.router.add_delete(f"{v1}/connectors/{{id}}", connector_remove)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import aiosmtplib
 
-from mailflow import lab_cli, move_cli, scenarios
+from mailflow import lab_cli, move_cli, queue_cli, scenarios
 from mailflow.client import (
     DEFAULT_DATA,
     Client,
@@ -55,8 +55,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     http_host, _, http_port = args.http.rpartition(":")
     if not http_host or not http_port.isdigit():
         raise CliError(f"--http wants HOST:PORT, not {args.http!r}")
-    lab = Lab(scenario, data, speed=args.speed, host=args.listen,
-              http=(http_host, int(http_port)))
+    try:
+        lab = Lab(scenario, data, speed=args.speed, host=args.listen,
+                  http=(http_host, int(http_port)), smarthost=args.smarthost)
+    except ValueError as exc:
+        raise CliError(f"--smarthost wants HOST:PORT: {exc}") from None
     return asyncio.run(_run(lab))
 
 
@@ -87,6 +90,8 @@ async def _run(lab: Lab) -> int:
         server = lab.scenario.server(name)
         print(f"  {name:<12} {server.version:<5} {server.site:<10}"
               f" smtp://{endpoint.host}:{endpoint.port}")
+    if lab.scenario.smarthost:
+        print(f"  outbound smarthost: smtp://{lab.scenario.smarthost}")
     print(f"  API and metrics: {lab.http_url}  (token in {lab.data_dir / 'api-token'})")
     if lab.host not in ("127.0.0.1", "localhost", "::1"):
         ports = ", ".join(str(e.port) for e in lab.endpoints.values())
@@ -155,7 +160,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     doc = Client(args).call("GET", "/api/v1/audit")
     queued = "\n".join(f"  {k}: {v}" for k, v in sorted(doc["queued"].items()))
-    text = (f"accepted {doc['accepted']}, delivered {doc['delivered']}, NDR {doc['ndr']},"
+    text = (f"accepted {doc['accepted']}, delivered {doc['delivered']},"
+            f" relayed {doc['relayed']}, NDR {doc['ndr']},"
             f" deleted {doc['deleted']}, queued {sum(doc['queued'].values())}\n{queued}\n")
     text += "audit clean: every accepted recipient is in exactly one place" if doc["clean"] \
         else "AUDIT FAILED:\n" + "\n".join(f"  {p}" for p in doc["problems"])
@@ -171,20 +177,6 @@ def cmd_clock(args: argparse.Namespace) -> int:
     else:
         doc = client.call("GET", "/api/v1/clock")
     show(args, doc, f"{when(doc['now'])} (x{doc['speed']:g})")
-    return 0
-
-
-def cmd_queue(args: argparse.Namespace) -> int:
-    client = Client(args)
-    path = f"/api/v1/queues/{quoted(args.server, 'SERVER')}/{quoted(args.queue, 'QUEUE')}"
-    if args.action == "show":
-        rows = client.call("GET", f"{path}/messages")
-        view = [{**r, "arrived": when(r["arrival_time"])} for r in rows]
-        show(args, rows, table(view, ["id", "sender", "recipient", "subject", "arrived",
-                                      "attempts", "last_error"]))
-    else:
-        doc = client.call("POST", f"{path}/retry")
-        show(args, doc, f"{doc['server']}\\{doc['queue']}: {doc['retried']} retried now")
     return 0
 
 
@@ -294,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="simulated seconds per real second; 0 stops the clock (default 1)")
     run.add_argument("--http", default="127.0.0.1:8025", help="API and /metrics HOST:PORT")
     run.add_argument("--listen", default="127.0.0.1", help="address the SMTP endpoints bind")
+    run.add_argument("--smarthost", metavar="HOST:PORT",
+                     help="relay mail for other domains and DSNs to external senders here")
     run.set_defaults(func=cmd_run)
 
     for name, func, text in (("status", cmd_status, "servers, in-transit mailboxes, queues"),
@@ -302,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser(name, parents=[common], help=text).set_defaults(func=func)
 
     move_cli.add_parser(sub, common)
+    queue_cli.add_parser(sub, common)
     lab_cli.add_parser(sub, common)
 
     mailbox = sub.add_parser("mailbox", parents=[common], help="mailboxes and their messages")
@@ -310,18 +305,13 @@ def build_parser() -> argparse.ArgumentParser:
     mailbox.set_defaults(func=cmd_mailbox)
 
     trace = sub.add_parser("trace", parents=[common], help="every hop of one message")
-    trace.add_argument("message", metavar="MESSAGE-ID", help="the queue id the 250 reply named")
+    trace.add_argument("message", metavar="MESSAGE-ID",
+                       help="the queue id the 250 reply named, or the Message-ID header")
     trace.set_defaults(func=cmd_trace)
 
     clock = sub.add_parser("clock", parents=[common], help="show or advance the lab clock")
     clock.add_argument("--advance", metavar="DURATION", help="e.g. 30m: run what falls due")
     clock.set_defaults(func=cmd_clock)
-
-    queue = sub.add_parser("queue", parents=[common], help="one queue: its messages, retry")
-    queue.add_argument("action", choices=["show", "retry"])
-    queue.add_argument("server", metavar="SERVER")
-    queue.add_argument("queue", metavar="QUEUE", help="queue id: deferred, holding, mta:EX2003-A")
-    queue.set_defaults(func=cmd_queue)
 
     connector = sub.add_parser("connector", help="connectors between sites").add_subparsers(
         dest="action", required=True)

@@ -2,15 +2,18 @@
 
 ``Lab`` builds the organization from its scenario (seeding the store on first
 start), opens one SMTP endpoint per server on its own event loop, runs the
-scheduler that begins and completes moves and retries deferred delivery on
-the lab clock, drives the SMTP transport between servers, and serves the
-HTTP API. It is also the router the endpoints hand their mail to.
+scheduler that begins and completes moves, retries deferred delivery, and
+sends delay notifications and expires old mail (``routing.dsn``) on the lab
+clock, drives the SMTP transport between servers and to the outbound
+smarthost (``smarthost="HOST:PORT"``), and serves the HTTP API. It is also
+the router the endpoints hand their mail to.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
@@ -28,9 +31,9 @@ from mailflow.errors import Conflict
 from mailflow.metrics import Metrics
 from mailflow.smtp import Endpoint
 from mailflow.smtp_session import Limits
-from routing import categorizer, connectors, mta
+from routing import categorizer, connectors, dsn, mta
 from routing.categorizer import Submission, Verdict
-from routing.transport import Transport, due_links
+from routing.transport import OUTBOUND, Transport, due_links, host_port
 from stores import db, directory
 from stores import mailbox as stores_mailbox
 from stores.clock import Clock
@@ -108,7 +111,11 @@ class Lab:
         http: tuple[str, int] | None = ("127.0.0.1", 8025),
         smtp_port_override: int | None = None,
         registry: CollectorRegistry | None = None,
+        smarthost: str | None = None,
     ) -> None:
+        if smarthost:
+            host_port(smarthost)  # HOST:PORT, or ValueError
+            scenario = dataclasses.replace(scenario, smarthost=smarthost)
         self.scenario = scenario
         self.data_dir = data_dir
         self.speed = speed
@@ -154,6 +161,8 @@ class Lab:
         else:
             # Moves that were running when the last run ended: as their engines did.
             await self.store.write(lambda tx: moves.recover(tx, self.scenario))
+            # Mail for other domains follows this run's smarthost, or waits for one.
+            await self.store.write(lambda tx: categorizer.reroute_external(tx, self.scenario))
         self._known = await self.store.read(directory.smtp_addresses)
         self.metrics.watch_store(self.scenario, self.store.read_sync, self.clock.now)
         domain = self.scenario.domains[0]
@@ -226,6 +235,8 @@ class Lab:
         for fact in facts:
             if fact.kind == "link":
                 self.transport.kick(fact.labels["server"], fact.labels["target"])
+            elif fact.kind == "smarthost":
+                self.transport.kick(fact.labels["server"], OUTBOUND)
             elif fact.kind == "mta":
                 self.wake()
 
@@ -246,6 +257,7 @@ class Lab:
             moves.run_due(tx, self.scenario)
             + categorizer.retry_due(tx, self.scenario)
             + mta.run_due(tx, self.scenario)
+            + dsn.run_due(tx, self.scenario)
         )
 
     async def settle(self) -> None:
@@ -260,7 +272,7 @@ class Lab:
         """Move the lab clock forward, stopping at every due time on the way, so that a
         queue retried every 10 minutes is retried six times in an hour, not once."""
         target = self.clock.now() + seconds
-        while (due := await self.store.read(lambda c: next_due(c, self.clock.now()))) and (
+        while (due := await self.store.read(self._next_due)) and (
             due <= target
         ):
             self.clock.advance(due - self.clock.now())
@@ -269,6 +281,13 @@ class Lab:
         await self.store.write(lambda tx: db.set_meta(tx.conn, "clock", repr(tx.now)))
         await self.settle()
         return self.clock.now()
+
+    def _next_due(self, conn: sqlite3.Connection) -> float | None:
+        """The first time after now at which anything falls due, delay notices included."""
+        now = self.clock.now()
+        times = [t for t in (next_due(conn, now), dsn.next_due(conn, self.scenario, now))
+                 if t is not None]
+        return min(times, default=None)
 
     async def _tick_loop(self) -> None:
         saved_at = time.monotonic()

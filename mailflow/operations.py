@@ -1,4 +1,5 @@
-"""Operator actions on a running lab: connectors, RPC, services and queue retries.
+"""Operator actions on a running lab: connectors, RPC and services (queue actions are in
+``mailflow.queue_ops``).
 
 In: validated requests from the API. Out: the change in the store, an event
 where Exchange would have logged one, and nothing else: the scheduler and the
@@ -11,7 +12,7 @@ import sqlite3
 from typing import Any
 
 from mailflow.errors import Conflict, Invalid, NotFound
-from routing import connectors, mta, queues
+from routing import connectors, mta
 from stores import services
 from stores.db import Tx
 from stores.topology import CONNECTOR_TYPES, Scenario
@@ -87,23 +88,6 @@ def set_service(tx: Tx, scenario: Scenario, server: str, service: str, run: bool
             " AND s.mailbox = pairs.mailbox AND s.in_transit = 1)", (tx.now, name),
         )
     return {"server": name, "service": service, "running": run}
-
-
-def retry_queue(tx: Tx, scenario: Scenario, server: str, queue: str) -> dict[str, Any]:
-    """Force Connection: every unfrozen message of the queue is tried at once."""
-    name = _server(scenario, server)
-    if queue == "holding":
-        raise Conflict("InTransitFolder mail leaves only when its mailbox's move ends")
-    count = tx.conn.execute(
-        "UPDATE pairs SET next_attempt=? WHERE server=? AND queue=? AND frozen=0",
-        (tx.now, name, queue),
-    ).rowcount
-    if not count and queues.status(tx.conn, name, queue) == queues.QueueStatus.READY:
-        raise NotFound(f"queue {queues.identity(name, queue)} holds no messages to retry")
-    tx.note("mta", server=name)
-    if queue.startswith("smtp:"):
-        tx.note("link", server=name, target=queue.removeprefix("smtp:"))
-    return {"server": name, "queue": queue, "retried": count}
 
 
 def list_connectors(conn: sqlite3.Connection) -> list[dict[str, Any]]:

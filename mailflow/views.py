@@ -10,6 +10,7 @@ from typing import Any
 
 from mailflow import moves
 from mailflow.errors import NotFound
+from mailflow.queue_views import find_message
 from routing import queues
 from stores import directory
 from stores.messages import FINAL
@@ -101,14 +102,18 @@ def mailbox_messages(
     ]
 
 
-def message(conn: sqlite3.Connection, message_id: str) -> dict[str, Any]:
+def message(conn: sqlite3.Connection, ident: str) -> dict[str, Any]:
+    """One message by queue id or Message-ID header: recipients, trace, DSNs about it."""
+    message_id, others = find_message(conn, ident)
     row = conn.execute(
         "SELECT id, message_id, mail_from, subject, size, accepted_server, accepted_at,"
-        " accepted_real FROM messages WHERE id=?", (message_id,)
+        " accepted_real, dsn_of, dsn_summary FROM messages WHERE id=?", (message_id,)
     ).fetchone()
-    if row is None:
-        raise NotFound(f"no message {message_id!r}")
     doc = dict(row)
+    doc["same_message_id"] = others
+    doc["dsns"] = [dict(r) for r in conn.execute(
+        "SELECT id, dsn_summary AS summary, accepted_server AS server, accepted_at FROM messages"
+        " WHERE dsn_of=? ORDER BY accepted_at, rowid", (message_id,))]
     doc["recipients"] = [
         {**dict(r), "frozen": bool(r["frozen"]), "final": r["state"] in FINAL}
         for r in conn.execute(
@@ -126,29 +131,10 @@ def message(conn: sqlite3.Connection, message_id: str) -> dict[str, Any]:
     return doc
 
 
-def raw_message(conn: sqlite3.Connection, message_id: str) -> bytes:
+def raw_message(conn: sqlite3.Connection, ident: str) -> bytes:
+    message_id, _ = find_message(conn, ident)
     row = conn.execute("SELECT raw FROM messages WHERE id=?", (message_id,)).fetchone()
-    if row is None:
-        raise NotFound(f"no message {message_id!r}")
     return bytes(row[0])
-
-
-def queue_messages(
-    conn: sqlite3.Connection, scenario: Scenario, server: str, queue: str, limit: int, offset: int
-) -> list[dict[str, Any]]:
-    if not scenario.has_server(server):
-        raise NotFound(f"no server {server!r}")
-    server = scenario.server(server).name
-    return [
-        {**dict(r), "frozen": bool(r["frozen"])}
-        for r in conn.execute(
-            "SELECT m.id, m.message_id, m.mail_from AS sender, p.rcpt AS recipient, m.subject,"
-            " m.size, p.queued_at AS arrival_time, p.attempts, p.next_attempt, p.last_error,"
-            " p.frozen FROM pairs p JOIN messages m ON m.id = p.message"
-            " WHERE p.server=? AND p.queue=? ORDER BY p.queued_at, p.id LIMIT ? OFFSET ?",
-            (server, queue, limit, offset),
-        )
-    ]
 
 
 def move(conn: sqlite3.Connection, move_id: str, now: float) -> dict[str, Any]:

@@ -32,8 +32,8 @@ from routing import connectors, deferred, dsn
 from stores import directory, messages, services
 from stores.db import Tx
 from stores.driver import Delivery, deliver
-from stores.mailbox import INBOX
 from stores.errors import MapiError
+from stores.mailbox import INBOX
 from stores.messages import SMARTHOST, Pair, PairState
 from stores.topology import Scenario, Server
 
@@ -69,8 +69,10 @@ def valid_sender(address: str) -> bool:
     if domain.lower() == "localhost":
         address = f"{local}@localhost.test"
     try:
+        # test_environment: the organization's own .test domains are valid senders too.
         validate_email(address, check_deliverability=False, allow_smtputf8=True,
-                       globally_deliverable=False, allow_domain_literal=True)
+                       globally_deliverable=False, allow_domain_literal=True,
+                       test_environment=True)
     except EmailNotValidError:
         return False
     return True
@@ -264,8 +266,9 @@ def route(tx: Tx, scenario: Scenario, pair: Pair, at: Server) -> None:
     target = scenario.server(home.server)
     hop = connectors.next_hop(tx.conn, at, target)
     if hop.transport == "local":
-        tx.trace(pair.message, pair.rcpt, at.name, "categorized",
-                 f"home {target.name}: local delivery")
+        if pair.queue != deferred.QUEUE:  # a retry is traced by the store's answer alone
+            tx.trace(pair.message, pair.rcpt, at.name, "categorized",
+                     f"home {target.name}: local delivery")
         _deliver_locally(tx, scenario, pair, at)
     elif hop.transport == "smtp":
         assert hop.queue is not None
@@ -378,3 +381,16 @@ def retry_due(tx: Tx, scenario: Scenario) -> int:
     for pair in due:
         route(tx, scenario, pair, scenario.server(pair.server))
     return len(due)
+
+
+def reroute_external(tx: Tx, scenario: Scenario) -> int:
+    """At start: mail for other domains waiting in ``unreachable`` goes to this run's
+    smarthost, and mail in queue ``smarthost`` waits in ``unreachable`` when there is none."""
+    if scenario.smarthost:
+        waiting = [p for p in messages.load(tx.conn, "p.queue = 'unreachable' AND p.frozen = 0")
+                   if not scenario.accepts_domain(p.rcpt.rpartition("@")[2])]
+    else:
+        waiting = messages.load(tx.conn, "p.queue = ? AND p.frozen = 0", (SMARTHOST,))
+    for pair in waiting:
+        route(tx, scenario, pair, scenario.server(pair.server))
+    return len(waiting)

@@ -4,13 +4,15 @@ In: pairs the store driver refused with ecMailboxInTransit.
 Out: the same pairs, parked in queue ``deferred`` of the delivering server
 and handed back to the categorizer either when their retry falls due (about
 every 30 simulated minutes, KB 838644) or at once when the mailbox's
-PR_IN_TRANSIT flag is cleared (``held_for``).
+PR_IN_TRANSIT flag is cleared (``held_for``). A frozen message, or any message
+of a frozen queue, is handed back to nobody until it is thawed.
 """
 
 from __future__ import annotations
 
 import sqlite3
 
+from routing import queues
 from stores import messages
 from stores.db import Tx
 from stores.errors import MapiError
@@ -38,15 +40,16 @@ def defer(tx: Tx, pair: Pair, server: str, interval: float, error: MapiError) ->
     if pair.first_refused_at is None:
         pair.first_refused_at = tx.now
         tx.conn.execute("UPDATE pairs SET first_refused_at=? WHERE id=?", (tx.now, pair.id))
+    tx.trace(pair.message, pair.rcpt, server, "deferred",
+             f"queue {QUEUE}, attempt {pair.attempts + 1}, next retry in {interval / 60:g} min")
     if not retried:
-        tx.trace(pair.message, pair.rcpt, server, "deferred", f"queue {QUEUE}")
         tx.note("deferred", server=server, queue=QUEUE)
 
 
 def due(conn: sqlite3.Connection, now: float) -> list[Pair]:
     return messages.load(
         conn,
-        "p.queue = ? AND p.frozen = 0 AND p.next_attempt <= ? ORDER BY p.next_attempt",
+        f"p.queue = ? AND {queues.UNFROZEN} AND p.next_attempt <= ? ORDER BY p.next_attempt",
         (QUEUE, now),
     )
 
@@ -54,5 +57,6 @@ def due(conn: sqlite3.Connection, now: float) -> list[Pair]:
 def held_for(conn: sqlite3.Connection, mailbox: str) -> list[Pair]:
     """Every unfrozen pair deferred for ``mailbox``, on any server."""
     return messages.load(
-        conn, "p.mailbox = ? AND p.queue = ? AND p.frozen = 0 ORDER BY p.id", (mailbox, QUEUE)
+        conn, f"p.mailbox = ? AND p.queue = ? AND {queues.UNFROZEN} ORDER BY p.id",
+        (mailbox, QUEUE),
     )

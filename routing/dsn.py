@@ -21,6 +21,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from email.charset import QP, Charset
 from email.header import Header
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
@@ -204,9 +205,19 @@ def _subject(report: Report) -> str:
     return f"Undeliverable: {report.subject}"
 
 
-def _header(value: str) -> str | Header:
+def _header(value: str) -> str:
+    """A header value, RFC 2047-encoded when it is not ASCII."""
     clean = value.encode("utf-8", "replace").decode("utf-8")
-    return clean if clean.isascii() else Header(clean, "utf-8")
+    return clean if clean.isascii() else Header(clean, "utf-8").encode()
+
+
+def _text_part(text: str, subtype: str) -> MIMEText:
+    """A text part that stays readable: 7bit when ASCII, else quoted-printable UTF-8."""
+    if text.isascii():
+        return MIMEText(text, subtype, "us-ascii")
+    utf8 = Charset("utf-8")
+    utf8.body_encoding = QP
+    return MIMEText(text, subtype, utf8)  # type: ignore[arg-type]
 
 
 def build(report: Report) -> bytes:
@@ -222,7 +233,7 @@ def build(report: Report) -> bytes:
     msg["Message-ID"] = make_msgid(domain=report.fqdn)
     msg["Auto-Submitted"] = "auto-replied"  # RFC 3834: never answer it automatically
     msg["X-Mailflow-DSN"] = "delay" if report.delay else "failure"
-    msg.attach(MIMEText(human_text(report), "plain", "utf-8"))
+    msg.attach(_text_part(human_text(report), "plain"))
 
     status = Message()
     status["Content-Type"] = "message/delivery-status"
@@ -242,8 +253,7 @@ def build(report: Report) -> bytes:
         status.attach(block)
     msg.attach(status)
 
-    headers = report.original_headers.decode("utf-8", "replace")
-    msg.attach(MIMEText(headers, "rfc822-headers", "us-ascii" if headers.isascii() else "utf-8"))
+    msg.attach(_text_part(report.original_headers.decode("utf-8", "replace"), "rfc822-headers"))
     return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
 
 
@@ -260,8 +270,9 @@ def original_headers(raw: bytes) -> bytes:
 
 
 def _send(tx: Tx, scenario: Scenario, at: Server, message: str,
-          statuses: list[RecipientStatus], summary: str) -> str | None:
-    """Send one DSN about ``message`` from ``at``; None (and a trace) when none may be sent."""
+          statuses: list[RecipientStatus], label: str, why: str) -> str | None:
+    """Send one DSN (``label``: "NDR 4.4.7", "delay notification") about ``message`` from
+    ``at``; None, and a trace, when none may be sent."""
     row = tx.conn.execute(
         "SELECT mail_from, subject, raw, accepted_at, dsn_of FROM messages WHERE id=?",
         (message,),
@@ -269,16 +280,16 @@ def _send(tx: Tx, scenario: Scenario, at: Server, message: str,
     if not row["mail_from"] or row["dsn_of"]:
         for status in statuses:
             tx.trace(message, status.rcpt, at.name, "dsn",
-                     f"no {summary.split(' ', 1)[0]}: the sender is null (no DSN about a DSN)")
+                     f"no {label}: the sender is null (no DSN about a DSN)")
         return None
     report = Report(at, scenario.domains[0], row["mail_from"], row["subject"],
                     row["accepted_at"], tx.now, original_headers(bytes(row["raw"])),
                     tuple(statuses))
     dsn_id = categorizer.submit(tx, scenario, at.name, row["mail_from"], build(report),
-                                dsn_of=message, summary=f"{summary} about {message}")
+                                dsn_of=message, summary=f"{label} about {message}: {why}")
     for status in statuses:
         tx.trace(message, status.rcpt, at.name, "dsn",
-                 f"{summary} sent as {dsn_id} to <{row['mail_from']}>")
+                 f"{label} sent as {dsn_id} to <{row['mail_from']}>")
     return dsn_id
 
 
@@ -294,7 +305,7 @@ def fail(tx: Tx, scenario: Scenario, pairs: Iterable[Pair], at: Server, failure:
         by_message.setdefault(pair.message, []).append(RecipientStatus(
             pair.rcpt, "failed", failure.status, failure.diagnostic, failure.text, tx.now))
     for message, statuses in by_message.items():
-        _send(tx, scenario, at, message, statuses, f"NDR {failure.status} ({failure.kind})")
+        _send(tx, scenario, at, message, statuses, f"NDR {failure.status}", failure.text)
 
 
 def _delay_status(queue: str) -> str:
@@ -366,7 +377,8 @@ def run_due(tx: Tx, scenario: Scenario) -> int:
         ]
         tx.conn.executemany("UPDATE pairs SET delay_notified_at=? WHERE id=?",
                             [(tx.now, r["id"]) for r in rows])
-        _send(tx, scenario, server, message, statuses, "delay notification")
+        _send(tx, scenario, server, message, statuses, "delay notification",
+              "still queued on " + name)
     return sum(len(p) for p in expiring.values()) + sum(len(r) for r in delayed.values())
 
 

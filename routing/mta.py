@@ -4,8 +4,9 @@ In: pairs the categorizer queued for the MTA (``mta:<SERVER>`` for RPC,
 ``mta:x400:<CONNECTOR>`` for an X.400 connector), and the mail of an
 InTransitFolder (queue ``holding``) when its mailbox's move ends.
 Out: pairs transferred to the next server and routed there, or left in their
-queue in Retry after a failed open (events 9318 and 9322), or moved to
-``unreachable`` when the open retries or the message timeout run out.
+queue in Retry after a failed open (events 9318 and 9322), or NDR'd (4.4.7,
+``routing.dsn``) when the open retries or the message timeout run out. Frozen
+messages and frozen queues are skipped.
 
 Released InTransitFolder mail of a 5.5 store is the MTA's blind spot (seed 003):
 it assumes the new home is in its own site and queues the mail for RPC to
@@ -14,7 +15,7 @@ that server, which never drains when the sites share no RPC path.
 
 from __future__ import annotations
 
-from routing import categorizer, connectors, queues
+from routing import categorizer, connectors, dsn, queues
 from stores import directory, messages, services
 from stores.db import Tx
 from stores.messages import Pair
@@ -29,10 +30,7 @@ def rpc_queue(target: str) -> str:
 
 def message_timeout(defaults: Defaults, priority: str) -> float:
     """How long the MTA keeps a message of this priority before it gives up."""
-    return {
-        "urgent": defaults.mta_timeout_urgent_seconds,
-        "non-urgent": defaults.mta_timeout_nonurgent_seconds,
-    }.get(priority, defaults.mta_timeout_normal_seconds)
+    return dsn.message_timeout(defaults, priority)
 
 
 def next_open(failed_at: float, defaults: Defaults) -> float:
@@ -49,7 +47,7 @@ def release_holding(tx: Tx, scenario: Scenario, mailbox: str, server: str | None
                  " s.server = p.server AND s.mailbox = p.mailbox AND s.in_transit = 1)")
         args = (server,)
     held = messages.load(
-        tx.conn, f"{where} AND p.queue = ? AND p.frozen = 0 ORDER BY p.id",
+        tx.conn, f"{where} AND p.queue = ? AND {queues.UNFROZEN} ORDER BY p.id",
         (*args, categorizer.HOLDING),
     )
     released = 0
@@ -82,7 +80,7 @@ def run_due(tx: Tx, scenario: Scenario) -> int:
     """Open every MTA queue with mail due, on servers whose MTA runs; returns pairs handled."""
     handled = 0
     for server, queue in tx.conn.execute(
-        "SELECT DISTINCT server, queue FROM pairs WHERE queue LIKE 'mta:%' AND frozen = 0"
+        f"SELECT DISTINCT server, queue FROM pairs p WHERE queue LIKE 'mta:%' AND {queues.UNFROZEN}"
         " AND next_attempt <= ?", (tx.now,)
     ).fetchall():
         if services.running(tx.conn, server, "mta"):
@@ -92,7 +90,7 @@ def run_due(tx: Tx, scenario: Scenario) -> int:
 
 def _open(tx: Tx, scenario: Scenario, at: Server, queue: str) -> int:
     pairs = messages.load(
-        tx.conn, "p.server = ? AND p.queue = ? AND p.frozen = 0 AND p.next_attempt <= ?"
+        tx.conn, f"p.server = ? AND p.queue = ? AND {queues.UNFROZEN} AND p.next_attempt <= ?"
         " ORDER BY p.id", (at.name, queue, tx.now),
     )
     pairs = [p for p in pairs if not _expired(tx, scenario, p, at)]
@@ -171,6 +169,5 @@ def _expired(tx: Tx, scenario: Scenario, pair: Pair, at: Server) -> bool:
         why = f"MTA gave up after {pair.attempts} open retries"
     else:
         return False
-    messages.place_queued(tx, pair, at.name, "unreachable", last_error=why)
-    tx.trace(pair.message, pair.rcpt, at.name, "unreachable", why)
+    dsn.fail(tx, scenario, [pair], at, dsn.mta_gave_up(why))
     return True
