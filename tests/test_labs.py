@@ -76,7 +76,7 @@ def test_a_bad_lab_file_is_refused_before_anything_starts(tmp_path: Path, step: 
 def test_list_and_show_the_builtins() -> None:
     listed = lab_cli("list").stdout
     for name in ("deferred-delivery-2003", "holding-folder-2000", "stuck-rpc-queue",
-                 "mrs-online-move-2010", "bad-items-rollback"):
+                 "mrs-online-move-2010", "bad-items-rollback", "expiry-ndr"):
         assert name in listed
     shown = lab_cli("show", "stuck-rpc-queue").stdout
     assert shown == labs.builtin_text("stuck-rpc-queue")
