@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     move_cli.add_parser(sub, common)
     queue_cli.add_parser(sub, common)
-    lab_cli.add_parser(sub, common)
+    lab_cli.add_parser(sub)
 
     mailbox = sub.add_parser("mailbox", parents=[common], help="mailboxes and their messages")
     mailbox.add_argument("action", choices=["list", "show", "messages"])

@@ -20,19 +20,23 @@ from mailflow.lab import Lab
 from mailflow.labs.runner import StepError, junit, run_lab
 
 
-def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+def add_parser(sub: Any) -> None:
+    # No shared --data here: a lab run starts a fresh lab, in a temporary directory by default.
     lab = sub.add_parser("lab", help="scripted labs with expectations").add_subparsers(
         dest="action", required=True)
-    run = lab.add_parser("run", parents=[common], help="run a lab against a fresh lab")
+    run = lab.add_parser("run", help="run a lab against a fresh lab")
     run.add_argument("lab", metavar="NAME|FILE")
+    run.add_argument("--data", help="data directory for the fresh lab (default: a temporary"
+                     " one)")
     run.add_argument("--speed", type=float, default=0.0,
                      help="clock speed; 0 (default) lets the lab drive the clock")
     run.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
     run.add_argument("--keep", action="store_true", help="leave the lab running at the end")
-    run.set_defaults(func=cmd_lab, data=None)
-    lab.add_parser("list", parents=[common], help="the built-in labs").set_defaults(
-        func=cmd_lab)
-    show = lab.add_parser("show", parents=[common], help="print a built-in lab's file")
+    run.set_defaults(func=cmd_lab)
+    listing = lab.add_parser("list", help="the built-in labs")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(func=cmd_lab)
+    show = lab.add_parser("show", help="print a built-in lab's file")
     show.add_argument("lab", metavar="NAME")
     show.set_defaults(func=cmd_lab)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from mailflow.cli import build_parser
 from tests.conftest import require_tool
 from tests.process import MAILFLOW, LabProcess
 
@@ -123,3 +124,19 @@ def test_operator_commands(running_lab: tuple[Path, dict[str, list[object]]]) ->
     for needle in ("MSExchangeIS", "9660", "MSExchangeMTA", "9318", "9322",
                    "Remote Server Name EX2003-A"):
         assert needle in log
+
+
+def test_every_command_defaults_to_the_mailflow_data_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MAILFLOW_DATA", raising=False)
+    parser = build_parser()
+    for argv in (["run"], ["status"], ["queues"], ["audit"], ["move", "list"],
+                 ["move", "start", "alice@contoso.test", "--to", "EX2003-B"],
+                 ["mailbox", "list"], ["events"], ["connector", "list"], ["clock"]):
+        assert parser.parse_args(argv).data == "mailflow-data", argv
+    assert parser.parse_args(["lab", "run", "stuck-rpc-queue"]).data is None
+    # As a new user types it, in a directory without a lab.
+    result = subprocess.run([*MAILFLOW, "status"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert "no running lab in mailflow-data" in result.stderr
