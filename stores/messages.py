@@ -165,9 +165,10 @@ def place_final(tx: Tx, pair: Pair, state: PairState, *, last_error: str | None 
     if state not in FINAL:
         raise ValueError(f"{state.name} is not a final state")
     check_transition(pair.id, pair.state, state)
+    # A delivered pair has no error left to show; an NDR'd or deleted one keeps its last.
     tx.conn.execute(
         "UPDATE pairs SET state=?, queue=NULL, next_attempt=NULL, hop_token=NULL,"
-        " last_error=COALESCE(?, last_error) WHERE id=?",
-        (state.value, last_error, pair.id),
+        " last_error=CASE WHEN ? THEN NULL ELSE COALESCE(?, last_error) END WHERE id=?",
+        (state.value, state is PairState.DELIVERED, last_error, pair.id),
     )
     pair.state, pair.queue = state, None

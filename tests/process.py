@@ -23,6 +23,15 @@ def ephemeral_scenario(directory: Path, name: str = "mixed-2003") -> Path:
     return path
 
 
+def cli(data: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run one `mailflow` command against the lab of ``data``, as a user would."""
+    result = subprocess.run([*MAILFLOW, *args, "--data", str(data)], capture_output=True,
+                            text=True, timeout=60)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
 class LabProcess:
     def __init__(self, directory: Path, *, speed: str = "0") -> None:
         self.scenario = ephemeral_scenario(directory)

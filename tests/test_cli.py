@@ -12,15 +12,7 @@ import pytest
 
 from mailflow.cli import build_parser
 from tests.conftest import require_tool
-from tests.process import MAILFLOW, LabProcess
-
-
-def cli(data: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([*MAILFLOW, *args, "--data", str(data)], capture_output=True,
-                            text=True, timeout=60)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
+from tests.process import MAILFLOW, LabProcess, cli
 
 
 @pytest.fixture

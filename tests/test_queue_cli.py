@@ -3,18 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
-from tests.process import MAILFLOW, LabProcess
-
-
-def cli(data: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([*MAILFLOW, *args, "--data", str(data)], capture_output=True,
-                            text=True, timeout=60)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
+from tests.process import LabProcess, cli
 
 
 def test_queue_viewer_from_the_shell(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ def xml_report(move: sqlite3.Row) -> bytes:
         "start-time": _time(move["begun_at"]),
         "end-time": _time(move["finished_at"]),
         "items-copied": str(done.get("items_transferred", 0)),
-        "bytes-copied": str(done.get("bytes_transferred", done.get("total_mailbox_size", 0))),
+        "bytes-copied": str(done.get("bytes_transferred", 0)),
         "bad-items": str(done.get("bad_items_encountered", 0)),
         "bad-item-limit": "" if request.bad_item_limit is None else str(request.bad_item_limit),
     }
