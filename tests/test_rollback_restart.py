@@ -136,3 +136,28 @@ async def test_unreachable_peer_retries_the_link_queue(lab: Lab) -> None:
     assert carol["message_count"] == 1
     _, rows = await api(lab, "GET", "/api/v1/queues")
     assert next(r for r in rows if r["identity"] == "EX2003-A\\EX2003-B")["status"] == "Ready"
+
+
+async def test_restart_resumes_an_mrs_move(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first = make_lab(data, "exchange-2010")
+    await first.start()
+    _, move = await api(first, "POST", "/api/v1/moves",
+                        {"mailbox": "frank@contoso.test", "target": "EX2010-B"})
+    await first.advance(first.scenario.defaults.move_base_seconds / 2)  # past InitialSeeding
+    _, before = await api(first, "GET", f"/api/v1/moves/{move['id']}")
+    assert (before["engine"], before["status"]) == ("mrs2010", "InProgress")
+    assert before["status_detail"] != "InitialSeeding"
+    await first.stop()
+
+    second = make_lab(data, "exchange-2010")
+    await second.start()
+    try:
+        await second.advance(second.scenario.defaults.move_base_seconds * 2)
+        _, after = await api(second, "GET", f"/api/v1/moves/{move['id']}")
+        assert after["status"] == "Completed"
+        details = [h["status_detail"] for h in after["history"]]
+        assert details.count("InitialSeeding") == 1  # resumed, not started over
+        assert (await mailbox(second, "frank@contoso.test"))["server"] == "EX2010-B"
+    finally:
+        await second.stop()
