@@ -223,3 +223,15 @@ def test_default_must_be_positive(tmp_path: Path) -> None:
 def test_builtin_errors_name_builtin() -> None:
     with pytest.raises(ScenarioError, match=r"^builtin:x: servers: at least one server"):
         parse('name = "x"\n[organization]\nname = "C"\ndomains = ["c.test"]\n', "builtin:x")
+
+
+def test_smarthost_key(tmp_path: Path) -> None:
+    base = (Path(__file__).parent.parent / "mailflow/scenarios/mixed-2003.toml").read_text()
+    good = tmp_path / "good.toml"
+    good.write_text('smarthost = "127.0.0.1:1025"\n' + base)
+    assert load(str(good)).smarthost == "127.0.0.1:1025"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('smarthost = "mail.example.net"\n' + base)
+    with pytest.raises(ScenarioError) as error:
+        load(str(bad))
+    assert error.value.key == "smarthost" and "HOST:PORT" in error.value.problem

@@ -19,6 +19,7 @@ from typing import Any, get_type_hints
 
 from email_validator import EmailNotValidError, validate_email
 
+from routing.transport import host_port
 from stores.topology import (
     CONNECTOR_TYPES,
     VERSIONS,
@@ -46,6 +47,7 @@ _TOP_KEYS = (
     "users",
     "defaults",
     "relay_networks",
+    "smarthost",
 )
 
 
@@ -216,7 +218,22 @@ def parse(text: str, source: str) -> Scenario:
         defaults=_defaults(top.table("defaults", tuple(_DEFAULT_TYPES))),
         source=text,
         relay_networks=_relay_networks(top),
+        smarthost=_smarthost(top),
     )
+
+
+def _smarthost(top: _Table) -> str:
+    """HOST:PORT of the outbound smarthost, or "" for none."""
+    if "smarthost" not in top.data:
+        return ""
+    value = top.text("smarthost")
+    try:
+        host_port(value)
+    except ValueError:
+        raise top.error(
+            "smarthost", f"{value!r} is not HOST:PORT, e.g. \"127.0.0.1:1025\""
+        ) from None
+    return value
 
 
 def _relay_networks(top: _Table) -> tuple[str, ...]:
