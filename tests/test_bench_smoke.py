@@ -1,0 +1,68 @@
+"""A smoke run of the benchmark harness (bench/run.py, issue 8) on a few hundred messages.
+
+It checks that the harness starts the systems (Postfix aside), loads them, measures
+the lab's drains, deep-queue reads and startup, stops everything and reports numbers.
+Nothing about speed is asserted: the benchmark itself is not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_tool
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.tools
+
+
+def test_bench_quick_smoke_reports_numbers(tmp_path: Path) -> None:
+    require_tool("smtp-source")
+    out = tmp_path / "bench.json"
+    harness = subprocess.Popen(
+        # Postfix is left out (its start and stop alone take seconds): the smoke run stays
+        # under 30 s. The benchmark proper measures it.
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick",
+         "--systems", "smtp-sink,bare,sqlite,lab",
+         "--sessions", "20", "--messages", "200", "--sweep-messages", "100", "--repeats", "1",
+         "--latency-messages", "100", "--drain", "200", "--deep", "200",
+         "--startup-repeats", "1", "--read-repeats", "1", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    try:
+        stdout, stderr = harness.communicate(timeout=240)  # a hung harness, not a slow one
+    except subprocess.TimeoutExpired:
+        harness.terminate()  # SIGTERM: the harness stops every server it started
+        stdout, stderr = harness.communicate(timeout=60)
+        pytest.fail(f"bench/run.py did not finish:\n{stderr[-4000:]}")
+    assert harness.returncode == 0, stderr[-4000:]
+    assert "Targets:" in stdout
+    doc = json.loads(out.read_text())
+
+    rates = doc["rates"]
+    assert {"aiosmtpd bare", "aiosmtpd+SQLite commit/msg", "mailflow lab"} <= set(rates)
+    for name, by_sessions in rates.items():
+        assert by_sessions["20"]["accepted_rate"]["median"] > 0, name
+    assert rates["mailflow lab"]["20"]["e2e_rate"]["median"] > 0
+
+    assert doc["latency"]["systems"]["mailflow lab"]["client_ms"]["p50"] > 0
+    assert {d["mode"] for d in doc["drain"]} == {"local", "hop"}
+    for drain in doc["drain"]:
+        assert drain["messages"] == 200 and drain["rate"] > 0, drain
+        assert drain["queues_left"] == [], drain
+    assert doc["deep"]["release"]["rate"] > 0
+    assert all(r["cpu_ms_per_msg"]["median"] > 0 for r in (rates["aiosmtpd bare"]["20"],
+                                                           rates["mailflow lab"]["20"]))
+    for stage in ("loaded", "restarted"):
+        reads = doc["deep"][stage]
+        assert reads["deferred"] == 200
+        assert reads["metrics_s"]["median"] > 0 and reads["cli_queues_s"]["median"] > 0
+        assert reads["vm_mb"]["VmHWM"] > 0
+    assert all(s > 0 for s in doc["startup"]["all_s"])
+    lab_targets = [t for t in doc["targets"] if not t["target"].startswith("1b")]
+    assert lab_targets and all(t["value"] is not None and t["value"] > 0 for t in lab_targets)
