@@ -241,8 +241,10 @@ def _take_hop(tx: Tx, scenario: Scenario, sub: Submission, token: str, data: byt
 
 def _hop_token(conn: sqlite3.Connection, pair: Pair, server: str, queue: str) -> str:
     """One token per message per link, so the transport relays them in one transaction."""
+    # The unary + keeps SQLite on the (message, rcpt) index: planned on the queue index,
+    # a release of N pairs into one link queue scanned that queue N times.
     row = conn.execute(
-        "SELECT hop_token FROM pairs WHERE message=? AND server=? AND queue=?"
+        "SELECT hop_token FROM pairs WHERE message=? AND +server=? AND +queue=?"
         " AND hop_token IS NOT NULL LIMIT 1",
         (pair.message, server, queue),
     ).fetchone()

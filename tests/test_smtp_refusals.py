@@ -6,7 +6,6 @@ commands go over a raw stream, since aiosmtplib will not send them.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import re
 from collections.abc import AsyncIterator
@@ -18,6 +17,7 @@ import pytest
 from mailflow import scenarios
 from mailflow.lab import Lab
 from tests.helpers import api, queue_id, sample, scrape, send
+from tests.smtpwire import Wire, connect
 
 SERVER = "EX2003-A"
 ALICE = "alice@contoso.test"
@@ -25,51 +25,16 @@ SENDER = "x@example.net"
 QUEUED = re.compile(r"2\.6\.0 <(?P<id>[0-9A-F]+)> Queued mail for delivery")
 
 
-class RawSMTP:
-    """One SMTP session over plain asyncio streams: a line out, the whole reply back."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    async def reply(self) -> tuple[int, str]:
-        """The next reply: its code and its text (lines joined by newlines, codes taken off)."""
-        lines: list[str] = []
-        while True:
-            line = (await self.reader.readline()).decode("utf-8", "replace")
-            assert line.endswith("\r\n"), f"connection closed mid-reply: {[*lines, line]}"
-            lines.append(line[4:].rstrip("\r\n"))
-            if line[3:4] != "-":
-                return int(line[:3]), "\n".join(lines)
-
-    async def command(self, line: str) -> tuple[int, str]:
-        self.writer.write(line.encode() + b"\r\n")
-        await self.writer.drain()
-        return await self.reply()
-
-    async def data(self, content: bytes) -> tuple[int, str]:
-        """DATA, then ``content`` (CRLF lines, no line starting with '.') and the end dot."""
-        assert (await self.command("DATA"))[0] == 354
-        assert content.endswith(b"\r\n") and b"\r\n." not in content
-        self.writer.write(content + b".\r\n")
-        await self.writer.drain()
-        return await self.reply()
-
-
 @asynccontextmanager
-async def session(lab: Lab, server: str = SERVER) -> AsyncIterator[RawSMTP]:
+async def session(lab: Lab, server: str = SERVER) -> AsyncIterator[Wire]:
     """A session past its greeting and EHLO; QUIT on the way out."""
-    host, port = lab.endpoint_address(server)
-    reader, writer = await asyncio.open_connection(host, port)
-    smtp = RawSMTP(reader, writer)
+    smtp = await connect(lab, server)
     try:
-        assert (await smtp.reply())[0] == 220
         assert (await smtp.command("EHLO client.example.net"))[0] == 250
         yield smtp
         assert (await smtp.command("QUIT"))[0] == 221
     finally:
-        writer.close()
-        await writer.wait_closed()
+        await smtp.close()
 
 
 def message(subject: str, size: int = 0) -> bytes:
@@ -210,11 +175,8 @@ async def test_declared_size_over_the_limit_is_refused_at_mail(lab: Lab) -> None
     limit = lab.scenario.defaults.max_message_size
     assert limit == 10 * 1024 * 1024
     before = await accepted_count(lab)
-    host, port = lab.endpoint_address(SERVER)
-    reader, writer = await asyncio.open_connection(host, port)
-    smtp = RawSMTP(reader, writer)
+    smtp = await connect(lab, SERVER)
     try:
-        assert (await smtp.reply())[0] == 220
         code, ehlo = await smtp.command("EHLO client.example.net")
         assert code == 250 and f"SIZE {limit}" in ehlo.splitlines()
         code, text = await smtp.command(f"MAIL FROM:<{SENDER}> SIZE={limit + 1}")
@@ -224,8 +186,7 @@ async def test_declared_size_over_the_limit_is_refused_at_mail(lab: Lab) -> None
         assert (await smtp.command(f"MAIL FROM:<{SENDER}> SIZE={limit}"))[0] == 250
         assert (await smtp.command("RSET"))[0] == 250
     finally:
-        writer.close()
-        await writer.wait_closed()
+        await smtp.close()
     await assert_nothing_stored(lab, before)
     await assert_still_serves_alice(lab)
 
