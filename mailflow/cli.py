@@ -10,7 +10,6 @@ table, or JSON with ``--json``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import email.utils
 import json
@@ -19,10 +18,9 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import aiosmtplib
-
-from mailflow import lab_cli, move_cli, queue_cli, scenarios
+from mailflow import lab_cli, move_cli, queue_cli
 from mailflow.client import (
     DEFAULT_DATA,
     Client,
@@ -36,11 +34,21 @@ from mailflow.client import (
     when,
 )
 from mailflow.errors import LabError
-from mailflow.lab import Lab
-from stores import db
+
+# Only what the HTTP-client commands need is imported here (~0.1 s). The lab (`run`), asyncio
+# and aiosmtplib (`send`) and the scripted labs (`lab`, in lab_cli) would add ~0.4 s to every
+# command, `mailflow queues` and `--help` included, so the functions that run those commands
+# import them (docs/benchmarks.md, hotspot 8).
+if TYPE_CHECKING:
+    from mailflow.lab import Lab
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from mailflow import scenarios
+    from mailflow.lab import Lab
+
     data = Path(args.data)
     stored = _stored_scenario(data)
     try:
@@ -64,6 +72,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _stored_scenario(data: Path) -> str | None:
+    from stores import db
+
     path = data / "mailflow.db"
     if not path.exists():
         return None
@@ -76,6 +86,8 @@ def _stored_scenario(data: Path) -> str | None:
 
 
 async def _run(lab: Lab) -> int:
+    import asyncio
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -231,6 +243,8 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
+    import asyncio
+
     client = Client(args)
     endpoints = client.call("GET", "/api/v1/status")["endpoints"]
     server = args.server or next(iter(endpoints))
@@ -248,16 +262,21 @@ def make_msgid_header() -> str:
 
 
 async def _send(host: str, port: int, args: argparse.Namespace) -> list[str]:
+    import aiosmtplib
+
     replies = []
-    async with aiosmtplib.SMTP(hostname=host, port=port, start_tls=False,
-                               local_hostname="mailflow-send") as smtp:
-        for n in range(1, args.count + 1):
-            body = (f"From: <{args.sender}>\r\nTo: <{args.to}>\r\n{make_msgid_header()}"
-                    f"Subject: {args.subject} {n}/{args.count}\r\n"
-                    f"Date: {dt.datetime.now(dt.UTC).strftime('%a, %d %b %Y %H:%M:%S +0000')}\r\n"
-                    f"\r\nTest message {n} sent by mailflow send.\r\n")
-            _, reply = await smtp.sendmail(args.sender, [args.to], body.encode())
-            replies.append(reply)
+    try:
+        async with aiosmtplib.SMTP(hostname=host, port=port, start_tls=False,
+                                   local_hostname="mailflow-send") as smtp:
+            for n in range(1, args.count + 1):
+                body = (f"From: <{args.sender}>\r\nTo: <{args.to}>\r\n{make_msgid_header()}"
+                        f"Subject: {args.subject} {n}/{args.count}\r\n"
+                        f"Date: {dt.datetime.now(dt.UTC).strftime('%a, %d %b %Y %H:%M:%S +0000')}"
+                        f"\r\n\r\nTest message {n} sent by mailflow send.\r\n")
+                _, reply = await smtp.sendmail(args.sender, [args.to], body.encode())
+                replies.append(reply)
+    except aiosmtplib.SMTPException as exc:
+        raise CliError(str(exc), status=1) from None
     return replies
 
 
@@ -365,10 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except CliError as exc:
         print(f"mailflow {args.command}: {exc}", file=sys.stderr)
-        return 2
-    except aiosmtplib.SMTPException as exc:
-        print(f"mailflow {args.command}: {exc}", file=sys.stderr)
-        return 1
+        return exc.status
 
 
 if __name__ == "__main__":

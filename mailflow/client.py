@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from mailflow.lab import LAB_FILE, lab_running, read_token
+from mailflow.datadir import LAB_FILE, lab_running, read_token
 
 DEFAULT_DATA = "mailflow-data"
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
@@ -25,7 +25,12 @@ UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class CliError(Exception):
-    """A problem to print in one line, exiting non-zero."""
+    """A problem to print in one line, exiting with ``status``: 2 by default, 1 when a mail
+    server refused what a command sent it over SMTP."""
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def parse_duration(text: str) -> float:

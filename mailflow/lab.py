@@ -14,11 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import fcntl
 import json
 import logging
 import os
-import secrets
 import sqlite3
 import time
 from pathlib import Path
@@ -27,11 +25,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from mailflow import moves
+from mailflow.datadir import LAB_FILE, ensure_token, lock
 from mailflow.errors import Conflict
 from mailflow.metrics import Metrics
 from mailflow.smtp import Endpoint
 from mailflow.smtp_session import Limits
-from routing import categorizer, connectors, dsn, mta
+from routing import categorizer, connectors, dsn, mta, queues
 from routing.categorizer import Submission, Verdict
 from routing.transport import OUTBOUND, Transport, due_links, host_port
 from stores import db, directory
@@ -42,52 +41,10 @@ from stores.topology import Scenario
 
 log = logging.getLogger(__name__)
 
-TOKEN_FILE = "api-token"
-LAB_FILE = "lab.json"
-# Held (flock) by the running lab; the kernel lets go of it even after kill -9.
-LOCK_FILE = "lock"
 # How often (real seconds) the lab looks for due work when nothing wakes it.
 TICK_SECONDS = 0.2
 # How often (real seconds) the simulated time is saved for the next start.
 CLOCK_SAVE_SECONDS = 5.0
-
-
-def _lock(data_dir: Path) -> int | None:
-    """Take the data directory's lock; None when a running lab holds it."""
-    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
-
-
-def lab_running(data_dir: Path) -> bool:
-    """Whether a lab runs on ``data_dir`` now (a lab.json left by kill -9 does not count)."""
-    if not (data_dir / LOCK_FILE).exists():
-        return False
-    fd = _lock(data_dir)
-    if fd is None:
-        return True
-    os.close(fd)
-    return False
-
-
-def read_token(data_dir: Path) -> str:
-    return (data_dir / TOKEN_FILE).read_text().strip()
-
-
-def _ensure_token(data_dir: Path) -> str:
-    path = data_dir / TOKEN_FILE
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return read_token(data_dir)
-    token = secrets.token_urlsafe(32)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    return token
 
 
 def _seed(tx: Tx, scenario: Scenario) -> None:
@@ -140,11 +97,11 @@ class Lab:
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        lock = _lock(self.data_dir)
-        if lock is None:
+        lock_fd = lock(self.data_dir)
+        if lock_fd is None:
             raise Conflict(f"another lab is running on {self.data_dir}")
-        self._lock_fd = lock
-        self.token = _ensure_token(self.data_dir)
+        self._lock_fd = lock_fd
+        self.token = ensure_token(self.data_dir)
         saved = _saved_clock(self.data_dir / "mailflow.db")
         self.clock = Clock(start=max(time.time(), saved), speed=self.speed)
         self.store = Store(self.data_dir / "mailflow.db", self.clock, on_commit=self._on_commit)
@@ -211,7 +168,10 @@ class Lab:
             "scenario": self.scenario.name,
             "endpoints": {name: [e.host, e.port] for name, e in self.endpoints.items()},
         }
-        (self.data_dir / LAB_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        # Written aside and renamed: the CLI and tests read it as soon as it exists.
+        partial = self.data_dir / f"{LAB_FILE}.new"
+        partial.write_text(json.dumps(info, indent=2) + "\n")
+        partial.replace(self.data_dir / LAB_FILE)
 
     def endpoint_address(self, server: str) -> tuple[str, int]:
         endpoint = self.endpoints[server]
@@ -237,7 +197,7 @@ class Lab:
                 self.transport.kick(fact.labels["server"], fact.labels["target"])
             elif fact.kind == "smarthost":
                 self.transport.kick(fact.labels["server"], OUTBOUND)
-            elif fact.kind == "mta":
+            elif fact.kind in ("mta", "releasing"):
                 self.wake()
 
     def wake(self) -> None:
@@ -247,7 +207,7 @@ class Lab:
     async def run_due(self) -> int:
         """Do every piece of scheduled work whose time has come; returns how many."""
         done = await self.store.write(self._due_writes)
-        links = await self.store.read(lambda c: due_links(c, self.clock.now()))
+        links = await self.store.read(lambda c: due_links(c, self.scenario, self.clock.now()))
         for server, target in links:
             self.transport.kick(server, target)
         return done + len(links)
@@ -256,6 +216,8 @@ class Lab:
         return (
             moves.run_due(tx, self.scenario)
             + categorizer.retry_due(tx, self.scenario)
+            + categorizer.release_due(tx, self.scenario)
+            + mta.release_due(tx, self.scenario)
             + mta.run_due(tx, self.scenario)
             + dsn.run_due(tx, self.scenario)
         )
@@ -285,7 +247,8 @@ class Lab:
     def _next_due(self, conn: sqlite3.Connection) -> float | None:
         """The first time after now at which anything falls due, delay notices included."""
         now = self.clock.now()
-        times = [t for t in (next_due(conn, now), dsn.next_due(conn, self.scenario, now))
+        times = [t for t in (next_due(conn, self.scenario, now),
+                              dsn.next_due(conn, self.scenario, now))
                  if t is not None]
         return min(times, default=None)
 
@@ -304,17 +267,25 @@ class Lab:
                 log.exception("scheduled work failed; trying again at the next tick")
 
 
-def next_due(conn: sqlite3.Connection, after: float) -> float | None:
-    """The first time after ``after`` at which scheduled work falls due."""
+def next_due(conn: sqlite3.Connection, scenario: Scenario, after: float) -> float | None:
+    """The first time after ``after`` at which scheduled work falls due: one seek per
+    non-empty queue and per move table index, never a read of every queued pair."""
+    times = []
+    for server, queue in queues.queue_keys(conn, (s.name for s in scenario.servers)):
+        row = conn.execute(
+            "SELECT next_attempt FROM pairs WHERE server = ? AND queue = ? AND next_attempt > ?"
+            " AND frozen = 0 ORDER BY next_attempt LIMIT 1", (server, queue, after),
+        ).fetchone()
+        if row is not None:
+            times.append(float(row[0]))
     row = conn.execute(
-        "SELECT MIN(t) FROM ("
-        " SELECT MIN(next_attempt) AS t FROM pairs WHERE queue IS NOT NULL AND frozen = 0"
-        " AND next_attempt > :after"
-        " UNION ALL SELECT MIN(due_at) FROM moves WHERE due_at > :after"
+        "SELECT MIN(t) FROM (SELECT MIN(due_at) AS t FROM moves WHERE due_at > :after"
         " UNION ALL SELECT MIN(start_at) FROM moves WHERE status = 'Queued' AND start_at > :after"
         ")", {"after": after},
     ).fetchone()
-    return None if row[0] is None else float(row[0])
+    if row[0] is not None:
+        times.append(float(row[0]))
+    return min(times, default=None)
 
 
 def _saved_clock(path: Path) -> float:

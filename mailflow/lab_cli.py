@@ -8,16 +8,18 @@ exit status (0 only when every expectation held) and optionally JUnit XML.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mailflow import labs
 from mailflow.client import CliError
-from mailflow.lab import Lab
-from mailflow.labs.runner import StepError, junit, run_lab
+
+# The scripted labs import the lab, aiohttp and aiosmtplib (~0.4 s); `mailflow` builds this
+# command's parser for every command it runs, so they are imported only by cmd_lab and _keep,
+# which run it (docs/benchmarks.md, hotspot 8).
+if TYPE_CHECKING:
+    from mailflow.lab import Lab
 
 
 def add_parser(sub: Any) -> None:
@@ -42,6 +44,13 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import aiosmtplib
+
+    from mailflow import labs
+    from mailflow.labs.runner import StepError, junit, run_lab
+
     if args.action == "list":
         rows = [{"name": name, "description": labs.load(name).description}
                 for name in labs.builtin_names()]
@@ -68,6 +77,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
                                   keep=_keep if args.keep else None))
     except StepError as exc:
         raise CliError(f"a step failed: {exc}") from None
+    except aiosmtplib.SMTPException as exc:
+        raise CliError(str(exc), status=1) from None
     if args.junit:
         Path(args.junit).write_bytes(junit(run))
     failed = [r for r in run.results if not r.passed]
@@ -80,6 +91,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
 
 async def _keep(lab: Lab) -> None:
+    import asyncio
+
     print(f"lab kept running: API {lab.http_url}, data {lab.data_dir}; Ctrl-C stops it",
           flush=True)
     stop = asyncio.Event()

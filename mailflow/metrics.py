@@ -4,15 +4,19 @@ In: facts from committed writes (``observe``), SMTP rejections, and the
 store, read at scrape time. Out: the ``mailflow_*`` series, plus the
 ``process_*`` and ``python_info`` series of the lab's process. Counters and
 histograms count what happened since the lab started; gauges and the age
-histogram of queued mail are computed from the store by one aggregate query
-per table at every scrape, so they cannot drift from the truth.
+histogram of queued mail are computed from the store at every scrape, so they
+cannot drift from the truth: each non-empty queue by a few range queries on its
+``pairs_by_age`` index (one walk over its pairs, however deep), the mailboxes in
+transit and the moves by one aggregate query each.
 """
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import accumulate, pairwise
 from typing import Any, TypeVar
 
 from prometheus_client import (
@@ -155,7 +159,8 @@ class _StoreGauges(Collector):
 
     def collect(self) -> Iterable[Metric]:
         now = self.now()
-        snapshot: _Snapshot = self.read(lambda conn: _snapshot(conn, now))
+        names = [s.name for s in self.scenario.servers]
+        snapshot: _Snapshot = self.read(lambda conn: _snapshot(conn, now, names))
         depth = GaugeMetricFamily("mailflow_queue_messages", "Recipients waiting in a queue.",
                                   labels=["server", "queue"])
         oldest = GaugeMetricFamily("mailflow_queue_oldest_message_age_seconds",
@@ -185,16 +190,43 @@ class _StoreGauges(Collector):
         yield from (depth, oldest, ages, in_transit, moves)
 
 
-def _snapshot(conn: sqlite3.Connection, now: float) -> _Snapshot:
-    # One pass over the queued pairs gives depth, oldest and every age bucket.
-    within = ", ".join("COUNT(CASE WHEN queued_at >= ? THEN 1 END)" for _ in AGE_BUCKETS)
-    rows = conn.execute(
-        f"SELECT server, queue, COUNT(*), MIN(queued_at), TOTAL(MAX(0, ? - queued_at)), {within}"
-        " FROM pairs WHERE queue IS NOT NULL GROUP BY server, queue",
-        (now, *(now - le for le in AGE_BUCKETS)),
+# The recipients of one queue queued in [lo, hi), and the sum of their ages: a range of
+# pairs_by_age, read from the index alone.
+_SEGMENT = (
+    "SELECT COUNT(*), TOTAL(? - queued_at) FROM pairs"
+    " WHERE server = ? AND queue = ? AND queued_at >= ? AND queued_at < ?"
+)
+
+
+def _queue_ages(conn: sqlite3.Connection, server: str, queue: str, now: float) -> _Queued:
+    """Depth, oldest queued_at, age sum and cumulative AGE_BUCKETS counts of one queue.
+
+    The bucket bounds cut the queue's queued_at range into disjoint segments; one range
+    query counts and sums each, so the queue's index range is walked once, and the oldest
+    is a seek. One GROUP BY with a CASE per bucket on every row took 4 times the CPU at
+    500,000 queued. Every queued pair has a queued_at (the categorizer and
+    ``place_queued`` set it), so the segments hold the whole queue.
+    """
+    # Youngest first: queued now or later (a clock set back), age 0 as MAX(0, now -
+    # queued_at) has it, and in every bucket; then each bucket's own ages; then older.
+    edges = [math.inf, now, *(now - le for le in AGE_BUCKETS), -math.inf]
+    segments = [conn.execute(_SEGMENT, (now, server, queue, lo, hi)).fetchone()
+                for hi, lo in pairwise(edges)]
+    cumulative = list(accumulate(n for n, _ in segments))
+    (oldest_at,) = conn.execute(
+        "SELECT MIN(queued_at) FROM pairs WHERE server = ? AND queue = ?", (server, queue)
+    ).fetchone()
+    return _Queued(
+        depth=cumulative[-1],
+        oldest_at=oldest_at,
+        age_sum=math.fsum(total for _, total in segments[1:]),
+        within=tuple(cumulative[1:len(AGE_BUCKETS) + 1]),
     )
+
+
+def _snapshot(conn: sqlite3.Connection, now: float, servers: Iterable[str]) -> _Snapshot:
     return _Snapshot(
-        queues={(r[0], r[1]): _Queued(r[2], r[3], r[4], tuple(r[5:])) for r in rows},
+        queues={key: _queue_ages(conn, *key, now) for key in queues.queue_keys(conn, servers)},
         in_transit=dict(conn.execute(
             "SELECT server, COUNT(*) FROM store_mailboxes WHERE in_transit=1 GROUP BY server"
         ).fetchall()),

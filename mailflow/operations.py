@@ -81,7 +81,7 @@ def set_service(tx: Tx, scenario: Scenario, server: str, service: str, run: bool
              f" {'running' if run else 'stopped'} state.")
     if run:
         # What waited for this MTA goes now: InTransitFolders and a 2003 in-transit flush.
-        mta.release_holding(tx, scenario, "", server=name)
+        mta.flush_holding(tx, scenario, name)
         tx.conn.execute(
             "UPDATE pairs SET next_attempt=? WHERE server=? AND queue='deferred' AND NOT EXISTS"
             " (SELECT 1 FROM store_mailboxes s WHERE s.server = pairs.server"

@@ -87,7 +87,7 @@ def _wake(tx: Tx, scenario: Scenario, server: str, queue: str, ids: list[int] | 
             (tx.now, server, *(ids or [])),
         )
     elif queue == categorizer.HOLDING:
-        mta.release_holding(tx, scenario, "", server=server)
+        mta.flush_holding(tx, scenario, server)
     tx.note("mta", server=server)  # the scheduler looks for due work now
 
 

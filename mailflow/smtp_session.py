@@ -1,44 +1,37 @@
-"""One SMTP session of an endpoint: bytes in, commands answered with named replies out.
+"""One SMTP session of an endpoint: command lines in, commands answered with named replies out.
 
-aiosmtpd gives the transport, the line reader and the idle timer; the command
-loop and every command are ours, so every reply comes from ``mailflow.replies``
-and the RFC 5321 limits hold: command and text line lengths, NUL, bare LF
-(the session ends: SMTP smuggling), undeclared 8-bit data and UTF-8 addresses,
-an idle client, too many errors. A message over the size limit is read to its
-end and dropped line by line, never held whole. MAIL, RCPT and DATA go to the
-endpoint's handler (``mailflow.smtp``), which asks the router.
+``mailflow.smtp_connection`` reads the lines and handles what is wrong with a line
+whatever its command; here are the commands, so every reply comes from
+``mailflow.replies`` and RFC 5321 holds: HELO/EHLO first, the order of MAIL, RCPT and
+DATA, the syntax of paths and ESMTP parameters (SIZE, BODY, SMTPUTF8), undeclared 8-bit
+data and UTF-8 addresses, text line lengths. A message over the size limit is read to its
+end and dropped line by line, never held whole. MAIL, RCPT and DATA go to the endpoint's
+handler (``mailflow.smtp``), which asks the router.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, AnyStr
+from functools import partial
+from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import Envelope, Session
 
 from mailflow import replies
+from mailflow.smtp_connection import SmtpConnection
 from stores.topology import Defaults
 
-log = logging.getLogger(__name__)
-
-# RFC 5321 §4.5.3.1.4: a command line is at most 512 octets with its CRLF. MAIL may
-# grow by the parameters of the extensions it takes: SIZE (RFC 1870: 26),
-# BODY (RFC 1652: 14) and SMTPUTF8 (RFC 6531: 10).
-COMMAND_LINE_LIMIT = 512
-MAIL_LINE_LIMIT = COMMAND_LINE_LIMIT + 26 + 14 + 10
 # RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets with its CRLF (998 characters),
 # not counting the dot a client adds for transparency.
 TEXT_LINE_LIMIT = 1000
-# After a reply that ends a session while the client is still sending (bare LF, too many
-# errors), its input is read and dropped for at most this long (real seconds) before the
-# close: closing with unread input makes TCP send a reset, which can destroy the reply.
-LINGER_SECONDS = 2.0
-# Commands known to SMTP that these endpoints do not offer (not advertised in EHLO).
-NOT_IMPLEMENTED = frozenset({"EXPN", "AUTH", "STARTTLS", "ETRN", "TURN", "ATRN", "BDAT"})
+# The path nearly every client sends: <local@domain>, the local part a dot-atom of ASCII
+# atext (RFC 5322 §3.2.3) not opening with "=?" (email's parser decodes an RFC 2047 word
+# there), the domain dot-separated labels of letters, digits, "-" and "_".
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9_-]+"
+_PLAIN_PATH = re.compile(rf"<((?!=\?){_ATEXT}(?:\.{_ATEXT})*@{_LABEL}(?:\.{_LABEL})*)>")
 
 
 @dataclass(frozen=True)
@@ -69,21 +62,8 @@ class _Envelope(Envelope):
         self.body: str | None = None
 
 
-@dataclass
-class _Line:
-    """One line read from the client."""
-
-    data: bytes  # with its line end; only the tail when the line was too long
-    too_long: bool = False
-
-    @property
-    def crlf(self) -> bool:
-        return self.data.endswith(b"\r\n")
-
-
-class SmtpSession(SMTP):
-    """One SMTP session. aiosmtpd gives the transport, the line reader and the timer;
-    the command loop and every command are ours, so every reply is a named one."""
+class SmtpSession(SmtpConnection):
+    """One SMTP session: the commands on an ``SmtpConnection``."""
 
     def __init__(
         self,
@@ -92,14 +72,9 @@ class SmtpSession(SMTP):
         on_close: Callable[[SmtpSession], None],
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self._limits = limits
-        self._on_reject = on_reject
-        self._on_close = on_close
-        self._errors = 0
-        self._hanging_up = False
-        self._last_heard = self.loop.time()
-        self._commands: dict[str, Callable[[str | None], Awaitable[None]]] = {
+        super().__init__(on_reject, partial(on_close, self), max_errors=limits.max_errors,
+                         **kwargs)
+        self._commands = {
             "HELO": self.smtp_HELO,
             "EHLO": self.smtp_EHLO,
             "MAIL": self.smtp_MAIL,
@@ -112,7 +87,7 @@ class SmtpSession(SMTP):
             "HELP": self.smtp_HELP,
         }
 
-    # -- transport, timer, replies ----------------------------------------------------------
+    # -- the transaction --------------------------------------------------------------------
 
     def _create_envelope(self) -> Envelope:
         return _Envelope()
@@ -120,163 +95,6 @@ class SmtpSession(SMTP):
     def _new_envelope(self) -> None:
         """A new transaction (RSET, HELO/EHLO, after DATA)."""
         self.envelope = self._create_envelope()
-
-    @property
-    def _wire(self) -> asyncio.Transport | None:
-        """The transport, typed as the socket transport it is."""
-        assert self.transport is None or isinstance(self.transport, asyncio.Transport)
-        return self.transport
-
-    def connection_lost(self, error: Exception | None) -> None:
-        try:
-            super().connection_lost(error)
-        finally:
-            self._on_close(self)
-
-    def eof_received(self) -> bool | None:
-        # aiosmtpd drops the session at once; we first answer what the client sent
-        # before it closed its side (a pipelined batch ending in QUIT).
-        return asyncio.StreamReaderProtocol.eof_received(self)
-
-    def data_received(self, data: bytes) -> None:
-        self._last_heard = self.loop.time()
-        super().data_received(data)
-
-    def _timeout_cb(self) -> None:
-        """The idle timer: one per session, re-armed while the client keeps sending.
-        A client we stopped reading (its replies unread) is idle too."""
-        wire = self._wire
-        if wire is None or self._hanging_up:
-            return
-        quiet = self.loop.time() - self._last_heard
-        if quiet < self._timeout_duration:
-            self._reset_timeout(self._timeout_duration - quiet)
-            return
-        log.info("%r idle for %ss, closing", self.session and self.session.peer,
-                 self._timeout_duration)
-        self._hanging_up = True
-        self._on_reject(421)
-        wire.write(self._closing(replies.S421_IDLE_TIMEOUT).encode() + b"\r\n")
-        self._close_transport()
-
-    def shutdown(self) -> None:
-        """The endpoint is stopping: say so and close."""
-        wire = self._wire
-        if wire is None:
-            return
-        if not self._hanging_up:
-            self._hanging_up = True
-            wire.write(self._closing(replies.S421_SHUTTING_DOWN).encode() + b"\r\n")
-        wire.close()
-        if wire.get_write_buffer_size():
-            wire.abort()
-
-    def _closing(self, reply: str) -> str:
-        return reply.format(hostname=self.hostname)
-
-    def _close_transport(self) -> None:
-        transport = self._wire
-        if transport is None:
-            return
-        transport.close()
-        if transport.get_write_buffer_size():
-            # A client that does not read would keep close() waiting for ever.
-            self.loop.call_later(self._timeout_duration, transport.abort)
-
-    async def push(self, status: AnyStr) -> None:
-        code = status[:3] if isinstance(status, str) else status[:3].decode("ascii", "replace")
-        if code.isdigit():
-            if code[:1] in ("4", "5"):
-                self._on_reject(int(code))
-            if 500 <= int(code) <= 504:
-                self._errors += 1
-        await super().push(status)
-
-    async def _hang_up(self, reply: str, *, linger: bool = False) -> None:
-        """Send a closing reply (421, 221, 521) and end the session; with ``linger``,
-        half-close first and drop what the client still sends (a lingering close)."""
-        self._hanging_up = True
-        with contextlib.suppress(ConnectionError):
-            await self.push(self._closing(reply))
-        wire = self._wire
-        if linger and wire is not None and wire.can_write_eof():
-            wire.write_eof()
-            with contextlib.suppress(TimeoutError, ConnectionError):
-                async with asyncio.timeout(LINGER_SECONDS):
-                    while await self._reader.read(65536):
-                        pass
-        self._close_transport()
-
-    # -- reading ----------------------------------------------------------------------------
-
-    async def _read_line(self) -> _Line:
-        """The next line up to LF. A line longer than the reader's limit is read and
-        dropped piece by piece, so it never sits whole in memory."""
-        too_long = False
-        while True:
-            try:
-                return _Line(await self._reader.readuntil(b"\n"), too_long)
-            except asyncio.LimitOverrunError as exc:
-                too_long = True
-                # Drop what was read but its last byte: it may be the CR of the CRLF.
-                await self._reader.read(exc.consumed - 1)
-
-    async def _handle_client(self) -> None:
-        assert self.session is not None
-        try:
-            greeting = replies.GREETING.format(hostname=self.hostname, banner=self.__ident__)
-            await self.push(f"220 {greeting}")
-            while not self._hanging_up and self.transport is not None:
-                await self._command(await self._read_line())
-                if self._errors >= self._limits.max_errors and not self._hanging_up:
-                    await self._hang_up(replies.S421_TOO_MANY_ERRORS, linger=True)
-        except asyncio.IncompleteReadError:
-            # The client closed its side: whatever it sent has been answered.
-            self._close_transport()
-        except ConnectionError:
-            self._close_transport()
-        except asyncio.CancelledError:
-            self._close_transport()
-            raise
-
-    async def _command(self, line: _Line) -> None:
-        if not line.crlf:
-            await self._hang_up(replies.S521_BARE_LF, linger=True)
-            return
-        if line.too_long:
-            await self.push(replies.S500_LINE_TOO_LONG)
-            return
-        raw = line.data[:-2]
-        if b"\0" in raw:
-            await self.push(replies.S500_NUL)
-            return
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            await self.push(replies.S500_SYNTAX_ERROR)
-            return
-        verb, _, arg = text.partition(" ")
-        verb = verb.upper()
-        limit = MAIL_LINE_LIMIT if verb == "MAIL" else COMMAND_LINE_LIMIT
-        if len(line.data) > limit:
-            await self.push(replies.S500_LINE_TOO_LONG)
-            return
-        method = self._commands.get(verb)
-        if method is None:
-            if verb in NOT_IMPLEMENTED:
-                await self.push(replies.S502_NOT_IMPLEMENTED)
-            elif verb.isascii() and verb.isalpha():
-                await self.push(replies.S500_UNRECOGNIZED)
-            else:
-                await self.push(replies.S500_SYNTAX_ERROR)
-            return
-        try:
-            await method(arg.strip() or None)
-        except (asyncio.CancelledError, ConnectionError, asyncio.IncompleteReadError):
-            raise
-        except Exception:
-            log.exception("%s on %s failed", verb, self.hostname)
-            await self.push(replies.S451_INTERNAL_ERROR)
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -327,6 +145,13 @@ class SmtpSession(SMTP):
         rest = self._strip_command_keyword(keyword, arg)
         if not rest:
             return None
+        # aiosmtpd's _getaddr builds a class and runs email's header parser for every path
+        # (~7 % of the accept profile, docs/benchmarks.md hotspot 9); an ordinary path does
+        # not need it. plain_path knows nothing of aiosmtpd's local_part_limit (unset here),
+        # so with one set every path would go to _getaddr.
+        plain = None if self.local_part_limit else plain_path(rest)
+        if plain is not None:
+            return plain
         try:
             address, params = self._getaddr(rest)
         except Exception:  # email's header parser on hostile input
@@ -496,6 +321,26 @@ class SmtpSession(SMTP):
 
     async def smtp_HELP(self, arg: str | None) -> None:
         await self.push(replies.S214_HELP)
+
+
+def plain_path(text: str) -> tuple[str, str] | None:
+    """(address, parameters) of ``<local@domain>``, alone or followed by whitespace and
+    ESMTP parameters, exactly as aiosmtpd's ``_getaddr`` returns them; None for any other
+    text (quoted local part, source route, comment, no brackets, domain literal, UTF-8, ...),
+    which only ``_getaddr`` parses."""
+    match = _PLAIN_PATH.match(text)
+    if match is None:
+        return None
+    params = text[match.end():]
+    if params:
+        # email's parser skips the whitespace (str.lstrip) and comments after the ">";
+        # parameters glued to it, or a comment, are left to _getaddr.
+        if params[0] not in " \t":
+            return None
+        params = params.lstrip()
+        if params.startswith("("):
+            return None
+    return match.group(1), params
 
 
 def peer_host(session: Session) -> str:

@@ -51,6 +51,9 @@ class Verdict(enum.Enum):
     UNKNOWN_USER = "unknown user"
 
 
+# Validation is a pure function of the address, and test traffic repeats a few addresses
+# thousands of times: each is validated once, not at MAIL, RCPT and again when stored.
+@functools.lru_cache(maxsize=4096)
 def normalize(address: str, *, smtputf8: bool = False) -> str | None:
     """The canonical form of an address, or None when it is not a valid mailbox."""
     try:
@@ -63,6 +66,7 @@ def normalize(address: str, *, smtputf8: bool = False) -> str | None:
     return str(checked.normalized).lower()
 
 
+@functools.lru_cache(maxsize=4096)
 def valid_sender(address: str) -> bool:
     """Senders are checked for syntax only: test tools send as root@<hostname> or @localhost."""
     local, _, domain = address.rpartition("@")
@@ -181,7 +185,9 @@ def submit(tx: Tx, scenario: Scenario, server: str, rcpt: str, data: bytes, *,
 def _store(tx: Tx, scenario: Scenario, sub: Submission, queue_id: str, raw: bytes,
            how: str, *, dsn_of: str | None = None, summary: str | None = None) -> None:
     """Insert a new message and one pair per recipient, each traced and routed."""
-    headers = BytesHeaderParser().parsebytes(raw)
+    # Only the header section is parsed: the body can be megabytes, and nothing here needs it.
+    headers = BytesHeaderParser().parsebytes(raw.partition(b"\r\n\r\n")[0])
+    urgency = priority(headers)
     tx.conn.execute(
         "INSERT INTO messages(id, message_id, mail_from, subject, size, raw, accepted_server,"
         " accepted_at, accepted_real, priority, dsn_of, dsn_summary)"
@@ -196,7 +202,7 @@ def _store(tx: Tx, scenario: Scenario, sub: Submission, queue_id: str, raw: byte
             sub.server,
             tx.now,
             tx.real,
-            priority(headers),
+            urgency,
             dsn_of,
             summary,
         ),
@@ -204,13 +210,17 @@ def _store(tx: Tx, scenario: Scenario, sub: Submission, queue_id: str, raw: byte
     at = scenario.server(sub.server)
     for rcpt in dict.fromkeys(normalize(r, smtputf8=True) or r.lower() for r in sub.rcpts):
         cur = tx.conn.execute(
-            "INSERT INTO pairs(message, rcpt, state, server, queue, queued_at)"
-            " VALUES (?,?,?,?,?,?)",
-            (queue_id, rcpt, PairState.LOCAL.value, sub.server, "local", tx.now),
+            "INSERT INTO pairs(message, rcpt, state, server, queue, queued_at, accepted_at)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (queue_id, rcpt, PairState.LOCAL.value, sub.server, "local", tx.now, tx.now),
         )
         assert cur.lastrowid is not None
         tx.trace(queue_id, rcpt, sub.server, "accepted", how)
-        route(tx, scenario, messages.load(tx.conn, "p.id = ?", (cur.lastrowid,))[0], at)
+        pair = Pair(id=cur.lastrowid, message=queue_id, rcpt=rcpt, mailbox=None,
+                    state=PairState.LOCAL, server=sub.server, queue="local", queued_at=tx.now,
+                    attempts=0, next_attempt=None, first_refused_at=None, frozen=False,
+                    accepted_at=tx.now, size=len(raw), priority=urgency)
+        route(tx, scenario, pair, at)
 
 
 def _take_hop(tx: Tx, scenario: Scenario, sub: Submission, token: str, data: bytes) -> str | None:
@@ -262,9 +272,7 @@ def route(tx: Tx, scenario: Scenario, pair: Pair, at: Server) -> None:
         else:  # relayed from relay_networks, or a DSN to an external sender
             _external(tx, scenario, pair, at, domain)
         return
-    if pair.mailbox != home.address:
-        pair.mailbox = home.address
-        tx.conn.execute("UPDATE pairs SET mailbox=? WHERE id=?", (home.address, pair.id))
+    pair.mailbox = home.address  # written with the pair's next place
     target = scenario.server(home.server)
     hop = connectors.next_hop(tx.conn, at, target)
     if hop.transport == "local":
@@ -352,14 +360,29 @@ def _unreachable(tx: Tx, pair: Pair, at: Server, why: str) -> None:
     tx.trace(pair.message, pair.rcpt, at.name, "unreachable", why)
 
 
-def release(tx: Tx, scenario: Scenario, mailbox: str) -> int:
-    """PR_IN_TRANSIT was cleared: route every pair deferred for ``mailbox`` again, now.
+# Pairs released per transaction: big enough to drain fast, small enough that the SMTP
+# accepts waiting for the writer meanwhile wait only a moment.
+RELEASE_PAGE = 1000
 
-    A 2003 store whose MTA is stopped still waits for it (KB 924567): the flush
-    goes ahead only when the flush time-out has run out.
-    """
-    held = deferred.held_for(tx.conn, mailbox)
-    for pair in held:
+
+def release(tx: Tx, scenario: Scenario, mailbox: str) -> None:
+    """PR_IN_TRANSIT was cleared: route every pair deferred for ``mailbox`` again, now;
+    the first page in this transaction, the rest from ``release_due``."""
+    deferred.begin_release(tx, mailbox, deferred.QUEUE)
+    _release_page(tx, scenario, mailbox)
+
+
+def release_due(tx: Tx, scenario: Scenario) -> int:
+    """The next page of every release of deferred mail still going on."""
+    return sum(_release_page(tx, scenario, mailbox)
+               for mailbox, queue in deferred.releasing(tx.conn) if queue == deferred.QUEUE)
+
+
+def _release_page(tx: Tx, scenario: Scenario, mailbox: str) -> int:
+    """Route one page of a release again. A 2003 store whose MTA is stopped still waits
+    for it (KB 924567): the flush goes ahead only when the flush time-out has run out."""
+    page = deferred.release_page(tx, mailbox, deferred.QUEUE, RELEASE_PAGE)
+    for pair in page:
         if scenario.server(pair.server).version == "2003" and not services.running(
             tx.conn, pair.server, "mta"
         ):
@@ -374,12 +397,12 @@ def release(tx: Tx, scenario: Scenario, mailbox: str) -> int:
         tx.trace(pair.message, pair.rcpt, pair.server, "released", f"from {deferred.QUEUE}")
         tx.note("released", server=pair.server, queue=deferred.QUEUE)
         route(tx, scenario, pair, scenario.server(pair.server))
-    return len(held)
+    return len(page)
 
 
 def retry_due(tx: Tx, scenario: Scenario) -> int:
     """Try again every deferred pair whose retry has fallen due."""
-    due = deferred.due(tx.conn, tx.now)
+    due = deferred.due(tx.conn, [s.name for s in scenario.servers], tx.now)
     for pair in due:
         route(tx, scenario, pair, scenario.server(pair.server))
     return len(due)
@@ -388,11 +411,14 @@ def retry_due(tx: Tx, scenario: Scenario) -> int:
 def reroute_external(tx: Tx, scenario: Scenario) -> int:
     """At start: mail for other domains waiting in ``unreachable`` goes to this run's
     smarthost, and mail in queue ``smarthost`` waits in ``unreachable`` when there is none."""
+    servers = [s.name for s in scenario.servers]
+    # Naming the servers keeps SQLite on the queue index: no read of every pair at start.
+    where = f"p.server IN ({','.join('?' * len(servers))}) AND p.queue = ? AND p.frozen = 0"
     if scenario.smarthost:
-        waiting = [p for p in messages.load(tx.conn, "p.queue = 'unreachable' AND p.frozen = 0")
+        waiting = [p for p in messages.load(tx.conn, where, (*servers, "unreachable"))
                    if not scenario.accepts_domain(p.rcpt.rpartition("@")[2])]
     else:
-        waiting = messages.load(tx.conn, "p.queue = ? AND p.frozen = 0", (SMARTHOST,))
+        waiting = messages.load(tx.conn, where, (*servers, SMARTHOST))
     for pair in waiting:
         route(tx, scenario, pair, scenario.server(pair.server))
     return len(waiting)

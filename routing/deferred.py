@@ -4,13 +4,17 @@ In: pairs the store driver refused with ecMailboxInTransit.
 Out: the same pairs, parked in queue ``deferred`` of the delivering server
 and handed back to the categorizer either when their retry falls due (about
 every 30 simulated minutes, KB 838644) or at once when the mailbox's
-PR_IN_TRANSIT flag is cleared (``held_for``). A frozen message, or any message
-of a frozen queue, is handed back to nobody until it is thawed.
+PR_IN_TRANSIT flag is cleared: in pages of pairs, the first in the transaction
+that clears the flag and the rest in the scheduler's next writes, so a release
+of 500,000 never sits in memory or in one transaction (``begin_release``,
+``release_page``). A frozen message, or any message of a frozen queue, is
+handed back to nobody until it is thawed.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 
 from routing import queues
 from stores import messages
@@ -46,17 +50,50 @@ def defer(tx: Tx, pair: Pair, server: str, interval: float, error: MapiError) ->
         tx.note("deferred", server=server, queue=QUEUE)
 
 
-def due(conn: sqlite3.Connection, now: float) -> list[Pair]:
+def due(conn: sqlite3.Connection, servers: Sequence[str], now: float) -> list[Pair]:
+    """The pairs of ``servers`` whose retry has fallen due; naming the servers keeps SQLite
+    on the queue index, so only due pairs are read."""
+    marks = ",".join("?" * len(servers))
     return messages.load(
         conn,
-        f"p.queue = ? AND {queues.UNFROZEN} AND p.next_attempt <= ? ORDER BY p.next_attempt",
-        (QUEUE, now),
+        f"p.server IN ({marks}) AND p.queue = ? AND p.next_attempt <= ? AND {queues.UNFROZEN}"
+        " ORDER BY p.next_attempt",
+        (*servers, QUEUE, now),
     )
 
 
-def held_for(conn: sqlite3.Connection, mailbox: str) -> list[Pair]:
-    """Every unfrozen pair deferred for ``mailbox``, on any server."""
-    return messages.load(
-        conn, f"p.mailbox = ? AND p.queue = ? AND {queues.UNFROZEN} ORDER BY p.id",
-        (mailbox, QUEUE),
+def begin_release(tx: Tx, mailbox: str, queue: str) -> None:
+    """PR_IN_TRANSIT of ``mailbox`` was cleared: release its mail parked in ``queue``
+    (``deferred``, or ``holding`` on 5.5/2000) from its first pair on. The release is kept
+    in the store, so it goes on after a restart."""
+    tx.conn.execute(
+        "INSERT INTO releases(mailbox, queue, after_id) VALUES (?, ?, 0)"
+        " ON CONFLICT(mailbox, queue) DO UPDATE SET after_id = 0", (mailbox, queue),
     )
+
+
+def releasing(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    """The (mailbox, queue) releases that have pairs left to release."""
+    return [(r[0], r[1]) for r in conn.execute("SELECT mailbox, queue FROM releases")]
+
+
+def release_page(tx: Tx, mailbox: str, queue: str, size: int) -> list[Pair]:
+    """The next ``size`` unfrozen pairs of a release, in pair order. The release moves past
+    them whatever becomes of them, so a pair that stays parked (its MTA is stopped) is not
+    taken again; it ends when a page comes back short."""
+    row = tx.conn.execute("SELECT after_id FROM releases WHERE mailbox = ? AND queue = ?",
+                          (mailbox, queue)).fetchone()
+    if row is None:
+        return []
+    page = messages.load(
+        tx.conn, f"p.mailbox = ? AND p.state = ? AND p.queue = ? AND p.id > ? AND"
+        f" {queues.UNFROZEN} ORDER BY p.id LIMIT ?",
+        (mailbox, PairState.DEFERRED.value, queue, row[0], size),
+    )
+    if len(page) < size:
+        tx.conn.execute("DELETE FROM releases WHERE mailbox = ? AND queue = ?", (mailbox, queue))
+    else:
+        tx.conn.execute("UPDATE releases SET after_id = ? WHERE mailbox = ? AND queue = ?",
+                        (page[-1].id, mailbox, queue))
+        tx.note("releasing")  # wakes the scheduler for the next page
+    return page

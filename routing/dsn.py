@@ -318,33 +318,47 @@ def _delay_status(queue: str) -> str:
     return "4.4.0"
 
 
-def _candidates(conn: sqlite3.Connection, delay_before: float | None = None,
-                expiry_before: float | None = None) -> list[sqlite3.Row]:
-    """Unfrozen pairs in the queues the SMTP service (2007+: transport) reports delay and
-    expiry for: not the InTransitFolder (``holding``, a store folder) and not the MTA's
-    queues (``mta:*``, whose message timeouts ``routing.mta`` applies). With bounds, only
-    pairs of messages old enough for a delay notice not yet sent, or for expiry."""
-    where = ""
-    if delay_before is not None and expiry_before is not None:
-        where = (" AND ((p.delay_notified_at IS NULL AND m.mail_from != '' AND m.accepted_at <= ?)"
-                 " OR m.accepted_at <= ?)")
-    return list(conn.execute(
-        "SELECT p.id, p.message, p.rcpt, p.server, p.queue, p.last_error, p.delay_notified_at,"
-        " m.accepted_at, m.priority, m.mail_from, m.dsn_of FROM pairs p"
-        f" JOIN messages m ON m.id = p.message WHERE p.queue IS NOT NULL AND {queues.UNFROZEN}"
-        f" AND p.queue != '{categorizer.HOLDING}' AND p.queue NOT LIKE 'mta:%'{where}"
-        " ORDER BY p.id", () if not where else (delay_before, expiry_before),
-    ))
+# The columns the scheduler needs of a queued pair, and the pairs it looks at: unfrozen,
+# in the queues the SMTP service (2007+: transport) reports delay and expiry for. Not the
+# InTransitFolder (``holding``, a store folder) and not the MTA's queues (``mta:*``, whose
+# message timeouts ``routing.mta`` applies).
+_CANDIDATE = (
+    "SELECT p.id, p.message, p.rcpt, p.server, p.queue, p.last_error, p.delay_notified_at,"
+    " p.accepted_at, m.priority, m.mail_from, m.dsn_of FROM pairs p"
+    f" JOIN messages m ON m.id = p.message WHERE p.server = ? AND p.queue IS NOT NULL"
+    f" AND {queues.UNFROZEN} AND p.queue != '{categorizer.HOLDING}' AND p.queue NOT LIKE 'mta:%'"
+)
+# Each condition keeps SQLite on one index of the pairs of one server by arrival
+# (``pairs_awaiting_delay`` or ``pairs_by_arrival``), so only pairs old enough are read.
+_AWAITING_DELAY = " AND p.delay_notified_at IS NULL AND p.accepted_at"
+_ANY = " AND p.accepted_at"
+# X.400 priorities as conditions on the message (anything else counts as normal).
+PRIORITIES = {
+    "urgent": "m.priority = 'urgent'",
+    "non-urgent": "m.priority = 'non-urgent'",
+    "normal": "m.priority NOT IN ('urgent', 'non-urgent')",
+}
 
 
-def _shortest(defaults: Defaults) -> tuple[float, float]:
-    """The shortest delay and the shortest expiry any server can have."""
-    return (
-        min(defaults.delay_notification_seconds, defaults.delay_notification_2007_seconds),
-        min(defaults.expiration_seconds, defaults.expiration_2007_seconds,
-            defaults.mta_timeout_urgent_seconds, defaults.mta_timeout_normal_seconds,
-            defaults.mta_timeout_nonurgent_seconds),
-    )
+def _expiry_offset(server: Server, defaults: Defaults) -> float:
+    """The shortest time after arrival at which mail on ``server`` can expire."""
+    return min(expiry_due(0.0, server, priority, defaults) for priority in PRIORITIES)
+
+
+def _due_rows(conn: sqlite3.Connection, scenario: Scenario, now: float) -> list[sqlite3.Row]:
+    """The candidate pairs old enough, on their server, for a delay notice not yet sent or
+    for expiry; in pair order."""
+    rows: dict[int, sqlite3.Row] = {}
+    for server in scenario.servers:
+        delay = delay_due(0.0, server, scenario.defaults)
+        if delay is not None:
+            for row in conn.execute(f"{_CANDIDATE}{_AWAITING_DELAY} <= ?",
+                                    (server.name, now - delay)):
+                rows[row["id"]] = row
+        for row in conn.execute(f"{_CANDIDATE}{_ANY} <= ?",
+                                (server.name, now - _expiry_offset(server, scenario.defaults))):
+            rows[row["id"]] = row
+    return [rows[key] for key in sorted(rows)]
 
 
 def run_due(tx: Tx, scenario: Scenario) -> int:
@@ -353,8 +367,7 @@ def run_due(tx: Tx, scenario: Scenario) -> int:
     defaults = scenario.defaults
     expiring: dict[str, list[Pair]] = {}
     delayed: dict[tuple[str, str], list[sqlite3.Row]] = {}
-    delay, expiry = _shortest(defaults)
-    for row in _candidates(tx.conn, tx.now - delay, tx.now - expiry):
+    for row in _due_rows(tx.conn, scenario, tx.now):
         server = scenario.server(row["server"])
         if tx.now >= expiry_due(row["accepted_at"], server, row["priority"], defaults):
             expiring.setdefault(server.name, []).append(
@@ -384,14 +397,29 @@ def run_due(tx: Tx, scenario: Scenario) -> int:
 
 def next_due(conn: sqlite3.Connection, scenario: Scenario, after: float) -> float | None:
     """The first time after ``after`` at which a delay notification or an expiry falls due
-    (for ``Lab.advance``, which stops at every due time on its way)."""
+    (for ``Lab.advance``, which stops at every due time on its way): per server, the first
+    pair by arrival past each bound, found by one step along the arrival indexes."""
     defaults = scenario.defaults
     times: list[float] = []
-    for row in _candidates(conn):
-        server = scenario.server(row["server"])
-        times.append(expiry_due(row["accepted_at"], server, row["priority"], defaults))
-        due = delay_due(row["accepted_at"], server, defaults)
-        if due is not None and row["delay_notified_at"] is None and row["mail_from"]:
-            times.append(due)
-    later = [t for t in times if t > after]
-    return min(later) if later else None
+
+    def first(condition: str, args: tuple[object, ...]) -> float | None:
+        row = conn.execute(f"{_CANDIDATE}{condition} ORDER BY p.accepted_at LIMIT 1",
+                           args).fetchone()
+        return None if row is None else float(row["accepted_at"])
+
+    for server in scenario.servers:
+        delay = delay_due(0.0, server, defaults)
+        if delay is not None:
+            arrival = first(f"{_AWAITING_DELAY} > ? AND m.mail_from != ''",
+                            (server.name, after - delay))
+            if arrival is not None:
+                times.append(arrival + delay)
+        # 5.5 expires by priority (the MTA message timeout), the others by arrival alone.
+        classes = PRIORITIES.items() if server.version == "5.5" else [("normal", "1")]
+        for priority, condition in classes:
+            expiry = expiry_due(0.0, server, priority, defaults)
+            arrival = first(f"{_ANY} > ? AND {condition}", (server.name, after - expiry))
+            if arrival is not None:
+                times.append(arrival + expiry)
+    # Rounding must never hand back a time that is not after ``after``: advance would loop.
+    return min((t for t in times if t > after), default=None)

@@ -15,7 +15,7 @@ that server, which never drains when the sites share no RPC path.
 
 from __future__ import annotations
 
-from routing import categorizer, connectors, dsn, queues
+from routing import categorizer, connectors, deferred, dsn, queues
 from stores import directory, messages, services
 from stores.db import Tx
 from stores.messages import Pair
@@ -37,19 +37,37 @@ def next_open(failed_at: float, defaults: Defaults) -> float:
     return failed_at + defaults.mta_open_interval_seconds
 
 
-def release_holding(tx: Tx, scenario: Scenario, mailbox: str, server: str | None = None) -> int:
-    """Flush InTransitFolders of ``mailbox`` (or, on ``server``, of every mailbox no longer
-    in transit there) into their store's MTA; a stopped MTA leaves them where they are."""
-    if server is None:
-        where, args = "p.mailbox = ?", (mailbox,)
-    else:
-        where = ("p.server = ? AND NOT EXISTS (SELECT 1 FROM store_mailboxes s WHERE"
-                 " s.server = p.server AND s.mailbox = p.mailbox AND s.in_transit = 1)")
-        args = (server,)
+def release_holding(tx: Tx, scenario: Scenario, mailbox: str) -> None:
+    """Flush the InTransitFolders of ``mailbox`` into their store's MTA: the first page
+    now, the rest from ``release_due``; a stopped MTA leaves its pairs where they are."""
+    deferred.begin_release(tx, mailbox, categorizer.HOLDING)
+    _release_page(tx, scenario, mailbox)
+
+
+def release_due(tx: Tx, scenario: Scenario) -> int:
+    """The next page of every InTransitFolder release still going on."""
+    return sum(_release_page(tx, scenario, mailbox)
+               for mailbox, queue in deferred.releasing(tx.conn) if queue == categorizer.HOLDING)
+
+
+def _release_page(tx: Tx, scenario: Scenario, mailbox: str) -> int:
+    page = deferred.release_page(tx, mailbox, categorizer.HOLDING, categorizer.RELEASE_PAGE)
+    _release(tx, scenario, page)
+    return len(page)
+
+
+def flush_holding(tx: Tx, scenario: Scenario, server: str) -> int:
+    """Flush the InTransitFolders on ``server`` of every mailbox no longer in transit there
+    (its MTA started, or an operator retried the queue)."""
     held = messages.load(
-        tx.conn, f"{where} AND p.queue = ? AND {queues.UNFROZEN} ORDER BY p.id",
-        (*args, categorizer.HOLDING),
+        tx.conn, "p.server = ? AND p.queue = ? AND NOT EXISTS (SELECT 1 FROM store_mailboxes s"
+        " WHERE s.server = p.server AND s.mailbox = p.mailbox AND s.in_transit = 1) AND"
+        f" {queues.UNFROZEN} ORDER BY p.id", (server, categorizer.HOLDING),
     )
+    return _release(tx, scenario, held)
+
+
+def _release(tx: Tx, scenario: Scenario, held: list[Pair]) -> int:
     released = 0
     for pair in held:
         if not services.running(tx.conn, pair.server, "mta"):
@@ -79,11 +97,13 @@ def _reroute(tx: Tx, scenario: Scenario, pair: Pair, at: Server) -> None:
 def run_due(tx: Tx, scenario: Scenario) -> int:
     """Open every MTA queue with mail due, on servers whose MTA runs; returns pairs handled."""
     handled = 0
-    for server, queue in tx.conn.execute(
-        f"SELECT DISTINCT server, queue FROM pairs p WHERE queue LIKE 'mta:%' AND {queues.UNFROZEN}"
-        " AND next_attempt <= ?", (tx.now,)
-    ).fetchall():
-        if services.running(tx.conn, server, "mta"):
+    for server, queue in queues.queue_keys(tx.conn, (s.name for s in scenario.servers)):
+        if not queue.startswith("mta:") or not services.running(tx.conn, server, "mta"):
+            continue
+        if tx.conn.execute(
+            f"SELECT 1 FROM pairs p WHERE p.server = ? AND p.queue = ? AND p.next_attempt <= ?"
+            f" AND {queues.UNFROZEN} LIMIT 1", (server, queue, tx.now),
+        ).fetchone() is not None:
             handled += _open(tx, scenario, scenario.server(server), queue)
     return handled
 

@@ -4,15 +4,16 @@ In: queue ids (``local``, ``deferred``, ``smtp:EX2003-B`` ...) and status change
 Out: the queue state machine (Ready, Active, Retry, Frozen) kept in
 ``queue_state``, the SQL condition every drain uses to skip frozen mail
 (``UNFROZEN``), the per-server "Disable Outbound Mail" switch, and the rows of
-``mailflow queues`` / ``GET /api/v1/queues``, computed from the pairs in one
-aggregate query so they never drift.
+``mailflow queues`` / ``GET /api/v1/queues``, computed from the pairs at each
+request (index seeks and one count per non-empty queue) so they never drift.
 """
 
 from __future__ import annotations
 
 import enum
 import sqlite3
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, NamedTuple
 
 from stores.messages import SMARTHOST
 from stores.topology import Scenario, Server
@@ -101,6 +102,21 @@ def standard_queues(server: Server) -> tuple[str, ...]:
     return ("local", "deferred", "unreachable")
 
 
+def queue_keys(conn: sqlite3.Connection, servers: Iterable[str]) -> list[tuple[str, str]]:
+    """Every non-empty queue ``(server, queue id)`` of ``servers``, in order. It seeks the
+    queue index from one queue id to the next, so a queue of 500,000 costs one step."""
+    keys = []
+    for server in servers:
+        queue = ""
+        while (row := conn.execute(
+            "SELECT queue FROM pairs WHERE server = ? AND queue IS NOT NULL AND queue > ?"
+            " ORDER BY queue LIMIT 1", (server, queue),
+        ).fetchone()) is not None:
+            queue = row[0]
+            keys.append((server, queue))
+    return keys
+
+
 def status(conn: sqlite3.Connection, server: str, queue: str) -> QueueStatus:
     row = conn.execute(
         "SELECT status FROM queue_state WHERE server=? AND queue=?", (server, queue)
@@ -130,14 +146,45 @@ def set_status(
     )
 
 
+class _QueueStats(NamedTuple):
+    depth: int
+    oldest_at: float
+    next_attempt: float | None  # the earliest of the pairs not frozen
+    last_error: str | None  # of the pair due last
+
+
+def _queue_stats(conn: sqlite3.Connection, server: str, queue: str) -> _QueueStats:
+    """What the listing shows of one non-empty queue. Only the count walks the queue's
+    index range; the rest are seeks to one end of an index."""
+    key = (server, queue)
+    # Apart, because MIN next to COUNT would be computed row by row instead of by a seek.
+    (depth,) = conn.execute(
+        "SELECT COUNT(*) FROM pairs WHERE server = ? AND queue = ?", key
+    ).fetchone()
+    (oldest_at,) = conn.execute(
+        "SELECT MIN(queued_at) FROM pairs WHERE server = ? AND queue = ?", key
+    ).fetchone()
+    # pairs_by_queue in next_attempt order: it stops at the first pair not frozen.
+    due = conn.execute(
+        "SELECT next_attempt FROM pairs WHERE server = ? AND queue = ? AND frozen = 0"
+        " AND next_attempt IS NOT NULL ORDER BY next_attempt LIMIT 1", key
+    ).fetchone()
+    (last_error,) = conn.execute(
+        "SELECT last_error FROM pairs WHERE server = ? AND queue = ?"
+        " ORDER BY next_attempt DESC LIMIT 1", key
+    ).fetchone()
+    return _QueueStats(depth, oldest_at, None if due is None else due[0], last_error)
+
+
 def list_queues(conn: sqlite3.Connection, scenario: Scenario, now: float) -> list[dict[str, Any]]:
+    """The rows of ``mailflow queues``: the standard queues of every server, and every queue
+    that holds mail or has a state. A queue's last error is its state's (a link's last
+    failure) or else the last error of the pair due last, which is the most recent failure
+    in the queue: a failure sets its pair's next attempt furthest out. That is one seek,
+    where the highest error text of all pairs would read every row."""
     stats = {
-        (r[0], r[1]): r
-        for r in conn.execute(
-            "SELECT server, queue, COUNT(*), MIN(queued_at),"
-            " MIN(CASE WHEN frozen = 0 THEN next_attempt END), MAX(last_error)"
-            " FROM pairs WHERE queue IS NOT NULL GROUP BY server, queue"
-        )
+        key: _queue_stats(conn, *key)
+        for key in queue_keys(conn, (s.name for s in scenario.servers))
     }
     states = {(r[0], r[1]): r for r in conn.execute("SELECT * FROM queue_state")}
     no_outbound = {r[0] for r in conn.execute("SELECT server FROM outbound_disabled")}
@@ -148,7 +195,7 @@ def list_queues(conn: sqlite3.Connection, scenario: Scenario, now: float) -> lis
     for server, queue in sorted(keys, key=lambda k: (k[0], order.get(k[1], len(order)), k[1])):
         stat = stats.get((server, queue))
         state = states.get((server, queue))
-        count = stat[2] if stat else 0
+        count = stat.depth if stat else 0
         current = QueueStatus(state["status"]) if state else QueueStatus.READY
         next_retry = state["next_retry"] if state else None
         if current == QueueStatus.RETRY and not count:
@@ -156,8 +203,8 @@ def list_queues(conn: sqlite3.Connection, scenario: Scenario, now: float) -> lis
             current, next_retry = QueueStatus.READY, None
         if current == QueueStatus.READY and queue == "deferred" and count:
             # Deferred delivery waits for its next retry of the store (KB 838644).
-            current, next_retry = QueueStatus.RETRY, stat[4] if stat else None
-        last_error = (state["last_error"] if state else None) or (stat[5] if stat else None)
+            current, next_retry = QueueStatus.RETRY, stat.next_attempt if stat else None
+        last_error = (state["last_error"] if state else None) or (stat.last_error if stat else None)
         if server in no_outbound and is_outbound(queue):
             last_error, next_retry = f"Outbound mail is disabled on {server}", None
         rows.append(
@@ -170,7 +217,7 @@ def list_queues(conn: sqlite3.Connection, scenario: Scenario, now: float) -> lis
                 "status": current.value,
                 "next_retry_time": next_retry,
                 "last_error": last_error,
-                "oldest_message_age_seconds": max(0.0, now - stat[3]) if stat else 0.0,
+                "oldest_message_age_seconds": max(0.0, now - stat.oldest_at) if stat else 0.0,
             }
         )
     return rows

@@ -54,6 +54,11 @@ class Tx:
     now: float
     real: float
     facts: list[Fact] = field(default_factory=list)
+    # Trace rows wait here and are written in one statement when the write is done
+    # (``flush_traces``): a delivery traces three stages, and nothing reads the trace
+    # inside a write.
+    traces: list[tuple[str, str | None, str, str, str, float, float]] = field(
+        default_factory=list)
 
     def note(self, kind: str, value: float = 1.0, **labels: str) -> None:
         self.facts.append(Fact(kind, labels, value))
@@ -61,11 +66,14 @@ class Tx:
     def trace(
         self, message: str, rcpt: str | None, server: str, stage: str, detail: str = ""
     ) -> None:
-        self.conn.execute(
+        self.traces.append((message, rcpt, server, stage, detail, self.now, self.real))
+
+    def flush_traces(self) -> None:
+        self.conn.executemany(
             "INSERT INTO trace(message, rcpt, server, stage, detail, sim_time, real_time)"
-            " VALUES (?,?,?,?,?,?,?)",
-            (message, rcpt, server, stage, detail, self.now, self.real),
+            " VALUES (?,?,?,?,?,?,?)", self.traces,
         )
+        self.traces.clear()
 
     def event(
         self, source: str, event_id: int, level: str, server: str, text: str, category: str = ""
@@ -124,6 +132,18 @@ class _Write:
     done: threading.Event | None = None
     result: Any = None
     error: BaseException | None = None
+
+
+def _settle(items: list[_Write]) -> None:
+    """On the callers' event loop: hand each write's result or error to its caller."""
+    for item in items:
+        assert item.future is not None
+        if item.future.done():  # the caller was cancelled
+            continue
+        if item.error is not None:
+            item.future.set_exception(item.error)
+        else:
+            item.future.set_result(item.result)
 
 
 class Store:
@@ -205,6 +225,7 @@ class Store:
                 conn.execute("SAVEPOINT w")
                 try:
                     item.result = item.fn(tx)
+                    tx.flush_traces()
                     conn.execute("RELEASE w")
                     facts.extend(tx.facts)
                 except Exception as exc:  # one bad write must not undo its neighbours
@@ -220,8 +241,7 @@ class Store:
                 item.error = item.error or exc
         if facts and self.on_commit is not None:
             self._deliver_facts(batch, facts)
-        for item in batch:
-            self._finish(item)
+        self._finish(batch)
 
     def _deliver_facts(self, batch: list[_Write], facts: list[Fact]) -> None:
         assert self.on_commit is not None
@@ -232,24 +252,20 @@ class Store:
             self.on_commit(facts)
 
     @staticmethod
-    def _finish(item: _Write) -> None:
-        if item.done is not None:
-            item.done.set()
-            return
-        assert item.loop is not None and item.future is not None
-        if item.loop.is_closed():
-            return
-        future = item.future
-
-        def settle() -> None:
-            if future.done():
-                return
-            if item.error is not None:
-                future.set_exception(item.error)
+    def _finish(batch: list[_Write]) -> None:
+        """Wake every caller of the batch: one hand-over per event loop, not one per write
+        (each call_soon_threadsafe wakes the loop through its self-pipe)."""
+        waiting: dict[asyncio.AbstractEventLoop, list[_Write]] = {}
+        for item in batch:
+            if item.done is not None:
+                item.done.set()
             else:
-                future.set_result(item.result)
+                assert item.loop is not None
+                waiting.setdefault(item.loop, []).append(item)
+        for loop, items in waiting.items():
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_settle, items)
 
-        item.loop.call_soon_threadsafe(settle)
 
     # -- reads ----------------------------------------------------------------------------
 

@@ -123,7 +123,7 @@ class Pair:
 
 
 PAIR_SELECT = (
-    "SELECT p.*, m.accepted_at, m.size, m.priority FROM pairs p"
+    "SELECT p.*, m.size, m.priority FROM pairs p"
     " JOIN messages m ON m.id = p.message"
 )
 
@@ -143,7 +143,8 @@ def place_queued(
     hop_token: str | None = None,
     count_attempt: bool = False,
 ) -> None:
-    """Move ``pair`` into ``queue`` on ``server``."""
+    """Move ``pair`` into ``queue`` on ``server``; the row takes the pair's mailbox too
+    (routing resolves it on the way)."""
     new = queue_state(queue)
     check_transition(pair.id, pair.state, new)
     same_queue = pair.server == server and pair.queue == queue
@@ -151,10 +152,10 @@ def place_queued(
     # Staying in the same queue (a refused retry) keeps the pair's age in that queue.
     tx.conn.execute(
         "UPDATE pairs SET state=?, queued_at=CASE WHEN server=? AND queue=? THEN queued_at"
-        " ELSE ? END, server=?, queue=?, attempts=?, next_attempt=?, last_error=?, hop_token=?"
-        " WHERE id=?",
+        " ELSE ? END, server=?, queue=?, attempts=?, next_attempt=?, last_error=?, hop_token=?,"
+        " mailbox=? WHERE id=?",
         (new.value, server, queue, tx.now, server, queue, attempts, next_attempt, last_error,
-         hop_token, pair.id),
+         hop_token, pair.mailbox, pair.id),
     )
     pair.state, pair.server, pair.queue, pair.attempts = new, server, queue, attempts
     pair.next_attempt = next_attempt
@@ -167,8 +168,8 @@ def place_final(tx: Tx, pair: Pair, state: PairState, *, last_error: str | None 
     check_transition(pair.id, pair.state, state)
     # A delivered pair has no error left to show; an NDR'd or deleted one keeps its last.
     tx.conn.execute(
-        "UPDATE pairs SET state=?, queue=NULL, next_attempt=NULL, hop_token=NULL,"
+        "UPDATE pairs SET state=?, queue=NULL, next_attempt=NULL, hop_token=NULL, mailbox=?,"
         " last_error=CASE WHEN ? THEN NULL ELSE COALESCE(?, last_error) END WHERE id=?",
-        (state.value, state is PairState.DELIVERED, last_error, pair.id),
+        (state.value, pair.mailbox, state is PairState.DELIVERED, last_error, pair.id),
     )
     pair.state, pair.queue = state, None

@@ -157,4 +157,24 @@ MIGRATIONS: list[str] = [
     CREATE TABLE outbound_disabled(server TEXT PRIMARY KEY, since REAL NOT NULL);
     CREATE INDEX messages_by_message_id ON messages(message_id);
     """,
+    # 5: indexes that fit the scheduler's and the scrapes' scans, so that none of them reads
+    # every queued pair: the arrival time of a pair's message kept on the pair (delay
+    # notices and expiry are due by it), each queue's pairs in queued_at order (ages and
+    # depth), and the queued pairs still awaiting their delay notice. Releases of parked
+    # mail that go on in batches, with the last pair released of each.
+    """
+    ALTER TABLE pairs ADD COLUMN accepted_at REAL NOT NULL DEFAULT 0;
+    UPDATE pairs SET accepted_at =
+        (SELECT m.accepted_at FROM messages m WHERE m.id = pairs.message);
+    CREATE INDEX pairs_by_age ON pairs(server, queue, queued_at) WHERE queue IS NOT NULL;
+    CREATE INDEX pairs_by_arrival ON pairs(server, accepted_at) WHERE queue IS NOT NULL;
+    CREATE INDEX pairs_awaiting_delay ON pairs(server, accepted_at)
+        WHERE queue IS NOT NULL AND delay_notified_at IS NULL;
+    CREATE TABLE releases(
+        mailbox TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        after_id INTEGER NOT NULL,
+        PRIMARY KEY(mailbox, queue)
+    );
+    """,
 ]

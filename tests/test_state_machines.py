@@ -101,6 +101,7 @@ class PairMachine(RuleBasedStateMachine):
         self.conn.execute("INSERT INTO pairs(message, rcpt, state, server, queue, queued_at)"
                           " VALUES (?, 'r', 'local', 'A', 'local', 0)", (message,))
         self.tx.trace(message, "r", "A", "accepted")
+        self.tx.flush_traces()
 
     @precondition(lambda self: self.count > 0)
     @rule(data=st.data(), queue=st.sampled_from(QUEUE_IDS), server=st.sampled_from("AB"))

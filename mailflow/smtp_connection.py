@@ -1,0 +1,233 @@
+"""One SMTP connection of an endpoint: bytes in, command lines to the session's handlers out.
+
+aiosmtpd gives the transport, the line reader and the idle timer; the reading, the
+command loop and the closing are ours. In: the client's bytes. Out: each command line,
+as verb and argument, to the handler ``mailflow.smtp_session`` registered for the verb,
+and the replies they push. Whatever the command, this layer answers a line that is over
+the RFC 5321 length, holds NUL or is not UTF-8, or names an unknown verb; a bare LF ends
+the session (SMTP smuggling), and so do an idle client, too many errors and the endpoint
+stopping. Every 4xx/5xx reply is reported to the endpoint (``on_reject``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, AnyStr
+
+from aiosmtpd.smtp import SMTP
+
+from mailflow import replies
+
+log = logging.getLogger(__name__)
+
+# RFC 5321 §4.5.3.1.4: a command line is at most 512 octets with its CRLF. MAIL may
+# grow by the parameters of the extensions it takes: SIZE (RFC 1870: 26),
+# BODY (RFC 1652: 14) and SMTPUTF8 (RFC 6531: 10).
+COMMAND_LINE_LIMIT = 512
+MAIL_LINE_LIMIT = COMMAND_LINE_LIMIT + 26 + 14 + 10
+# After a reply that ends a session while the client is still sending (bare LF, too many
+# errors), its input is read and dropped for at most this long (real seconds) before the
+# close: closing with unread input makes TCP send a reset, which can destroy the reply.
+LINGER_SECONDS = 2.0
+# Commands known to SMTP that these endpoints do not offer (not advertised in EHLO).
+NOT_IMPLEMENTED = frozenset({"EXPN", "AUTH", "STARTTLS", "ETRN", "TURN", "ATRN", "BDAT"})
+
+
+@dataclass
+class _Line:
+    """One line read from the client."""
+
+    data: bytes  # with its line end; only the tail when the line was too long
+    too_long: bool = False
+
+    @property
+    def crlf(self) -> bool:
+        return self.data.endswith(b"\r\n")
+
+
+class SmtpConnection(SMTP):
+    """The transport side of a session; ``mailflow.smtp_session.SmtpSession`` adds the
+    commands. aiosmtpd gives the transport, the line reader and the timer; the command
+    loop is ours, so every reply is a named one."""
+
+    # Verb -> handler, filled by the session; a verb not here is answered 500 or 502.
+    _commands: dict[str, Callable[[str | None], Awaitable[None]]]
+
+    def __init__(
+        self,
+        on_reject: Callable[[int], None],
+        on_close: Callable[[], None],
+        *,
+        max_errors: int,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._on_reject = on_reject
+        self._on_close = on_close
+        self._max_errors = max_errors
+        self._errors = 0
+        self._hanging_up = False
+        self._last_heard = self.loop.time()
+
+    # -- transport, timer, replies ----------------------------------------------------------
+
+    @property
+    def _wire(self) -> asyncio.Transport | None:
+        """The transport, typed as the socket transport it is."""
+        assert self.transport is None or isinstance(self.transport, asyncio.Transport)
+        return self.transport
+
+    def connection_lost(self, error: Exception | None) -> None:
+        try:
+            super().connection_lost(error)
+        finally:
+            self._on_close()
+
+    def eof_received(self) -> bool | None:
+        # aiosmtpd drops the session at once; we first answer what the client sent
+        # before it closed its side (a pipelined batch ending in QUIT).
+        return asyncio.StreamReaderProtocol.eof_received(self)
+
+    def data_received(self, data: bytes) -> None:
+        self._last_heard = self.loop.time()
+        super().data_received(data)
+
+    def _timeout_cb(self) -> None:
+        """The idle timer: one per session, re-armed while the client keeps sending.
+        A client we stopped reading (its replies unread) is idle too."""
+        wire = self._wire
+        if wire is None or self._hanging_up:
+            return
+        quiet = self.loop.time() - self._last_heard
+        if quiet < self._timeout_duration:
+            self._reset_timeout(self._timeout_duration - quiet)
+            return
+        log.info("%r idle for %ss, closing", self.session and self.session.peer,
+                 self._timeout_duration)
+        self._hanging_up = True
+        self._on_reject(421)
+        wire.write(self._closing(replies.S421_IDLE_TIMEOUT).encode() + b"\r\n")
+        self._close_transport()
+
+    def shutdown(self) -> None:
+        """The endpoint is stopping: say so and close."""
+        wire = self._wire
+        if wire is None:
+            return
+        if not self._hanging_up:
+            self._hanging_up = True
+            wire.write(self._closing(replies.S421_SHUTTING_DOWN).encode() + b"\r\n")
+        wire.close()
+        if wire.get_write_buffer_size():
+            wire.abort()
+
+    def _closing(self, reply: str) -> str:
+        return reply.format(hostname=self.hostname)
+
+    def _close_transport(self) -> None:
+        transport = self._wire
+        if transport is None:
+            return
+        transport.close()
+        if transport.get_write_buffer_size():
+            # A client that does not read would keep close() waiting for ever.
+            self.loop.call_later(self._timeout_duration, transport.abort)
+
+    async def push(self, status: AnyStr) -> None:
+        code = status[:3] if isinstance(status, str) else status[:3].decode("ascii", "replace")
+        if code.isdigit():
+            if code[:1] in ("4", "5"):
+                self._on_reject(int(code))
+            if 500 <= int(code) <= 504:
+                self._errors += 1
+        await super().push(status)
+
+    async def _hang_up(self, reply: str, *, linger: bool = False) -> None:
+        """Send a closing reply (421, 221, 521) and end the session; with ``linger``,
+        half-close first and drop what the client still sends (a lingering close)."""
+        self._hanging_up = True
+        with contextlib.suppress(ConnectionError):
+            await self.push(self._closing(reply))
+        wire = self._wire
+        if linger and wire is not None and wire.can_write_eof():
+            wire.write_eof()
+            with contextlib.suppress(TimeoutError, ConnectionError):
+                async with asyncio.timeout(LINGER_SECONDS):
+                    while await self._reader.read(65536):
+                        pass
+        self._close_transport()
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def _read_line(self) -> _Line:
+        """The next line up to LF. A line longer than the reader's limit is read and
+        dropped piece by piece, so it never sits whole in memory."""
+        too_long = False
+        while True:
+            try:
+                return _Line(await self._reader.readuntil(b"\n"), too_long)
+            except asyncio.LimitOverrunError as exc:
+                too_long = True
+                # Drop what was read but its last byte: it may be the CR of the CRLF.
+                await self._reader.read(exc.consumed - 1)
+
+    async def _handle_client(self) -> None:
+        assert self.session is not None
+        try:
+            greeting = replies.GREETING.format(hostname=self.hostname, banner=self.__ident__)
+            await self.push(f"220 {greeting}")
+            while not self._hanging_up and self.transport is not None:
+                await self._command(await self._read_line())
+                if self._errors >= self._max_errors and not self._hanging_up:
+                    await self._hang_up(replies.S421_TOO_MANY_ERRORS, linger=True)
+        except asyncio.IncompleteReadError:
+            # The client closed its side: whatever it sent has been answered.
+            self._close_transport()
+        except ConnectionError:
+            self._close_transport()
+        except asyncio.CancelledError:
+            self._close_transport()
+            raise
+
+    async def _command(self, line: _Line) -> None:
+        if not line.crlf:
+            await self._hang_up(replies.S521_BARE_LF, linger=True)
+            return
+        if line.too_long:
+            await self.push(replies.S500_LINE_TOO_LONG)
+            return
+        raw = line.data[:-2]
+        if b"\0" in raw:
+            await self.push(replies.S500_NUL)
+            return
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            await self.push(replies.S500_SYNTAX_ERROR)
+            return
+        verb, _, arg = text.partition(" ")
+        verb = verb.upper()
+        limit = MAIL_LINE_LIMIT if verb == "MAIL" else COMMAND_LINE_LIMIT
+        if len(line.data) > limit:
+            await self.push(replies.S500_LINE_TOO_LONG)
+            return
+        method = self._commands.get(verb)
+        if method is None:
+            if verb in NOT_IMPLEMENTED:
+                await self.push(replies.S502_NOT_IMPLEMENTED)
+            elif verb.isascii() and verb.isalpha():
+                await self.push(replies.S500_UNRECOGNIZED)
+            else:
+                await self.push(replies.S500_SYNTAX_ERROR)
+            return
+        try:
+            await method(arg.strip() or None)
+        except (asyncio.CancelledError, ConnectionError, asyncio.IncompleteReadError):
+            raise
+        except Exception:
+            log.exception("%s on %s failed", verb, self.hostname)
+            await self.push(replies.S451_INTERNAL_ERROR)

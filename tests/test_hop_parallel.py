@@ -1,0 +1,175 @@
+"""A link drains over several SMTP connections at once, and still moves every pair once."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import Counter
+from pathlib import Path
+
+import aiosmtplib
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from mailflow import scenarios
+from mailflow.lab import Lab
+from routing.categorizer import Submission
+from tests.helpers import api, hold_move, mailbox, queue_depth, queue_row
+
+ALICE = "alice@contoso.test"
+LINK = ("EX2003-A", "smtp:EX2003-B")
+PARKED = 300
+CLIENTS = 10
+
+
+async def park(lab: Lab, count: int) -> None:
+    """Hold a move of alice to EX2003-B and park ``count`` messages to her on EX2003-A."""
+    move = await hold_move(lab, ALICE, "EX2003-B")
+    host, port = lab.endpoint_address("EX2003-A")
+
+    async def client(first: int) -> None:
+        async with aiosmtplib.SMTP(hostname=host, port=port, start_tls=False,
+                                   local_hostname="client.example.net") as smtp:
+            for n in range(first, count, CLIENTS):
+                body = f"Subject: parked {n}\r\nMessage-ID: <p{n}@example.net>\r\n\r\n{n}\r\n"
+                await smtp.sendmail("tester@example.net", [ALICE], body.encode())
+
+    await asyncio.gather(*(client(first) for first in range(CLIENTS)))
+    await lab.advance(600)  # the move's copy is done: it waits, held, for its completion
+    assert await queue_depth(lab, "EX2003-A", "deferred") == count
+    status, _ = await api(lab, "POST", f"/api/v1/moves/{move}/complete")
+    assert status == 200
+
+
+def stages(lab: Lab, stage: str) -> Counter[tuple[str, str]]:
+    """How often each (message, recipient) reached ``stage``, from the lab's own trace."""
+    rows = lab.store.read_sync(lambda c: c.execute(
+        "SELECT message, rcpt FROM trace WHERE stage = ?", (stage,)).fetchall())
+    return Counter((r[0], r[1]) for r in rows)
+
+
+async def clean_audit(lab: Lab) -> dict[str, object]:
+    status, report = await api(lab, "GET", "/api/v1/audit")
+    assert status == 200 and report["clean"], report["problems"]
+    return dict(report)
+
+
+async def test_a_release_crosses_the_hop_on_several_connections_once_each(lab: Lab) -> None:
+    await park(lab, PARKED)
+    await lab.settle()
+
+    assert await queue_depth(lab, *LINK) == 0
+    alice = await mailbox(lab, ALICE)
+    assert (alice["server"], alice["message_count"]) == ("EX2003-B", PARKED)
+    # The link keeps its connections open for the next mail: more than one was used.
+    assert lab.endpoints["EX2003-B"].connections > 1
+    relayed, delivered = stages(lab, "relayed"), stages(lab, "delivered")
+    assert len(relayed) == PARKED and set(relayed.values()) == {1}
+    assert len(delivered) == PARKED and set(delivered.values()) == {1}
+    assert not stages(lab, "duplicate")
+    report = await clean_audit(lab)
+    assert (report["accepted"], report["delivered"], report["queued"]) == (PARKED, PARKED, {})
+
+
+async def test_a_link_failing_mid_drain_leaves_each_pair_in_one_place(lab: Lab) -> None:
+    await park(lab, PARKED)
+    accept, taken = lab.accept, PARKED // 3
+    calls = 0
+
+    async def failing(submission: Submission) -> str:
+        """EX2003-B takes ``taken`` messages; the next one it commits, but its 250 is lost
+        (the peer answers 451); then it fails every message without storing it."""
+        nonlocal calls
+        calls += 1
+        if calls <= taken:
+            return await accept(submission)
+        if calls == taken + 1:
+            await accept(submission)
+        raise RuntimeError("EX2003-B fails")
+
+    lab.accept = failing  # type: ignore[method-assign]
+    await lab.settle()
+
+    assert calls > taken + 1  # other connections were amid a message when the link broke
+    link = await queue_row(lab, *LINK)
+    assert link["status"] == "Retry" and "451" in link["last_error"]
+    assert link["next_retry_time"] == lab.clock.now() + lab.scenario.defaults.link_retry_seconds
+    delivered = (await mailbox(lab, ALICE))["message_count"]
+    # Every message is either delivered on EX2003-B or still queued on the link, never both.
+    assert delivered == taken + 1
+    report = await clean_audit(lab)
+    assert report["queued"] == {"EX2003-A\\smtp:EX2003-B": PARKED - delivered}
+
+    lab.accept = accept  # type: ignore[method-assign]
+    await lab.advance(lab.scenario.defaults.link_retry_seconds)
+
+    assert (await mailbox(lab, ALICE))["message_count"] == PARKED
+    assert (await queue_row(lab, *LINK))["status"] == "Ready"
+    assert set(stages(lab, "delivered").values()) == {1}
+    report = await clean_audit(lab)
+    assert (report["delivered"], report["queued"]) == (PARKED, {})
+
+
+class Smarthost:
+    """A mail catcher as the outbound smarthost: takes every message, refuses nobody@."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.received: Counter[tuple[str, str]] = Counter()
+
+    def protocol(self) -> SMTP:
+        self.connections += 1
+        return SMTP(self)
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, options: list[str]) -> str:
+        if address.startswith("nobody@"):
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        assert isinstance(envelope.content, bytes)
+        subject = envelope.content.split(b"Subject: ", 1)[1].split(b"\r\n", 1)[0].decode()
+        for rcpt in envelope.rcpt_tos:
+            self.received[(subject, rcpt)] += 1
+        return "250 2.0.0 caught"
+
+
+async def test_the_smarthost_link_drains_on_several_connections_once_each(
+    tmp_path: Path
+) -> None:
+    smarthost = Smarthost()
+    server = await asyncio.get_running_loop().create_server(
+        smarthost.protocol, "127.0.0.1", 0)
+    scenario = dataclasses.replace(scenarios.load("mixed-2003"),
+                                   relay_networks=("127.0.0.0/8",))
+    lab = Lab(scenario, tmp_path / "data", speed=0, http=("127.0.0.1", 0),
+              smtp_port_override=0, smarthost=f"127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    await lab.start()
+    try:
+        status, _ = await api(lab, "POST", "/api/v1/servers/EX2003-A/disable-outbound")
+        assert status == 200
+        host, port = lab.endpoint_address("EX2003-A")
+        async with aiosmtplib.SMTP(hostname=host, port=port, start_tls=False) as smtp:
+            for n in range(40):
+                rcpt = "nobody@example.org" if n % 10 == 0 else "friend@example.org"
+                await smtp.sendmail("bob@contoso.test", [rcpt],
+                                    f"Subject: out {n}\r\n\r\n{n}\r\n".encode())
+        await lab.settle()
+        assert await queue_depth(lab, "EX2003-A", "smarthost") == 40
+
+        status, _ = await api(lab, "POST", "/api/v1/servers/EX2003-A/enable-outbound")
+        assert status == 200
+        await lab.settle()
+
+        assert smarthost.connections > 1
+        assert smarthost.received == Counter(
+            {(f"out {n}", "friend@example.org"): 1 for n in range(40) if n % 10})
+        assert await queue_depth(lab, "EX2003-A", "smarthost") == 0
+        assert (await mailbox(lab, "bob@contoso.test"))["message_count"] == 4  # the NDRs
+        report = await clean_audit(lab)
+        assert (report["relayed"], report["ndr"], report["queued"]) == (36, 4, {})
+    finally:
+        await lab.stop()
+        server.close()
+        await server.wait_closed()

@@ -1,0 +1,92 @@
+"""Releases of parked mail go in pages, one transaction each, and survive a restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiosmtplib
+import pytest
+
+from mailflow.lab import Lab
+from routing import categorizer, deferred
+from stores import mailbox as stores_mailbox
+from stores.clock import Clock
+from stores.db import Store
+from tests.conftest import make_lab
+from tests.helpers import api, hold_move, mailbox, queue_depth
+
+ALICE = "alice@contoso.test"
+PARKED = 23  # three pages of 7 and a short one
+
+
+async def park(lab: Lab, count: int) -> None:
+    """Send ``count`` messages to alice on EX2003-A in one SMTP session."""
+    host, port = lab.endpoint_address("EX2003-A")
+    async with aiosmtplib.SMTP(hostname=host, port=port, start_tls=False) as smtp:
+        for n in range(count):
+            await smtp.sendmail("tester@example.net", [ALICE],
+                                f"Subject: parked {n}\r\n\r\nHello.\r\n".encode())
+    await lab.settle()
+
+
+async def releases_left(lab: Lab) -> int:
+    return int(await lab.store.read(
+        lambda c: c.execute("SELECT COUNT(*) FROM releases").fetchone()[0]))
+
+
+@pytest.fixture
+def small_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(categorizer, "RELEASE_PAGE", 7)
+
+
+@pytest.mark.usefixtures("small_pages")
+async def test_a_failed_move_releases_page_by_page(lab: Lab) -> None:
+    before = (await mailbox(lab, ALICE))["message_count"]
+    move = await hold_move(lab, ALICE, "EX2003-B")
+    await lab.advance(3600)
+    await park(lab, PARKED)
+    assert await queue_depth(lab, "EX2003-A", "deferred") == PARKED
+
+    status, failed = await api(lab, "POST", f"/api/v1/moves/{move}/fail")
+    assert status == 200 and failed["status"] == "Failed"
+    await lab.settle()
+
+    assert (await mailbox(lab, ALICE))["message_count"] == before + PARKED
+    assert await queue_depth(lab, "EX2003-A", "deferred") == 0
+    assert await releases_left(lab) == 0
+    _, report = await api(lab, "GET", "/api/v1/audit")
+    assert report["clean"], report
+
+
+@pytest.mark.usefixtures("small_pages")
+async def test_a_release_cut_short_by_a_restart_goes_on(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    lab = make_lab(data)
+    await lab.start()
+    try:
+        before = (await mailbox(lab, ALICE))["message_count"]
+        await hold_move(lab, ALICE, "EX2003-B")
+        await lab.advance(3600)
+        await park(lab, PARKED)
+    finally:
+        await lab.stop()
+
+    # As if the lab died right after the write that cleared PR_IN_TRANSIT: the flag is
+    # clear, the release is recorded and not one page of it has gone.
+    store = Store(data / "mailflow.db", Clock(speed=0))
+    store.write_sync(lambda tx: (
+        stores_mailbox.set_in_transit(tx.conn, "EX2003-A", ALICE, False),
+        deferred.begin_release(tx, ALICE, deferred.QUEUE)))
+    store.close()
+
+    lab = make_lab(data)
+    await lab.start()
+    try:
+        await lab.settle()
+        assert (await mailbox(lab, ALICE))["message_count"] == before + PARKED
+        assert await queue_depth(lab, "EX2003-A", "deferred") == 0
+        assert await releases_left(lab) == 0
+        _, report = await api(lab, "GET", "/api/v1/audit")
+        assert report["clean"], report
+    finally:
+        await lab.stop()
