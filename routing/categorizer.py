@@ -360,28 +360,22 @@ def _unreachable(tx: Tx, pair: Pair, at: Server, why: str) -> None:
     tx.trace(pair.message, pair.rcpt, at.name, "unreachable", why)
 
 
-# Pairs released per transaction: big enough to drain fast, small enough that the SMTP
-# accepts waiting for the writer meanwhile wait only a moment.
-RELEASE_PAGE = 1000
-
-
 def release(tx: Tx, scenario: Scenario, mailbox: str) -> None:
     """PR_IN_TRANSIT was cleared: route every pair deferred for ``mailbox`` again, now;
     the first page in this transaction, the rest from ``release_due``."""
-    deferred.begin_release(tx, mailbox, deferred.QUEUE)
-    _release_page(tx, scenario, mailbox)
+    deferred.release(tx, mailbox, deferred.QUEUE,
+                     lambda page: _route_released(tx, scenario, page))
 
 
 def release_due(tx: Tx, scenario: Scenario) -> int:
     """The next page of every release of deferred mail still going on."""
-    return sum(_release_page(tx, scenario, mailbox)
-               for mailbox, queue in deferred.releasing(tx.conn) if queue == deferred.QUEUE)
+    return deferred.release_due(tx, deferred.QUEUE,
+                                lambda page: _route_released(tx, scenario, page))
 
 
-def _release_page(tx: Tx, scenario: Scenario, mailbox: str) -> int:
-    """Route one page of a release again. A 2003 store whose MTA is stopped still waits
-    for it (KB 924567): the flush goes ahead only when the flush time-out has run out."""
-    page = deferred.release_page(tx, mailbox, deferred.QUEUE, RELEASE_PAGE)
+def _route_released(tx: Tx, scenario: Scenario, page: list[Pair]) -> None:
+    """Route released pairs again. A 2003 store whose MTA is stopped still waits for it
+    (KB 924567): the flush goes ahead only when the flush time-out has run out."""
     for pair in page:
         if scenario.server(pair.server).version == "2003" and not services.running(
             tx.conn, pair.server, "mta"
@@ -397,7 +391,6 @@ def _release_page(tx: Tx, scenario: Scenario, mailbox: str) -> int:
         tx.trace(pair.message, pair.rcpt, pair.server, "released", f"from {deferred.QUEUE}")
         tx.note("released", server=pair.server, queue=deferred.QUEUE)
         route(tx, scenario, pair, scenario.server(pair.server))
-    return len(page)
 
 
 def retry_due(tx: Tx, scenario: Scenario) -> int:

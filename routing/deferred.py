@@ -6,15 +6,15 @@ and handed back to the categorizer either when their retry falls due (about
 every 30 simulated minutes, KB 838644) or at once when the mailbox's
 PR_IN_TRANSIT flag is cleared: in pages of pairs, the first in the transaction
 that clears the flag and the rest in the scheduler's next writes, so a release
-of 500,000 never sits in memory or in one transaction (``begin_release``,
-``release_page``). A frozen message, or any message of a frozen queue, is
+of 500,000 never sits in memory or in one transaction (``release``,
+``release_due``). A frozen message, or any message of a frozen queue, is
 handed back to nobody until it is thawed.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from routing import queues
 from stores import messages
@@ -62,25 +62,40 @@ def due(conn: sqlite3.Connection, servers: Sequence[str], now: float) -> list[Pa
     )
 
 
-def begin_release(tx: Tx, mailbox: str, queue: str) -> None:
+# Pairs released per transaction: big enough to drain fast, small enough that the SMTP
+# accepts waiting for the writer meanwhile wait only a moment.
+RELEASE_PAGE = 1000
+# What a release does with each page of pairs it hands back.
+PageHandler = Callable[[list[Pair]], object]
+
+
+def release(tx: Tx, mailbox: str, queue: str, handle: PageHandler) -> None:
     """PR_IN_TRANSIT of ``mailbox`` was cleared: release its mail parked in ``queue``
-    (``deferred``, or ``holding`` on 5.5/2000) from its first pair on. The release is kept
-    in the store, so it goes on after a restart."""
+    (``deferred``, or ``holding`` on 5.5/2000), the first page to ``handle`` now and the
+    rest from ``release_due``. The release is kept in the store, so it goes on after a
+    restart."""
     tx.conn.execute(
         "INSERT INTO releases(mailbox, queue, after_id) VALUES (?, ?, 0)"
         " ON CONFLICT(mailbox, queue) DO UPDATE SET after_id = 0", (mailbox, queue),
     )
+    handle(_page(tx, mailbox, queue))
 
 
-def releasing(conn: sqlite3.Connection) -> list[tuple[str, str]]:
-    """The (mailbox, queue) releases that have pairs left to release."""
-    return [(r[0], r[1]) for r in conn.execute("SELECT mailbox, queue FROM releases")]
+def release_due(tx: Tx, queue: str, handle: PageHandler) -> int:
+    """The next page of every release from ``queue`` still going on; returns the pairs."""
+    released = 0
+    for (mailbox,) in tx.conn.execute("SELECT mailbox FROM releases WHERE queue = ?",
+                                      (queue,)).fetchall():
+        page = _page(tx, mailbox, queue)
+        handle(page)
+        released += len(page)
+    return released
 
 
-def release_page(tx: Tx, mailbox: str, queue: str, size: int) -> list[Pair]:
-    """The next ``size`` unfrozen pairs of a release, in pair order. The release moves past
-    them whatever becomes of them, so a pair that stays parked (its MTA is stopped) is not
-    taken again; it ends when a page comes back short."""
+def _page(tx: Tx, mailbox: str, queue: str) -> list[Pair]:
+    """The next ``RELEASE_PAGE`` unfrozen pairs of a release, in pair order. The release
+    moves past them whatever becomes of them, so a pair that stays parked (its MTA is
+    stopped) is not taken again; it ends when a page comes back short."""
     row = tx.conn.execute("SELECT after_id FROM releases WHERE mailbox = ? AND queue = ?",
                           (mailbox, queue)).fetchone()
     if row is None:
@@ -88,9 +103,9 @@ def release_page(tx: Tx, mailbox: str, queue: str, size: int) -> list[Pair]:
     page = messages.load(
         tx.conn, f"p.mailbox = ? AND p.state = ? AND p.queue = ? AND p.id > ? AND"
         f" {queues.UNFROZEN} ORDER BY p.id LIMIT ?",
-        (mailbox, PairState.DEFERRED.value, queue, row[0], size),
+        (mailbox, PairState.DEFERRED.value, queue, row[0], RELEASE_PAGE),
     )
-    if len(page) < size:
+    if len(page) < RELEASE_PAGE:
         tx.conn.execute("DELETE FROM releases WHERE mailbox = ? AND queue = ?", (mailbox, queue))
     else:
         tx.conn.execute("UPDATE releases SET after_id = ? WHERE mailbox = ? AND queue = ?",

@@ -40,20 +40,13 @@ def next_open(failed_at: float, defaults: Defaults) -> float:
 def release_holding(tx: Tx, scenario: Scenario, mailbox: str) -> None:
     """Flush the InTransitFolders of ``mailbox`` into their store's MTA: the first page
     now, the rest from ``release_due``; a stopped MTA leaves its pairs where they are."""
-    deferred.begin_release(tx, mailbox, categorizer.HOLDING)
-    _release_page(tx, scenario, mailbox)
+    deferred.release(tx, mailbox, categorizer.HOLDING, lambda page: _release(tx, scenario, page))
 
 
 def release_due(tx: Tx, scenario: Scenario) -> int:
     """The next page of every InTransitFolder release still going on."""
-    return sum(_release_page(tx, scenario, mailbox)
-               for mailbox, queue in deferred.releasing(tx.conn) if queue == categorizer.HOLDING)
-
-
-def _release_page(tx: Tx, scenario: Scenario, mailbox: str) -> int:
-    page = deferred.release_page(tx, mailbox, categorizer.HOLDING, categorizer.RELEASE_PAGE)
-    _release(tx, scenario, page)
-    return len(page)
+    return deferred.release_due(tx, categorizer.HOLDING,
+                                lambda page: _release(tx, scenario, page))
 
 
 def flush_holding(tx: Tx, scenario: Scenario, server: str) -> int:

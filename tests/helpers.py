@@ -6,6 +6,7 @@ from typing import Any
 
 import aiohttp
 import aiosmtplib
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from prometheus_client.parser import text_string_to_metric_families
 
 from mailflow.lab import Lab
@@ -86,3 +87,15 @@ async def hold_move(lab: Lab, address: str, target: str) -> str:
                              {"mailbox": address, "target": target, "hold": True})
     assert status == 201, move
     return str(move["id"])
+
+
+class RefuseNobody:
+    """The RCPT of an aiosmtpd handler standing in for a tester's mail catcher or smarthost:
+    it takes every recipient but refuses nobody@ for good."""
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, options: list[str]) -> str:
+        if address.startswith("nobody@"):
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"

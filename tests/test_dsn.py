@@ -18,6 +18,7 @@ from mailflow.lab import Lab
 from routing import dsn
 from stores.topology import Defaults, Server
 from tests.helpers import (
+    RefuseNobody,
     api,
     hold_move,
     queue_depth,
@@ -209,19 +210,12 @@ async def test_a_dsn_to_an_external_sender_waits_in_unreachable_without_a_smarth
 # -- the outbound smarthost -------------------------------------------------------------------
 
 
-class Catcher:
+class Catcher(RefuseNobody):
     """What a tester's mail catcher does: take every message; refuse nobody@ for good."""
 
     def __init__(self) -> None:
         self.received: list[tuple[str, list[str], bytes]] = []
         self.arrived = asyncio.Event()
-
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
-                          address: str, options: list[str]) -> str:
-        if address.startswith("nobody@"):
-            return "550 5.1.1 No such user here"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         assert isinstance(envelope.content, bytes)

@@ -13,7 +13,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from mailflow import scenarios
 from mailflow.lab import Lab
 from routing.categorizer import Submission
-from tests.helpers import api, hold_move, mailbox, queue_depth, queue_row
+from tests.helpers import RefuseNobody, api, hold_move, mailbox, queue_depth, queue_row
 
 ALICE = "alice@contoso.test"
 LINK = ("EX2003-A", "smtp:EX2003-B")
@@ -109,7 +109,7 @@ async def test_a_link_failing_mid_drain_leaves_each_pair_in_one_place(lab: Lab) 
     assert (report["delivered"], report["queued"]) == (PARKED, {})
 
 
-class Smarthost:
+class Smarthost(RefuseNobody):
     """A mail catcher as the outbound smarthost: takes every message, refuses nobody@."""
 
     def __init__(self) -> None:
@@ -119,13 +119,6 @@ class Smarthost:
     def protocol(self) -> SMTP:
         self.connections += 1
         return SMTP(self)
-
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
-                          address: str, options: list[str]) -> str:
-        if address.startswith("nobody@"):
-            return "550 5.1.1 No such user here"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         assert isinstance(envelope.content, bytes)
