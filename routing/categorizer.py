@@ -263,7 +263,7 @@ def _hop_token(conn: sqlite3.Connection, pair: Pair, server: str, queue: str) ->
 
 def route(tx: Tx, scenario: Scenario, pair: Pair, at: Server) -> None:
     """Take ``pair``, which is on server ``at``, as far as it can go now."""
-    home = directory.lookup(tx.conn, pair.rcpt)
+    home = directory.lookup(tx.conn, pair.rcpt, store=at.name)
     if home is None:
         domain = pair.rcpt.rpartition("@")[2]
         if scenario.accepts_domain(domain):
@@ -279,7 +279,7 @@ def route(tx: Tx, scenario: Scenario, pair: Pair, at: Server) -> None:
         if pair.queue != deferred.QUEUE:  # a retry is traced by the store's answer alone
             tx.trace(pair.message, pair.rcpt, at.name, "categorized",
                      f"home {target.name}: local delivery")
-        _deliver_locally(tx, scenario, pair, at)
+        _deliver_locally(tx, scenario, pair, at, home.in_transit)
     elif hop.transport == "smtp":
         assert hop.queue is not None
         token = _hop_token(tx.conn, pair, at.name, hop.queue)
@@ -301,8 +301,9 @@ def to_mta(tx: Tx, pair: Pair, at: Server, queue: str) -> None:
     tx.note("mta", server=at.name)
 
 
-def _deliver_locally(tx: Tx, scenario: Scenario, pair: Pair, at: Server) -> None:
-    result = deliver(tx.conn, at.name, pair, tx.now)
+def _deliver_locally(tx: Tx, scenario: Scenario, pair: Pair, at: Server,
+                     in_transit: bool | None) -> None:
+    result = deliver(tx.conn, at.name, pair, tx.now, in_transit)
     if result is Delivery.DELIVERED:
         messages.place_final(tx, pair, PairState.DELIVERED)
         tx.trace(pair.message, pair.rcpt, at.name, "delivered",

@@ -24,6 +24,9 @@ WIRELESS_ATTRIBUTES = ("msExchOmaAdminWirelessEnable", "msExchOmaAdminExtendedSe
 class Home:
     address: str
     server: str
+    # PR_IN_TRANSIT of the mailbox in the store ``lookup`` was asked about; None when that
+    # store does not hold it (or none was asked about).
+    in_transit: bool | None = None
 
 
 def _domain_dn(scenario: Scenario) -> str:
@@ -100,14 +103,19 @@ def seed(conn: sqlite3.Connection, scenario: Scenario) -> None:
                 )
 
 
-def lookup(conn: sqlite3.Connection, address: str) -> Home | None:
-    """Resolve an SMTP address (primary or proxy) to its mailbox and home server."""
+def lookup(conn: sqlite3.Connection, address: str, *, store: str | None = None) -> Home | None:
+    """Resolve an SMTP address (primary or proxy) to its mailbox and home server; with
+    ``store``, also read the mailbox's PR_IN_TRANSIT flag in that server's store, in the
+    same query (the store driver's question when it delivers there)."""
     row = conn.execute(
-        "SELECT m.address, m.server FROM proxy_addresses p JOIN mailboxes m"
-        " ON m.address = p.mailbox WHERE p.address = ?",
-        (address.lower(),),
+        "SELECT m.address, m.server, s.in_transit FROM proxy_addresses p JOIN mailboxes m"
+        " ON m.address = p.mailbox LEFT JOIN store_mailboxes s ON s.server = ?"
+        " AND s.mailbox = m.address WHERE p.address = ?",
+        (store, address.lower()),
     ).fetchone()
-    return None if row is None else Home(row[0], row[1])
+    if row is None:
+        return None
+    return Home(row[0], row[1], None if row[2] is None else bool(row[2]))
 
 
 def smtp_addresses(conn: sqlite3.Connection) -> frozenset[str]:

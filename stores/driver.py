@@ -27,13 +27,14 @@ class Delivery(enum.Enum):
         return self.value  # type: ignore[no-any-return]
 
 
-def deliver(conn: sqlite3.Connection, server: str, pair: Pair, now: float) -> Delivery:
-    if pair.mailbox is None:
+def deliver(
+    conn: sqlite3.Connection, server: str, pair: Pair, now: float, in_transit: bool | None
+) -> Delivery:
+    """Deliver ``pair`` into its mailbox in ``server``'s store, whose PR_IN_TRANSIT flag
+    for that mailbox is ``in_transit`` (None: the store does not hold the mailbox)."""
+    if pair.mailbox is None or in_transit is None:
         return Delivery.UNKNOWN_MAILBOX
-    flag = stores_mailbox.in_transit(conn, server, pair.mailbox)
-    if flag is None:
-        return Delivery.UNKNOWN_MAILBOX
-    if flag:
+    if in_transit:
         return Delivery.IN_TRANSIT
     stores_mailbox.add_item(conn, server, pair.mailbox, pair.id, pair.message, pair.size, now)
     return Delivery.DELIVERED
