@@ -1,0 +1,51 @@
+"""The group commit: a batch of writes commits together, and a failing write undoes only itself."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from stores.clock import Clock
+from stores.db import Fact, Store, Tx
+
+
+def insert(key: str) -> Callable[[Tx], str]:
+    def write(tx: Tx) -> str:
+        tx.conn.execute("INSERT INTO meta(key, value) VALUES (?, 'v')", (key,))
+        tx.trace("M", None, "A", key)
+        tx.note("accepted", server=key)
+        return key
+    return write
+
+
+def refuse(tx: Tx) -> str:
+    insert("refused")(tx)
+    raise ValueError("refused")
+
+
+async def test_a_failing_write_undoes_only_itself(tmp_path: Path) -> None:
+    committed: list[Fact] = []
+    store = Store(tmp_path / "store.db", Clock(speed=0), on_commit=committed.extend)
+    try:
+        # Hold the writer inside a batch of its own, so that the next three share one batch.
+        inside, release = threading.Event(), threading.Event()
+        held = asyncio.ensure_future(store.write(lambda tx: inside.set() or release.wait(10)))
+        await asyncio.to_thread(inside.wait, 10)
+        writes = [asyncio.ensure_future(store.write(fn))
+                  for fn in (insert("first"), refuse, insert("second"))]
+        await asyncio.sleep(0)  # each write is in the writer's inbox
+        release.set()
+        await held
+        results = await asyncio.gather(*writes, return_exceptions=True)
+
+        assert results[0] == "first" and results[2] == "second"
+        assert isinstance(results[1], ValueError)
+        keys = await store.read(lambda c: [r[0] for r in c.execute("SELECT key FROM meta")])
+        stages = await store.read(lambda c: [r[0] for r in c.execute("SELECT stage FROM trace")])
+        assert sorted(keys) == sorted(stages) == ["first", "second"]
+        # The facts reached the loop before the results did.
+        assert sorted(f.labels["server"] for f in committed) == ["first", "second"]
+    finally:
+        store.close()
