@@ -31,7 +31,7 @@ from email_validator import EmailNotValidError, validate_email
 from routing import connectors, deferred, dsn
 from stores import directory, messages, services
 from stores.db import Tx
-from stores.driver import Delivery, deliver
+from stores.driver import Delivery, put_item, verdict
 from stores.errors import MapiError
 from stores.mailbox import INBOX
 from stores.messages import SMARTHOST, Pair, PairState
@@ -209,17 +209,12 @@ def _store(tx: Tx, scenario: Scenario, sub: Submission, queue_id: str, raw: byte
     )
     at = scenario.server(sub.server)
     for rcpt in dict.fromkeys(normalize(r, smtputf8=True) or r.lower() for r in sub.rcpts):
-        cur = tx.conn.execute(
-            "INSERT INTO pairs(message, rcpt, state, server, queue, queued_at, accepted_at)"
-            " VALUES (?,?,?,?,?,?,?)",
-            (queue_id, rcpt, PairState.LOCAL.value, sub.server, "local", tx.now, tx.now),
-        )
-        assert cur.lastrowid is not None
         tx.trace(queue_id, rcpt, sub.server, "accepted", how)
-        pair = Pair(id=cur.lastrowid, message=queue_id, rcpt=rcpt, mailbox=None,
-                    state=PairState.LOCAL, server=sub.server, queue="local", queued_at=tx.now,
-                    attempts=0, next_attempt=None, first_refused_at=None, frozen=False,
-                    accepted_at=tx.now, size=len(raw), priority=urgency)
+        # In "local" now; its row is written once routing has placed it (messages.place_*).
+        pair = Pair(id=0, message=queue_id, rcpt=rcpt, mailbox=None, state=PairState.LOCAL,
+                    server=sub.server, queue="local", queued_at=tx.now, attempts=0,
+                    next_attempt=None, first_refused_at=None, frozen=False,
+                    accepted_at=tx.now, size=len(raw), priority=urgency, stored=False)
         route(tx, scenario, pair, at)
 
 
@@ -303,9 +298,10 @@ def to_mta(tx: Tx, pair: Pair, at: Server, queue: str) -> None:
 
 def _deliver_locally(tx: Tx, scenario: Scenario, pair: Pair, at: Server,
                      in_transit: bool | None) -> None:
-    result = deliver(tx.conn, at.name, pair, tx.now, in_transit)
+    result = verdict(pair, in_transit)
     if result is Delivery.DELIVERED:
         messages.place_final(tx, pair, PairState.DELIVERED)
+        put_item(tx.conn, at.name, pair, tx.now)
         tx.trace(pair.message, pair.rcpt, at.name, "delivered",
                  f"mailbox {pair.mailbox}, folder {INBOX}")
         tx.note("delivered", server=at.name)

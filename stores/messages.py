@@ -100,6 +100,9 @@ class Pair:
     accepted_at: float
     size: int
     priority: str
+    # False for a pair just accepted whose row is written with its first place, not
+    # inserted and then at once updated (``place_queued``, ``place_final``).
+    stored: bool = True
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Pair:
@@ -149,14 +152,17 @@ def place_queued(
     check_transition(pair.id, pair.state, new)
     same_queue = pair.server == server and pair.queue == queue
     attempts = pair.attempts + 1 if count_attempt else (pair.attempts if same_queue else 0)
-    # Staying in the same queue (a refused retry) keeps the pair's age in that queue.
-    tx.conn.execute(
-        "UPDATE pairs SET state=?, queued_at=CASE WHEN server=? AND queue=? THEN queued_at"
-        " ELSE ? END, server=?, queue=?, attempts=?, next_attempt=?, last_error=?, hop_token=?,"
-        " mailbox=? WHERE id=?",
-        (new.value, server, queue, tx.now, server, queue, attempts, next_attempt, last_error,
-         hop_token, pair.mailbox, pair.id),
-    )
+    if not pair.stored:
+        _insert(tx, pair, new, server, queue, attempts, next_attempt, last_error, hop_token)
+    else:
+        # Staying in the same queue (a refused retry) keeps the pair's age in that queue.
+        tx.conn.execute(
+            "UPDATE pairs SET state=?, queued_at=CASE WHEN server=? AND queue=? THEN queued_at"
+            " ELSE ? END, server=?, queue=?, attempts=?, next_attempt=?, last_error=?,"
+            " hop_token=?, mailbox=? WHERE id=?",
+            (new.value, server, queue, tx.now, server, queue, attempts, next_attempt,
+             last_error, hop_token, pair.mailbox, pair.id),
+        )
     pair.state, pair.server, pair.queue, pair.attempts = new, server, queue, attempts
     pair.next_attempt = next_attempt
 
@@ -166,10 +172,29 @@ def place_final(tx: Tx, pair: Pair, state: PairState, *, last_error: str | None 
     if state not in FINAL:
         raise ValueError(f"{state.name} is not a final state")
     check_transition(pair.id, pair.state, state)
-    # A delivered pair has no error left to show; an NDR'd or deleted one keeps its last.
-    tx.conn.execute(
-        "UPDATE pairs SET state=?, queue=NULL, next_attempt=NULL, hop_token=NULL, mailbox=?,"
-        " last_error=CASE WHEN ? THEN NULL ELSE COALESCE(?, last_error) END WHERE id=?",
-        (state.value, pair.mailbox, state is PairState.DELIVERED, last_error, pair.id),
-    )
+    if not pair.stored:
+        _insert(tx, pair, state, pair.server, None, 0, None,
+                None if state is PairState.DELIVERED else last_error, None)
+    else:
+        # A delivered pair has no error left to show; an NDR'd or deleted one keeps its last.
+        tx.conn.execute(
+            "UPDATE pairs SET state=?, queue=NULL, next_attempt=NULL, hop_token=NULL,"
+            " mailbox=?, last_error=CASE WHEN ? THEN NULL ELSE COALESCE(?, last_error) END"
+            " WHERE id=?",
+            (state.value, pair.mailbox, state is PairState.DELIVERED, last_error, pair.id),
+        )
     pair.state, pair.queue = state, None
+
+
+def _insert(tx: Tx, pair: Pair, state: PairState, server: str, queue: str | None,
+            attempts: int, next_attempt: float | None, last_error: str | None,
+            hop_token: str | None) -> None:
+    """Write a just-accepted pair's row straight into its first place."""
+    cur = tx.conn.execute(
+        "INSERT INTO pairs(message, rcpt, mailbox, state, server, queue, queued_at, attempts,"
+        " next_attempt, last_error, hop_token, accepted_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        (pair.message, pair.rcpt, pair.mailbox, state.value, server, queue, tx.now, attempts,
+         next_attempt, last_error, hop_token, pair.accepted_at),
+    )
+    assert cur.lastrowid is not None
+    pair.id, pair.stored = cur.lastrowid, True
