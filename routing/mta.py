@@ -89,16 +89,12 @@ def _reroute(tx: Tx, scenario: Scenario, pair: Pair, at: Server) -> None:
 
 def run_due(tx: Tx, scenario: Scenario) -> int:
     """Open every MTA queue with mail due, on servers whose MTA runs; returns pairs handled."""
-    handled = 0
-    for server, queue in queues.queue_keys(tx.conn, (s.name for s in scenario.servers)):
-        if not queue.startswith("mta:") or not services.running(tx.conn, server, "mta"):
-            continue
-        if tx.conn.execute(
-            f"SELECT 1 FROM pairs p WHERE p.server = ? AND p.queue = ? AND p.next_attempt <= ?"
-            f" AND {queues.UNFROZEN} LIMIT 1", (server, queue, tx.now),
-        ).fetchone() is not None:
-            handled += _open(tx, scenario, scenario.server(server), queue)
-    return handled
+    return sum(
+        _open(tx, scenario, scenario.server(server), queue)
+        for server, queue in queues.due_queues(tx.conn, (s.name for s in scenario.servers),
+                                               tx.now, lambda q: q.startswith("mta:"))
+        if services.running(tx.conn, server, "mta")
+    )
 
 
 def _open(tx: Tx, scenario: Scenario, at: Server, queue: str) -> int:

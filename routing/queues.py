@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from stores.messages import SMARTHOST
@@ -115,6 +115,20 @@ def queue_keys(conn: sqlite3.Connection, servers: Iterable[str]) -> list[tuple[s
             queue = row[0]
             keys.append((server, queue))
     return keys
+
+
+def due_queues(conn: sqlite3.Connection, servers: Iterable[str], now: float,
+               wanted: Callable[[str], bool], condition: str = UNFROZEN) -> list[tuple[str, str]]:
+    """The non-empty queues of ``servers`` that ``wanted`` picks and that hold a pair,
+    meeting ``condition`` (on pairs ``p``), whose attempt has fallen due by ``now``: one
+    index seek per queue, however deep it is."""
+    return [
+        (server, queue) for server, queue in queue_keys(conn, servers)
+        if wanted(queue) and conn.execute(
+            "SELECT 1 FROM pairs p WHERE p.server = ? AND p.queue = ? AND p.next_attempt <= ?"
+            f" AND {condition} LIMIT 1", (server, queue, now),
+        ).fetchone() is not None
+    ]
 
 
 def status(conn: sqlite3.Connection, server: str, queue: str) -> QueueStatus:

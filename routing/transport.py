@@ -378,14 +378,9 @@ def _link_ok(tx: Tx, server: str, target: str) -> None:
 
 def due_links(conn: sqlite3.Connection, scenario: Scenario, now: float) -> list[Link]:
     """Links of the scenario's servers holding pairs whose attempt has fallen due (for the
-    lab's scheduler); the smarthost link of a server is ``(server, OUTBOUND)``. Each
-    non-empty link queue costs one index seek, however deep it is."""
+    lab's scheduler); the smarthost link of a server is ``(server, OUTBOUND)``."""
     return [
         (server, _target(queue))
-        for server, queue in queues.queue_keys(conn, (s.name for s in scenario.servers))
-        if queues.is_outbound(queue) and conn.execute(
-            "SELECT 1 FROM pairs p WHERE p.server = ? AND p.queue = ? AND p.next_attempt <= ?"
-            f" AND {_SENDABLE} LIMIT 1",
-            (server, queue, now),
-        ).fetchone() is not None
+        for server, queue in queues.due_queues(conn, (s.name for s in scenario.servers), now,
+                                               queues.is_outbound, _SENDABLE)
     ]
