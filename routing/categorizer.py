@@ -221,12 +221,12 @@ def _store(tx: Tx, scenario: Scenario, sub: Submission, queue_id: str, raw: byte
 def _take_hop(tx: Tx, scenario: Scenario, sub: Submission, token: str, data: bytes) -> str | None:
     """Receive pairs relayed from another emulated server; None if the token is not ours."""
     message = token.split(".", 1)[0]
-    if tx.conn.execute("SELECT 1 FROM messages WHERE id=?", (message,)).fetchone() is None:
-        return None
     pairs = messages.load(
         tx.conn, "p.hop_token = ? AND p.queue = ?", (token, f"smtp:{sub.server}")
     )
     if not pairs:
+        if tx.conn.execute("SELECT 1 FROM messages WHERE id=?", (message,)).fetchone() is None:
+            return None
         # Already taken: the sender lost our 250 and sent again. Answer 250, change nothing.
         tx.trace(message, None, sub.server, "duplicate", "retransmission over the SMTP hop ignored")
         return message
@@ -236,7 +236,7 @@ def _take_hop(tx: Tx, scenario: Scenario, sub: Submission, token: str, data: byt
     at = scenario.server(sub.server)
     for pair in pairs:
         source = pair.server
-        messages.place_queued(tx, pair, sub.server, "local")
+        messages.carry(pair, sub.server, "local")  # its row is written where routing puts it
         tx.trace(message, pair.rcpt, source, "relayed", f"to {sub.server} over SMTP")
         tx.trace(message, pair.rcpt, sub.server, "received", f"from {source} [{sub.peer}]")
         tx.note("rerouted", server=source, transport="smtp")

@@ -167,6 +167,16 @@ def place_queued(
     pair.next_attempt = next_attempt
 
 
+def carry(pair: Pair, server: str, queue: str) -> None:
+    """Move ``pair`` into ``queue`` on ``server`` in memory only, on its way through: the
+    same write then places it again (``place_queued``, ``place_final``), and that place
+    writes the row, so the pair never has a row that says where it only passed through."""
+    new = queue_state(queue)
+    check_transition(pair.id, pair.state, new)
+    pair.state, pair.server, pair.queue, pair.attempts = new, server, queue, 0
+    pair.next_attempt = None
+
+
 def place_final(tx: Tx, pair: Pair, state: PairState, *, last_error: str | None = None) -> None:
     """Move ``pair`` out of every queue into a final state."""
     if state not in FINAL:
@@ -178,10 +188,11 @@ def place_final(tx: Tx, pair: Pair, state: PairState, *, last_error: str | None 
     else:
         # A delivered pair has no error left to show; an NDR'd or deleted one keeps its last.
         tx.conn.execute(
-            "UPDATE pairs SET state=?, queue=NULL, next_attempt=NULL, hop_token=NULL,"
+            "UPDATE pairs SET state=?, server=?, queue=NULL, next_attempt=NULL, hop_token=NULL,"
             " mailbox=?, last_error=CASE WHEN ? THEN NULL ELSE COALESCE(?, last_error) END"
             " WHERE id=?",
-            (state.value, pair.mailbox, state is PairState.DELIVERED, last_error, pair.id),
+            (state.value, pair.server, pair.mailbox, state is PairState.DELIVERED, last_error,
+             pair.id),
         )
     pair.state, pair.queue = state, None
 
