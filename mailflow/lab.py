@@ -135,6 +135,7 @@ class Lab:
 
             self._runner, self.http_url = await api.serve(self, *self.http)
         self._write_lab_file()
+        await self.transport.start()
         # Even a stopped clock has work due "now" (MTA transfers, retries forced by hand).
         self._tasks.append(asyncio.get_running_loop().create_task(self._tick_loop()))
         await self.run_due()

@@ -1,20 +1,22 @@
 """The SMTP transport: link queues ``smtp:<SERVER>`` and ``smarthost`` out, real SMTP in.
 
 In: pairs the categorizer put in a link queue on a server. Out: the same
-pairs sent over real SMTP (aiosmtplib) to the target server's endpoint, or for
-queue ``smarthost`` to the lab's outbound smarthost, one transaction per
-message. A link drains its due pairs in batches: one store read gives a
-batch's pairs and the raw bytes of its messages, and several connections of
-the link (``CONNECTIONS`` to a server, ``SMARTHOST_CONNECTIONS`` to the
-smarthost), kept open from batch to batch, send disjoint slices of it at
-once, so that the receiving endpoint commits many messages per fsync. The
+pairs sent over real SMTP (aiosmtplib, in the worker process of
+``routing.sender``) to the target server's endpoint, or for queue
+``smarthost`` to the lab's outbound smarthost, one transaction per message. A
+link drains its due pairs in batches: one store read gives a batch's pairs and
+the raw bytes of its messages, and several connections of the link
+(``CONNECTIONS`` to a server, ``SMARTHOST_CONNECTIONS`` to the smarthost),
+kept open from batch to batch, send disjoint slices of it at once, so that the
+receiving endpoint commits many messages per fsync. The
 lab's scheduler learns from ``due_links`` which links have mail due. The
 receiving endpoint moves the pairs to itself inside the commit that
 precedes its 250 (the hop token header makes a retransmission harmless), so a
 successful send to a server needs no write here; what the smarthost takes
 ends as RELAYED, what it refuses for good is NDR'd (``routing.dsn``). When any
 connection of a link fails, the link stops and goes to Retry with its next
-retry time and error, like an Exchange 2003 link queue. Frozen mail, frozen
+retry time and error, like an Exchange 2003 link queue; its other connections
+finish their slices first. Frozen mail, frozen
 queues and servers whose outbound mail is disabled wait.
 """
 
@@ -23,15 +25,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
-import aiosmtplib
-
 from routing import dsn, queues
 from routing.categorizer import HOP_HEADER
+from routing.sender import LinkError, Outgoing, Sender, Slot, SMTPReply
 from stores import messages
 from stores.db import Store, Tx
 from stores.messages import SMARTHOST, PairState
@@ -52,15 +53,6 @@ SMARTHOST_CONNECTIONS = 4
 BATCH = 512
 # Bytes of raw messages one batch may hold in memory (at least one message is taken).
 BATCH_BYTES = 32 * 1024 * 1024
-# An SMTP reply: code and text.
-SMTPReply = tuple[int, str]
-# What breaks a link (and sends it to Retry) rather than the drain.
-LINK_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError)
-
-
-def _error(exc: BaseException) -> str:
-    """A link error as the queue shows it."""
-    return f"{type(exc).__name__}: {exc}"
 
 
 def link_retry_at(failed_at: float, interval: float) -> float:
@@ -107,9 +99,8 @@ def _target(queue: str) -> str:
 # What a drain may take: not frozen, and not held by "Disable Outbound Mail".
 _SENDABLE = f"{queues.UNFROZEN} AND {queues.OUTBOUND_ENABLED}"
 
-# One link (server, target), and one of its connections (server, target, slot).
+# One link: (server, target).
 Link = tuple[str, str]
-_Slot = tuple[str, str, int]
 
 
 @dataclass
@@ -173,7 +164,12 @@ class Transport:
         self.local_domain = local_domain
         self._tasks: dict[Link, asyncio.Task[None]] = {}
         self._again: set[Link] = set()
-        self._clients: dict[_Slot, aiosmtplib.SMTP] = {}
+        self.sender = Sender()
+
+    async def start(self) -> None:
+        """Start the sender's worker now, so that the first link to drain need not wait for
+        it (it comes up on another core while the lab serves)."""
+        await self.sender.start()
 
     def kick(self, server: str, target: str) -> None:
         """Drain link queue ``smtp:<target>`` of ``server`` (``OUTBOUND``: its smarthost)."""
@@ -210,9 +206,10 @@ class Transport:
             try:
                 # One connection first: a peer that is down costs one refused connect, and
                 # one message's attempt, not one per connection.
-                await self._client((*link, 0))
-            except LINK_ERRORS as exc:
-                await self._failed(link, [(batch.outs[0], _error(exc))])
+                async for _ in self._send_on((*link, 0), []):
+                    pass
+            except LinkError as exc:
+                await self._failed(link, [(batch.outs[0], str(exc))])
                 return
             failures: list[tuple[_Outgoing, str]] = []
             async with asyncio.TaskGroup() as group:
@@ -231,72 +228,33 @@ class Transport:
         return connections_per_link(self.scenario.defaults.smtp_max_connections,
                                     len(self.scenario.servers) - 1)
 
-    async def _send_slice(self, slot: _Slot, outs: list[_Outgoing], raw: dict[str, bytes],
+    async def _send_slice(self, slot: Slot, outs: list[_Outgoing], raw: dict[str, bytes],
                           failures: list[tuple[_Outgoing, str]]) -> None:
         """Send ``outs`` one after the other on connection ``slot``; a failure is added to
-        ``failures``, which also stops the other connections of the link after their
-        current message, so the link goes to Retry as one."""
-        for out in outs:
-            if failures:
-                return
-            try:
-                if slot[1] == OUTBOUND:
-                    await self._relay_out(slot, out, raw[out.message])
-                else:
-                    await self._send(slot, out, raw[out.message])
-            except LINK_ERRORS as exc:
-                await self._close(slot)
-                failures.append((out, _error(exc)))
-                return
-
-    async def _client(self, slot: _Slot) -> aiosmtplib.SMTP:
-        client = self._clients.get(slot)
-        if client is not None and client.is_connected:
-            return client
+        ``failures``. What the smarthost answers is written as each message is sent."""
         server, target, _ = slot
-        if target == OUTBOUND:
-            host, port = host_port(self.scenario.smarthost)
-        else:
-            host, port = self.endpoint(target)
-        client = aiosmtplib.SMTP(
-            hostname=host,
-            port=port,
-            local_hostname=f"{server}.{self.local_domain}",
-            start_tls=False,
-            timeout=30,
-        )
-        await client.connect()
-        self._clients[slot] = client
-        return client
-
-    async def _send(self, slot: _Slot, out: _Outgoing, raw: bytes) -> None:
-        client = await self._client(slot)
-        header = HOP_HEADER + b": " + out.token.encode() + b"\r\n"
-        # An address in UTF-8 (RFC 6531) is only sent with SMTPUTF8, which the peer offers.
-        utf8 = not (out.mail_from + "".join(out.rcpts)).isascii()
-        await client.sendmail(out.mail_from, out.rcpts, header + raw,
-                              mail_options=["SMTPUTF8"] if utf8 else [])
-
-    async def _relay_out(self, slot: _Slot, out: _Outgoing, raw: bytes) -> None:
-        refused = await self._send_out(slot, out, raw)
-        await self.store.write(lambda tx: _outbound_done(tx, self.scenario, slot[0], out, refused))
-
-    async def _send_out(self, slot: _Slot, out: _Outgoing, raw: bytes) -> dict[str, SMTPReply]:
-        """Send one message to the smarthost; returns the recipients it refused. A refusal
-        of the sender or the data with a 5xx is a refusal of every recipient; a 4xx or a
-        broken connection raises, and the link retries."""
-        client = await self._client(slot)
-        utf8 = not (out.mail_from + "".join(out.rcpts)).isascii()
+        outgoing: list[Outgoing] = []
+        for out in outs:
+            data = raw[out.message]
+            if target != OUTBOUND:
+                data = HOP_HEADER + b": " + out.token.encode() + b"\r\n" + data
+            outgoing.append((out.mail_from, out.rcpts, data))
         try:
-            refused, _ = await client.sendmail(out.mail_from, out.rcpts, raw,
-                                               mail_options=["SMTPUTF8"] if utf8 else [])
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            return {r.recipient: (r.code, r.message) for r in exc.recipients}
-        except (aiosmtplib.SMTPSenderRefused, aiosmtplib.SMTPDataError) as exc:
-            if exc.code < 500:
-                raise
-            return dict.fromkeys(out.rcpts, (exc.code, exc.message))
-        return {rcpt: (reply.code, reply.message) for rcpt, reply in refused.items()}
+            async for index, refused in self._send_on(slot, outgoing):
+                await self.store.write(partial(_outbound_done, scenario=self.scenario,
+                                               server=server, out=outs[index], refused=refused))
+        except LinkError as exc:
+            failures.append((outs[exc.index], str(exc)))
+
+    def _send_on(self, slot: Slot, outgoing: list[Outgoing]
+                 ) -> AsyncIterator[tuple[int, dict[str, SMTPReply]]]:
+        """The sender's replies to ``outgoing`` on ``slot``: one per message for the
+        smarthost, none (only the end) for a server of the lab."""
+        server, target, _ = slot
+        smarthost = target == OUTBOUND
+        address = host_port(self.scenario.smarthost) if smarthost else self.endpoint(target)
+        return self.sender.send(slot, address, f"{server}.{self.local_domain}", outgoing,
+                                 smarthost=smarthost, report=smarthost)
 
     async def _failed(self, link: Link, failures: list[tuple[_Outgoing, str]]) -> None:
         server, target = link
@@ -304,23 +262,15 @@ class Transport:
         log.info("link %s -> %s failed: %s", server, target, failures[0][1])
         await self.store.write(lambda tx: _link_failed(tx, server, target, failures, interval))
 
-    async def _close(self, slot: _Slot) -> None:
-        client = self._clients.pop(slot, None)
-        if client is not None and client.is_connected:
-            try:
-                await client.quit()
-            except LINK_ERRORS:
-                client.close()
-
     async def close(self) -> None:
-        """Stop every drain, then close every connection."""
+        """Stop every drain, then the sender and its connections."""
         for task in self._tasks.values():
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-        await asyncio.gather(*(self._close(slot) for slot in list(self._clients)))
+        await self.sender.close()
 
 
-def _outbound_done(tx: Tx, scenario: Scenario, server: str, out: _Outgoing,
+def _outbound_done(tx: Tx, *, scenario: Scenario, server: str, out: _Outgoing,
                    refused: dict[str, SMTPReply]) -> None:
     """The smarthost answered: what it took is RELAYED, what it refused for good is NDR'd,
     a recipient it refused for now waits for the link's next retry."""

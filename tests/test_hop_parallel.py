@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import signal
 from collections import Counter
 from pathlib import Path
 
@@ -101,6 +103,42 @@ async def test_a_link_failing_mid_drain_leaves_each_pair_in_one_place(lab: Lab) 
 
     lab.accept = accept  # type: ignore[method-assign]
     await lab.advance(lab.scenario.defaults.link_retry_seconds)
+
+    assert (await mailbox(lab, ALICE))["message_count"] == PARKED
+    assert (await queue_row(lab, *LINK))["status"] == "Ready"
+    assert set(stages(lab, "delivered").values()) == {1}
+    report = await clean_audit(lab)
+    assert (report["delivered"], report["queued"]) == (PARKED, {})
+
+
+async def test_the_sender_dying_mid_drain_leaves_each_pair_in_one_place(lab: Lab) -> None:
+    await park(lab, PARKED)
+    accept, killed_at = lab.accept, PARKED // 3
+    calls = 0
+
+    async def killing(submission: Submission) -> str:
+        """EX2003-B commits every message it is sent; at message ``killed_at`` the sender's
+        worker is killed, so that message's 250 and those of the messages then in flight on
+        the other connections reach nobody."""
+        nonlocal calls
+        calls += 1
+        if calls == killed_at:
+            assert lab.transport.sender.pid is not None
+            os.kill(lab.transport.sender.pid, signal.SIGKILL)
+        return await accept(submission)
+
+    lab.accept = killing  # type: ignore[method-assign]
+    await lab.settle()
+
+    link = await queue_row(lab, *LINK)
+    assert link["status"] == "Retry"
+    assert link["last_error"] == "transport worker exited with code -9"
+    delivered = (await mailbox(lab, ALICE))["message_count"]
+    assert killed_at <= delivered < PARKED
+    report = await clean_audit(lab)
+    assert report["queued"] == {"EX2003-A\\smtp:EX2003-B": PARKED - delivered}
+
+    await lab.advance(lab.scenario.defaults.link_retry_seconds)  # a new worker sends the rest
 
     assert (await mailbox(lab, ALICE))["message_count"] == PARKED
     assert (await queue_row(lab, *LINK))["status"] == "Ready"
