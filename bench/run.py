@@ -19,10 +19,12 @@ stopped at the end (its whole process group). The load is Postfix's
 * release drain of the lab: N messages parked in ``deferred`` behind a held move,
   then the move failed (local delivery at the source) or completed (relayed over
   the SMTP hop to EX2003-B); time from the request until the mailbox has all N;
+  the lab's CPU time per message, its sender worker's included;
 * deep queue: N messages parked behind a held move, loaded over SMTP; then peak
-  RSS (VmHWM), /metrics scrape time, GET /api/v1/queues and ``mailflow queues``
-  wall time, and the restart time; with ``--deep-clone M`` the parked rows are
-  then copied in SQL up to M (the lab stopped), and the same is measured again;
+  RSS (VmHWM, of the lab and its sender worker added up), /metrics scrape time,
+  GET /api/v1/queues and ``mailflow queues`` wall time, and the restart time; with
+  ``--deep-clone M`` the parked rows are then copied in SQL up to M (the lab
+  stopped), and the same is measured again;
 * startup: from ``mailflow run`` to the first 200 from /healthz, for every lab
   started in the run.
 
@@ -128,25 +130,39 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
     return {"p50": at(50), "p90": at(90), "p99": at(99), "max": ordered[-1]}
 
 
+def children(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (the lab's sender worker, Postfix's daemons)."""
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
 def cpu_seconds(pid: int | None) -> float | None:
-    """User plus system CPU time of a process (all its threads), from /proc/PID/stat."""
+    """User plus system CPU time of a process (all its threads) and of its children, live
+    (counted by themselves) or exited and reaped (counted in its own), from /proc."""
     if pid is None:
         return None
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return own + sum(cpu_seconds(child) or 0.0 for child in children(pid))
 
 
 def vm_status(pid: int) -> dict[str, float]:
-    """VmHWM (peak RSS) and VmRSS of a process, in MB, from /proc (psutil is not needed)."""
+    """VmHWM (peak RSS) and VmRSS, in MB, of a process and its live children added up (the
+    sum of the peaks bounds the peak of the sum), from /proc (psutil is not needed)."""
     out: dict[str, float] = {}
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("VmHWM", "VmRSS"):
-                out[key] = int(value.split()[0]) / 1024
+    for proc in (pid, *children(pid)):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{proc}/status").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key in ("VmHWM", "VmRSS"):
+                    out[key] = out.get(key, 0.0) + int(value.split()[0]) / 1024
     return out
 
 
@@ -714,12 +730,12 @@ class Bench:
             action = "fail" if mode == "local" else "complete"
             la = loadavg()
             wall0 = time.time()
-            t0 = time.perf_counter()
+            cpu0, t0 = cpu_seconds(lab.pid), time.perf_counter()
             lab.api("POST", f"/api/v1/moves/{move}/{action}")
             request_s = time.perf_counter() - t0
             wait_until(lambda: lab.delivered() >= messages, 120 + messages / 5,
                        f"drain {mode}", interval=0.05)
-            drain_s = time.perf_counter() - t0
+            drain_s, cpu1 = time.perf_counter() - t0, cpu_seconds(lab.pid)
             box = lab.mailbox()
             expected = "EX2003-A" if mode == "local" else "EX2003-B"
             if box["server"] != expected or box["message_count"] != messages:
@@ -728,12 +744,15 @@ class Bench:
             result = {
                 "mode": mode, "messages": messages, "action": action, "parked": parked,
                 "request_s": request_s, "drain_s": drain_s, "rate": messages / drain_s,
+                "cpu_ms_per_msg": (None if cpu0 is None or cpu1 is None
+                                   else 1000 * (cpu1 - cpu0) / messages),
                 "latency_ms": release_latencies(lab.data / "mailflow.db", wall0, expected),
                 "queues_left": left, "vm_mb": lab.vm(), "loadavg_before": la,
                 "startup_s": lab.startups[-1],
             }
             log(f"drain {mode:5} {messages:6}: {result['rate']:7.0f} msg/s "
-                f"({drain_s:.2f} s; the {action} request took {request_s:.2f} s)")
+                f"({drain_s:.2f} s; the {action} request took {request_s:.2f} s;"
+                f" {fmt(result['cpu_ms_per_msg'], 2)} CPU ms/msg)")
             return result
         finally:
             lab.stop()
@@ -1045,7 +1064,8 @@ def table(results: dict[str, Any]) -> str:
         lines.append(f"Release drain {d['mode']:5} {d['messages']:>7}: {fmt(d['rate']):>6} msg/s"
                      f" ({d['drain_s']:.2f} s, {d['action']} request {d['request_s']:.2f} s;"
                      f" release-to-delivery p50 {fmt(lat_ms.get('p50'))} ms"
-                     f" p99 {fmt(lat_ms.get('p99'))} ms)"
+                     f" p99 {fmt(lat_ms.get('p99'))} ms;"
+                     f" {fmt(d.get('cpu_ms_per_msg'), 2)} CPU ms/msg)"
                      + (f" = {d['rate'] / bare:.2f} x bare" if bare else ""))
     deep = results.get("deep")
     if deep:
