@@ -49,8 +49,9 @@ CONNECTIONS = 32
 # Connections per link to the outbound smarthost: a real MTA, which may limit the
 # connections of one client.
 SMARTHOST_CONNECTIONS = 4
-# Pairs per store read of a link, dealt over its connections.
-BATCH = 512
+# Pairs per store read of a link, dealt over its connections. A link's connections wait for
+# each other at the end of a batch, so a batch holds many messages per connection.
+BATCH = 2048
 # Bytes of raw messages one batch may hold in memory (at least one message is taken).
 BATCH_BYTES = 32 * 1024 * 1024
 
