@@ -94,7 +94,8 @@ class _Process:
 
 
 class Sender:
-    """The lab's handle on the worker, started at its first job and again after it died."""
+    """The lab's handle on the worker: started with the lab (``start``), and again by the
+    first job after it died."""
 
     def __init__(self) -> None:
         self._worker: _Process | None = None
