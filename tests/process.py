@@ -32,6 +32,19 @@ def cli(data: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
     return result
 
 
+def mailbox_once(data: Path, address: str, count: int) -> dict[str, Any]:
+    """``mailflow mailbox show ADDRESS --json`` once the mailbox holds ``count`` messages.
+    After `move complete` the released mail still crosses the SMTP hop, so this waits for
+    that relay (up to 30 s), not for a schedule."""
+    deadline = time.monotonic() + 30
+    while True:
+        shown: dict[str, Any] = json.loads(
+            cli(data, "mailbox", "show", address, "--json").stdout)
+        if shown["message_count"] >= count or time.monotonic() > deadline:
+            return shown
+        time.sleep(0.05)
+
+
 class LabProcess:
     def __init__(self, directory: Path, *, speed: str = "0") -> None:
         self.scenario = ephemeral_scenario(directory)

@@ -12,7 +12,7 @@ import pytest
 
 from mailflow.cli import build_parser
 from tests.conftest import require_tool
-from tests.process import MAILFLOW, LabProcess, cli
+from tests.process import MAILFLOW, LabProcess, cli, mailbox_once
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_walkthrough_with_the_cli_and_swaks(running_lab: tuple[Path, dict[str, l
     assert "alice@contoso.test (EX2003-A)" in status
 
     cli(data, "move", "complete", started["id"])
-    shown = json.loads(cli(data, "mailbox", "show", "alice@contoso.test", "--json").stdout)
+    shown = mailbox_once(data, "alice@contoso.test", 4)
     assert (shown["server"], shown["message_count"]) == ("EX2003-B", 4)
     messages = json.loads(cli(data, "mailbox", "messages", "alice@contoso.test",
                               "--json").stdout)
