@@ -5,9 +5,9 @@
 
 Each tree is put first on PYTHONPATH of ``mailflow run`` (and so of its sender
 worker). The trees take turns, so a busy spell on a shared machine hits them all.
-Each run parks N messages behind a held move of alice to EX2003-B, as
-bench/run.py's drain does, then completes the move. It prints the hop drain's
-rate and CPU time per message, the worker's included, and then each tree's median.
+Each run is bench/run.py's hop drain: N messages parked behind a held move of
+alice to EX2003-B, then the move completed. It prints the drain's rate and CPU
+time per message (the worker's included), and then each tree's median.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -39,22 +38,12 @@ def main(argv: list[str] | None = None) -> int:
         for repeat in range(args.repeats):
             for number, tree in enumerate(args.trees):
                 os.environ["PYTHONPATH"] = str(tree.resolve())
-                lab = bench.Lab(procs, top, f"lab-{repeat}-{number}")
-                lab.start()
-                try:
-                    move = lab.hold(bench.ALICE, "EX2003-B")
-                    load.run(lab.port, 20, args.messages, bench.ALICE)
-                    cpu0, t0 = bench.cpu_seconds(lab.pid), time.perf_counter()
-                    lab.api("POST", f"/api/v1/moves/{move}/complete")
-                    bench.wait_until(lambda lab=lab: lab.delivered() >= args.messages,
-                                     600, "hop drain", interval=0.05)
-                    took, cpu1 = time.perf_counter() - t0, bench.cpu_seconds(lab.pid)
-                finally:
-                    lab.stop()
-                rates[tree].append(args.messages / took)
-                cpu = "-" if cpu0 is None or cpu1 is None else \
-                    f"{1000 * (cpu1 - cpu0) / args.messages:.2f}"
-                print(f"{tree}: hop {rates[tree][-1]:.0f} msg/s, {cpu} CPU ms/msg", flush=True)
+                run_top = top / f"{repeat}-{number}"
+                run_top.mkdir()
+                result = bench.Bench(args, procs, run_top, load).drain("hop", args.messages)
+                rates[tree].append(result["rate"])
+                print(f"{tree}: hop {result['rate']:.0f} msg/s, "
+                      f"{bench.fmt(result['cpu_ms_per_msg'], 2)} CPU ms/msg", flush=True)
     finally:
         procs.stop_all()
     for tree, values in rates.items():

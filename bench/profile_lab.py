@@ -3,7 +3,8 @@
     python bench/profile_lab.py [--messages N] [--drain N] [--idle-deep M] [--out DIR]
 
 Starts one lab (``mailflow run``, as bench/run.py does) and records it with
-``py-spy record --threads --format raw`` during each phase, separately:
+``py-spy record --threads --subprocesses --format raw`` (the sender worker too)
+during each phase, separately:
 
 * ``accept``: N messages over 20 sessions to alice (smtp-source, or bench/loadgen.py),
   accepted and delivered into her mailbox;
@@ -47,8 +48,8 @@ ENTRY = re.compile(r"\(mailflow/(__main__|cli)\.py")
 def record(pid: int, out: Path, rate: int) -> subprocess.Popen[bytes]:
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     proc = subprocess.Popen(
-        [spy, "record", "--pid", str(pid), "--rate", str(rate), "--threads", "--format", "raw",
-         "--output", str(out), "--nonblocking"],
+        [spy, "record", "--pid", str(pid), "--rate", str(rate), "--threads", "--subprocesses",
+         "--format", "raw", "--output", str(out), "--nonblocking"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     time.sleep(1.0)  # py-spy attaches
     return proc

@@ -57,6 +57,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from postfix_conf import master_cf  # bench/, the script's own directory
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 PY = sys.executable
@@ -64,8 +66,6 @@ SENDER = "bench@example.net"
 CLIENT = "client.example.net"
 ALICE = "alice@contoso.test"
 POSTFIX_RCPT = "alice@bench.test"
-# Services of Debian's master.cf a throw-away Postfix has no users or programs for.
-UNUSED_SERVICES = ("maildrop", "uucp", "ifmail", "bsmtp", "scalemail-backend", "mailman")
 # The issue's targets (ratios are of messages/s measured in the same run).
 TARGET_E2E_VS_BARE = 0.7
 TARGET_E2E_VS_POSTFIX = 1.3
@@ -339,32 +339,6 @@ class AiosmtpdSink(System):
             self.procs.stop(self.proc)
 
 
-def _master_cf(text: str, port: int) -> str:
-    """Debian's master.cf with smtpd on 127.0.0.1:port, nothing chrooted and no pipe
-    services for absent users (as tests/test_postfix.py does)."""
-    out: list[str] = []
-    skipping = False
-    for line in text.splitlines():
-        if line[:1] in (" ", "\t"):
-            if not skipping:
-                out.append(line)
-            continue
-        skipping = False
-        fields = line.split()
-        if not fields or line.startswith("#"):
-            out.append(line)
-            continue
-        if fields[0] in UNUSED_SERVICES:
-            skipping = True
-            continue
-        if fields[:2] == ["smtp", "inet"]:
-            fields[0] = f"127.0.0.1:{port}"
-        if len(fields) >= 8:
-            fields[4] = "n"  # chroot
-        out.append("  ".join(fields))
-    return "\n".join(out) + "\n"
-
-
 class Postfix(System):
     """A throw-away Postfix (own config, queue and data directories under /tmp, where the
     postfix user can reach them) accepting bench.test and delivering it with virtual(8)
@@ -405,7 +379,7 @@ class Postfix(System):
         self.port = free_port()
         shutil.copy("/etc/postfix/main.cf", self.config / "main.cf")
         (self.config / "master.cf").write_text(
-            _master_cf(Path("/etc/postfix/master.cf").read_text(), self.port))
+            master_cf(Path("/etc/postfix/master.cf").read_text(), self.port))
         settings = {
             "queue_directory": str(self.top / "spool"),
             "data_directory": str(self.top / "lib"),
@@ -605,7 +579,7 @@ class Bench:
         """One load run; accepted and end-to-end rates."""
         before = system.delivered()
         la = loadavg()
-        # Postfix is many processes; the others are one (the lab's threads included).
+        # Postfix is many processes; the others are one (the lab's threads and worker included).
         pid = None if isinstance(system, Postfix) else system.pid
         cpu0 = cpu_seconds(pid)
         t0 = time.perf_counter()

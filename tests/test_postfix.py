@@ -22,6 +22,7 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 
+from bench.postfix_conf import master_cf
 from mailflow.lab import Lab
 from tests.conftest import require_tool
 from tests.helpers import api, hold_move, mailbox, queue_depth
@@ -31,8 +32,6 @@ MESSAGES = 200
 # Postfix's own delivery into the lab, polled; a bound on a stuck Postfix, not a timing check.
 DEADLINE = 60.0
 EMPTY = "Mail queue is empty"
-# Services that need users or programs a throw-away instance does not have.
-UNUSED_SERVICES = ("maildrop", "uucp", "ifmail", "bsmtp", "scalemail-backend", "mailman")
 
 pytestmark = pytest.mark.tools
 
@@ -41,32 +40,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _master_cf(text: str, port: int) -> str:
-    """Debian's master.cf with smtpd on 127.0.0.1:port, nothing chrooted (the instance's
-    queue directory has no chroot files) and no pipe services for absent users."""
-    out: list[str] = []
-    skipping = False
-    for line in text.splitlines():
-        if line[:1] in (" ", "\t"):
-            if not skipping:
-                out.append(line)
-            continue
-        skipping = False
-        fields = line.split()
-        if not fields or line.startswith("#"):
-            out.append(line)
-            continue
-        if fields[0] in UNUSED_SERVICES:
-            skipping = True
-            continue
-        if fields[:2] == ["smtp", "inet"]:
-            fields[0] = f"127.0.0.1:{port}"
-        if len(fields) >= 8:
-            fields[4] = "n"  # chroot
-        out.append("  ".join(fields))
-    return "\n".join(out) + "\n"
 
 
 async def _run(*argv: str, check: bool = True) -> str:
@@ -104,7 +77,7 @@ async def postfix_instance(lab_port: int) -> AsyncIterator[tuple[Path, int]]:
     try:
         shutil.copy("/etc/postfix/main.cf", config / "main.cf")
         (config / "master.cf").write_text(
-            _master_cf(Path("/etc/postfix/master.cf").read_text(), port))
+            master_cf(Path("/etc/postfix/master.cf").read_text(), port))
         settings = {
             "queue_directory": str(spool),
             "data_directory": str(data),
