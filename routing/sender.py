@@ -2,10 +2,11 @@
 
 In: jobs from ``routing.transport``: one connection ("slot") of a link, the
 address to send to, and the messages to send on that connection one after the
-other. Out: for each message sent, the recipients the receiver refused (when the
-job asks for them), and at the end of the job the error that broke the
-connection, if one did. The worker keeps each slot's aiosmtplib connection open
-from job to job, so a link reuses its connections.
+other. Out: for each message sent to the smarthost, the recipients it refused,
+and at the end of the job the error that broke the connection, if one did. The
+worker keeps each slot's connection open from job to job, so a link reuses its
+connections. A link between two servers of the lab is spoken pipelined
+(``routing.pipelining``); the smarthost, which may be any server, with aiosmtplib.
 
 Why a process: over the SMTP hop between two servers of the lab, the lab pays
 for both ends of every session. In one process both ends would share one GIL,
@@ -33,17 +34,17 @@ from typing import Any
 
 import aiosmtplib
 
+from routing.pipelining import Outgoing, PipeliningClient, ReplyError
+
 log = logging.getLogger(__name__)
 
 # An SMTP reply: code and text.
 SMTPReply = tuple[int, str]
-# A message of a job: sender, recipients and the bytes sent after DATA.
-Outgoing = tuple[str, list[str], bytes]
 # A connection of a link: (server, target, slot number).
 Slot = tuple[str, str, int]
 # What breaks a connection (and sends its link to Retry) rather than the worker.
-SEND_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError)
-# The seconds aiosmtplib waits for a connect or a reply.
+SEND_ERRORS = (aiosmtplib.SMTPException, ReplyError, OSError, TimeoutError)
+# The seconds a client waits for a connect or a reply.
 TIMEOUT = 30
 # How long a stopping lab waits for the worker to say QUIT on its connections.
 STOP_SECONDS = 5.0
@@ -110,13 +111,13 @@ class Sender:
 
     async def send(
         self, slot: Slot, address: tuple[str, int], helo: str, outgoing: Sequence[Outgoing],
-        *, smarthost: bool = False, report: bool = False,
+        *, smarthost: bool = False,
     ) -> AsyncIterator[tuple[int, dict[str, SMTPReply]]]:
         """Send ``outgoing`` on ``slot`` (connected to ``address`` first if it is not);
-        none: only connect. With ``report``, yields (index, refused recipients) for each
-        message as it is sent. Raises ``LinkError`` when the connection breaks. For a
-        ``smarthost`` a 5xx to the sender or the data is a refusal of every recipient;
-        to a server of the lab any refusal breaks the connection."""
+        none: only connect. Raises ``LinkError`` when the connection breaks. To the
+        ``smarthost``, yields (index, refused recipients) for each message as it is sent,
+        and a 5xx to the sender or the data is a refusal of every recipient. To a server
+        of the lab, yields nothing, and any refusal breaks the connection."""
         worker = await self.start()
         # No await since start: the worker cannot have gone without this job hearing of it.
         job = self._next_job = self._next_job + 1
@@ -126,7 +127,7 @@ class Sender:
         try:
             assert worker.proc.stdin is not None
             worker.proc.stdin.write(_frame(("send", job, slot, address, helo, list(outgoing),
-                                            smarthost, report)))
+                                            smarthost)))
             await worker.proc.stdin.drain()
             while True:
                 kind, *rest = await replies.get()
@@ -193,21 +194,29 @@ class Sender:
 # -- the worker's side --------------------------------------------------------------------
 
 
+Client = aiosmtplib.SMTP | PipeliningClient
+
+
 class _Worker:
     def __init__(self, out: asyncio.StreamWriter) -> None:
         self.out = out
-        self.clients: dict[Slot, aiosmtplib.SMTP] = {}
+        self.clients: dict[Slot, Client] = {}
         self.busy: dict[Slot, asyncio.Lock] = {}
 
     async def job(self, job: int, slot: Slot, address: tuple[str, int], helo: str,
-                  outgoing: list[Outgoing], smarthost: bool, report: bool) -> None:
+                  outgoing: list[Outgoing], smarthost: bool) -> None:
         index, error = 0, None
         async with self.busy.setdefault(slot, asyncio.Lock()):
             try:
-                client = await self._client(slot, address, helo)
-                for index, (mail_from, rcpts, data) in enumerate(outgoing):
-                    refused = await _send_one(client, mail_from, rcpts, data, smarthost)
-                    if report:
+                client = await self._client(slot, address, helo, smarthost)
+                if isinstance(client, PipeliningClient):
+                    try:
+                        await client.send(outgoing)
+                    finally:
+                        index = client.taken
+                else:
+                    for index, (mail_from, rcpts, data) in enumerate(outgoing):
+                        refused = await _send_one(client, mail_from, rcpts, data)
                         self.out.write(_frame(("sent", job, index, refused)))
                 index = len(outgoing)
             except SEND_ERRORS as exc:
@@ -220,13 +229,17 @@ class _Worker:
         self.out.write(_frame(("done", job, index, error)))
         await self.out.drain()
 
-    async def _client(self, slot: Slot, address: tuple[str, int], helo: str) -> aiosmtplib.SMTP:
+    async def _client(self, slot: Slot, address: tuple[str, int], helo: str,
+                      smarthost: bool) -> Client:
         client = self.clients.get(slot)
         if client is not None and client.is_connected:
             return client
-        client = aiosmtplib.SMTP(hostname=address[0], port=address[1], local_hostname=helo,
-                                 start_tls=False, timeout=TIMEOUT)
-        await client.connect()
+        if smarthost:
+            client = aiosmtplib.SMTP(hostname=address[0], port=address[1],
+                                     local_hostname=helo, start_tls=False, timeout=TIMEOUT)
+            await client.connect()
+        else:
+            client = await PipeliningClient.connect(*address, helo, TIMEOUT)
         self.clients[slot] = client
         return client
 
@@ -236,7 +249,7 @@ class _Worker:
             client.close()
 
     async def quit_all(self) -> None:
-        async def quit(client: aiosmtplib.SMTP) -> None:
+        async def quit(client: Client) -> None:
             try:
                 await client.quit()
             except SEND_ERRORS:
@@ -245,14 +258,12 @@ class _Worker:
         await asyncio.gather(*(quit(c) for c in self.clients.values() if c.is_connected))
 
 
-async def _send_one(client: aiosmtplib.SMTP, mail_from: str, rcpts: list[str], data: bytes,
-                    smarthost: bool) -> dict[str, SMTPReply]:
-    """Send one message; returns the recipients the receiver refused."""
+async def _send_one(client: aiosmtplib.SMTP, mail_from: str, rcpts: list[str], data: bytes
+                    ) -> dict[str, SMTPReply]:
+    """Send one message to the smarthost; returns the recipients it refused. A 5xx to the
+    sender or the data is a refusal of every recipient."""
     # An address in UTF-8 (RFC 6531) is only sent with SMTPUTF8, which the receiver offers.
     options = [] if (mail_from + "".join(rcpts)).isascii() else ["SMTPUTF8"]
-    if not smarthost:
-        await client.sendmail(mail_from, rcpts, data, mail_options=options)
-        return {}
     try:
         refused, _ = await client.sendmail(mail_from, rcpts, data, mail_options=options)
     except aiosmtplib.SMTPRecipientsRefused as exc:

@@ -31,7 +31,8 @@ from typing import TypeVar
 
 from routing import dsn, queues
 from routing.categorizer import HOP_HEADER
-from routing.sender import LinkError, Outgoing, Sender, Slot, SMTPReply
+from routing.pipelining import Outgoing
+from routing.sender import LinkError, Sender, Slot, SMTPReply
 from stores import messages
 from stores.db import Store, Tx
 from stores.messages import SMARTHOST, PairState
@@ -254,7 +255,7 @@ class Transport:
         smarthost = target == OUTBOUND
         address = host_port(self.scenario.smarthost) if smarthost else self.endpoint(target)
         return self.sender.send(slot, address, f"{server}.{self.local_domain}", outgoing,
-                                 smarthost=smarthost, report=smarthost)
+                                 smarthost=smarthost)
 
     async def _failed(self, link: Link, failures: list[tuple[_Outgoing, str]]) -> None:
         server, target = link
