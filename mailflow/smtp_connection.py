@@ -33,6 +33,8 @@ MAIL_LINE_LIMIT = COMMAND_LINE_LIMIT + 26 + 14 + 10
 # errors), its input is read and dropped for at most this long (real seconds) before the
 # close: closing with unread input makes TCP send a reset, which can destroy the reply.
 LINGER_SECONDS = 2.0
+# Bytes of one line the reader returns whole; a longer one is read and dropped in pieces.
+READ_LIMIT = 16 * 1024
 # Commands known to SMTP that these endpoints do not offer (not advertised in EHLO).
 NOT_IMPLEMENTED = frozenset({"EXPN", "AUTH", "STARTTLS", "ETRN", "TURN", "ATRN", "BDAT"})
 
@@ -56,6 +58,12 @@ class SmtpConnection(SMTP):
 
     # Verb -> handler, filled by the session; a verb not here is answered 500 or 502.
     _commands: dict[str, Callable[[str | None], Awaitable[None]]]
+
+    # The line reader's limit: the longest line it returns whole, and half of what it
+    # buffers before it stops reading the socket. With aiosmtpd's 1001, each 2 KB message
+    # stopped and restarted the reading (two epoll_ctl calls and their Python). Lines over
+    # the RFC 5321 limits are still refused, by their length (_command, smtp_DATA).
+    line_length_limit = READ_LIMIT
 
     def __init__(
         self,
