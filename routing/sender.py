@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 SMTPReply = tuple[int, str]
 # A connection of a link: (server, target, slot number).
 Slot = tuple[str, str, int]
+# The worker's client on a slot: pipelined to a server of the lab, aiosmtplib to the smarthost.
+Client = aiosmtplib.SMTP | PipeliningClient
 # What breaks a connection (and sends its link to Retry) rather than the worker.
 SEND_ERRORS = (aiosmtplib.SMTPException, ReplyError, OSError, TimeoutError)
 # The seconds a client waits for a connect or a reply.
@@ -192,9 +194,6 @@ class Sender:
 
 
 # -- the worker's side --------------------------------------------------------------------
-
-
-Client = aiosmtplib.SMTP | PipeliningClient
 
 
 class _Worker:
