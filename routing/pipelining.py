@@ -42,6 +42,12 @@ class ReplyError(Exception):
         self.code = code
 
 
+def needs_smtputf8(mail_from: str, rcpts: list[str]) -> bool:
+    """An address in UTF-8 (RFC 6531) is sent only with SMTPUTF8 (every endpoint of the lab
+    offers it)."""
+    return not (mail_from + "".join(rcpts)).isascii()
+
+
 def data_section(data: bytes) -> bytes:
     """``data`` as sent after DATA's 354: CRLF line ends, dot-stuffed, and the end mark."""
     data = _LEADING_DOT.sub(b"..", _LINE_END.sub(b"\r\n", data))
@@ -134,8 +140,7 @@ class PipeliningClient:
         self.taken = 0
         last: _Command | None = None  # the previous message's data, its reply still to come
         for mail_from, rcpts, data in outgoing:
-            # An address in UTF-8 (RFC 6531) needs SMTPUTF8, which every endpoint offers.
-            utf8 = b"" if (mail_from + "".join(rcpts)).isascii() else b" SMTPUTF8"
+            utf8 = b" SMTPUTF8" if needs_smtputf8(mail_from, rcpts) else b""
             envelope = [_Command(b"MAIL FROM:<" + mail_from.encode() + b">" + utf8 + b"\r\n",
                                  250, f"MAIL FROM:<{mail_from}>")]
             envelope.extend(_Command(b"RCPT TO:<" + rcpt.encode() + b">\r\n", 250,

@@ -34,7 +34,7 @@ from typing import Any
 
 import aiosmtplib
 
-from routing.pipelining import Outgoing, PipeliningClient, ReplyError
+from routing.pipelining import Outgoing, PipeliningClient, ReplyError, needs_smtputf8
 
 log = logging.getLogger(__name__)
 
@@ -261,8 +261,7 @@ async def _send_one(client: aiosmtplib.SMTP, mail_from: str, rcpts: list[str], d
                     ) -> dict[str, SMTPReply]:
     """Send one message to the smarthost; returns the recipients it refused. A 5xx to the
     sender or the data is a refusal of every recipient."""
-    # An address in UTF-8 (RFC 6531) is only sent with SMTPUTF8, which the receiver offers.
-    options = [] if (mail_from + "".join(rcpts)).isascii() else ["SMTPUTF8"]
+    options = ["SMTPUTF8"] if needs_smtputf8(mail_from, rcpts) else []
     try:
         refused, _ = await client.sendmail(mail_from, rcpts, data, mail_options=options)
     except aiosmtplib.SMTPRecipientsRefused as exc:

@@ -1,20 +1,20 @@
 """The SMTP transport: link queues ``smtp:<SERVER>`` and ``smarthost`` out, real SMTP in.
 
 In: pairs the categorizer put in a link queue on a server. Out: the same pairs
-sent over real SMTP (aiosmtplib, in the worker process of ``routing.sender``)
-to the target server's endpoint, or for queue ``smarthost`` to the lab's
-outbound smarthost, one transaction per message. A link drains its due pairs
-in batches: one store read gives a batch's pairs and the raw bytes of its
-messages, and several connections of the link (``CONNECTIONS`` to a server,
-``SMARTHOST_CONNECTIONS`` to the smarthost), kept open from batch to batch,
-send disjoint slices of it at once, so that the receiving endpoint commits
-many messages per fsync. The lab's scheduler learns from ``due_links`` which
-links have mail due. The receiving endpoint moves the pairs to itself inside
-the commit that precedes its 250 (the hop token header makes a retransmission
-harmless), so a successful send to a server needs no write here; what the
-smarthost takes ends as RELAYED, what it refuses for good is NDR'd
-(``routing.dsn``). When any connection of a link fails, the link stops and
-goes to Retry with its next retry time and error, like an Exchange 2003 link
+sent over real SMTP from the worker process of ``routing.sender`` (pipelined,
+``routing.pipelining``) to the target server's endpoint, or for queue
+``smarthost`` (aiosmtplib) to the lab's outbound smarthost, one transaction per
+message. A link drains its due pairs in batches: one store read gives a batch's
+pairs and the raw bytes of its messages, and several connections of the link
+(``CONNECTIONS`` to a server, ``SMARTHOST_CONNECTIONS`` to the smarthost), kept
+open from batch to batch, send disjoint slices of it at once, so that the
+receiving endpoint commits many messages per fsync. The lab's scheduler learns
+from ``due_links`` which links have mail due. The receiving endpoint moves the
+pairs to itself inside the commit that precedes its 250 (the hop token header
+makes a retransmission harmless), so a successful send to a server needs no
+write here; what the smarthost takes ends as RELAYED, what it refuses for good
+is NDR'd (``routing.dsn``). When any connection of a link fails, the link stops
+and goes to Retry with its next retry time and error, like an Exchange 2003 link
 queue; its other connections finish their slices first. Frozen mail, frozen
 queues and servers whose outbound mail is disabled wait.
 """
