@@ -7,23 +7,60 @@ starting state; at run time they live in the store and can change.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
-VERSIONS = ("5.5", "2000", "2003", "2007", "2010")
+
+class Version(enum.StrEnum):
+    """An Exchange version, and what that version's servers do."""
+
+    V55 = "5.5"
+    V2000 = "2000"
+    V2003 = "2003"
+    V2007 = "2007"
+    V2010 = "2010"
+
+    @property
+    def legacy_mta(self) -> bool:
+        """5.5 and 2000 park refused mail in a holding folder and hand it to the MTA."""
+        return self in (Version.V55, Version.V2000)
+
+    @property
+    def deferred_queue(self) -> bool:
+        """2003 and later park refused mail in an SMTP queue of the server."""
+        return not self.legacy_mta
+
+    @property
+    def smtp_transport(self) -> bool:
+        """Every version but 5.5 routes between servers over SMTP (5.5 has only the MTA)."""
+        return self is not Version.V55
+
+    @property
+    def hub_transport(self) -> bool:
+        """2007 and 2010: the transport of Get-Queue (delay notice 4 h) instead of IIS SMTP."""
+        return self in (Version.V2007, Version.V2010)
+
+    @property
+    def online_moves(self) -> bool:
+        """2010's MRS keeps a mailbox usable while it is copied."""
+        return self is Version.V2010
+
+
+VERSIONS = tuple(Version)
 CONNECTOR_TYPES = ("site", "x400", "smtp")
 
 
 @dataclass(frozen=True)
 class Server:
     name: str
-    version: str
+    version: Version
     site: str
     smtp_port: int
 
     @property
     def legacy(self) -> bool:
         """5.5 and 2000 park refused mail in a holding folder and hand it to the MTA."""
-        return self.version in ("5.5", "2000")
+        return self.version.legacy_mta
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mailflow import scenarios
-from mailflow.lab import Lab
+from mailflow.runtime.lab import Lab
 
 
 def require_tool(name: str) -> str:

@@ -9,7 +9,7 @@ import aiosmtplib
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from prometheus_client.parser import text_string_to_metric_families
 
-from mailflow.lab import Lab
+from mailflow.runtime.lab import Lab
 
 
 async def send(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from contextlib import suppress
 
-from mailflow.lab import Lab
+from mailflow.runtime.lab import Lab
 
 WAIT = 30.0  # seconds: a bound for a server that never answers, not a timing assertion
 

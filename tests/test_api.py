@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from mailflow.lab import Lab
+from mailflow.runtime.lab import Lab
 from tests.helpers import api, send
 
 ALICE = "alice@contoso.test"

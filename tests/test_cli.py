@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mailflow.cli import build_parser
+from mailflow.cli.main import build_parser
 from tests.conftest import require_tool
 from tests.process import MAILFLOW, LabProcess, cli, mailbox_once
 

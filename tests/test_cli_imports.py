@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from mailflow import datadir
+from mailflow.runtime import datadir
 from tests.process import MAILFLOW, LabProcess, cli
 
 # Top-level packages and modules that belong to the lab or to the commands that run it.
 HEAVY = {"aiohttp", "aiosmtpd", "aiosmtplib", "asyncio", "email_validator", "prometheus_client",
-         "routing", "mailflow.lab", "mailflow.labs", "mailflow.scenarios", "mailflow.smtp",
+         "routing", "mailflow.runtime.lab", "mailflow.labs", "mailflow.scenarios", "mailflow.smtp",
          "stores.db"}
 
 

@@ -14,9 +14,9 @@ import aiosmtplib
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mailflow import scenarios
-from mailflow.lab import Lab
+from mailflow.runtime.lab import Lab
 from routing import dsn
-from stores.topology import Defaults, Server
+from stores.topology import Defaults, Server, Version
 from tests.helpers import (
     RefuseNobody,
     api,
@@ -323,7 +323,7 @@ async def test_a_smarthost_that_does_not_answer_puts_its_queue_in_retry(tmp_path
 
 def test_delay_and_expiry_by_version() -> None:
     defaults = Defaults()
-    by_version = {v: Server("S", v, "X", 0) for v in ("5.5", "2000", "2003", "2007", "2010")}
+    by_version = {v.value: Server("S", v, "X", 0) for v in Version}
     assert dsn.delay_due(0.0, by_version["2003"], defaults) == 12 * HOUR
     assert dsn.delay_due(0.0, by_version["2000"], defaults) == 12 * HOUR
     assert dsn.delay_due(0.0, by_version["2010"], defaults) == 4 * HOUR

@@ -13,7 +13,7 @@ import aiosmtplib
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mailflow import scenarios
-from mailflow.lab import Lab
+from mailflow.runtime.lab import Lab
 from routing.categorizer import Submission
 from tests.helpers import RefuseNobody, api, hold_move, mailbox, queue_depth, queue_row
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from mailflow import moves
-from mailflow.lab import Lab
+from mailflow.runtime.lab import Lab
 from routing import connectors
 from stores.audit import audit
 from tests.conftest import make_lab

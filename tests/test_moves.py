@@ -5,7 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from mailflow.lab import Lab
+from mailflow.runtime.lab import Lab
 from tests.helpers import api, mailbox, queue_depth, send
 
 FRANK = "frank@contoso.test"

@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from mailflow import scenarios
-from mailflow.lab import Lab
+from mailflow.runtime.lab import Lab
 from tests.helpers import (
     api,
     events,

@@ -23,7 +23,7 @@ import aiosmtplib
 import pytest
 
 from bench.postfix_conf import master_cf
-from mailflow.lab import Lab
+from mailflow.runtime.lab import Lab
 from tests.conftest import require_tool
 from tests.helpers import api, hold_move, mailbox, queue_depth
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from mailflow.lab import Lab
+from mailflow.runtime.lab import Lab
 from tests.conftest import require_tool
 from tests.helpers import api, hold_move, queue_depth, send
 

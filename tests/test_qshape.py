@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mailflow.lab import Lab
 from mailflow.queue_views import LABELS, bucket, render_qshape, shape
+from mailflow.runtime.lab import Lab
 from tests.helpers import api, hold_move, send
 
 ALICE, BOB, CAROL = (f"{n}@contoso.test" for n in ("alice", "bob", "carol"))

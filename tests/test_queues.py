@@ -3,7 +3,7 @@ NDR, freeze and thaw (message and queue), Find Messages, Disable Outbound Mail, 
 
 from __future__ import annotations
 
-from mailflow.lab import Lab
+from mailflow.runtime.lab import Lab
 from tests.helpers import (
     api,
     events,

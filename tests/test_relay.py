@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import aiosmtplib
 
-from mailflow.lab import Lab
+from mailflow.runtime.lab import Lab
 from routing.categorizer import HOP_HEADER
 from tests.helpers import api, mailbox, queue_depth, queue_id, send
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 
-from mailflow.lab import Lab
+from mailflow.runtime.lab import Lab
 from routing import deferred
 from stores import mailbox as stores_mailbox
 from stores.clock import Clock

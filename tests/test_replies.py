@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from mailflow import replies
+from mailflow.smtp import replies
 
 NAME = re.compile(r"S(?P<code>[245]\d\d)_[A-Z0-9_]+")
 # RFC 3463: class "." subject "." detail, subject and detail of 1 to 3 digits.

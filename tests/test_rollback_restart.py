@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mailflow.lab import Lab
+from mailflow.runtime.lab import Lab
 from tests.conftest import make_lab
 from tests.helpers import api, mailbox, queue_depth, send
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mailflow.scenarios import ScenarioError, builtin_names, load, parse
-from stores.topology import ConnectorSpec, Defaults, Server
+from stores.topology import ConnectorSpec, Defaults, Server, Version
 
 MINIMAL = """
 name = "tiny"
@@ -47,10 +47,10 @@ def test_mixed_2003_matches_design() -> None:
     assert (s.name, s.organization, s.domains) == ("mixed-2003", "Contoso", ("contoso.test",))
     assert s.sites == ("REDMOND", "LONDON")
     assert s.servers == (
-        Server("EX2003-A", "2003", "REDMOND", 2525),
-        Server("EX2003-B", "2003", "REDMOND", 2526),
-        Server("EX55-LON", "5.5", "LONDON", 2527),
-        Server("EX2000-LON", "2000", "LONDON", 2528),
+        Server("EX2003-A", Version("2003"), "REDMOND", 2525),
+        Server("EX2003-B", Version("2003"), "REDMOND", 2526),
+        Server("EX55-LON", Version("5.5"), "LONDON", 2527),
+        Server("EX2000-LON", Version("2000"), "LONDON", 2528),
     )
     assert s.connectors == (ConnectorSpec("x400", "REDMOND", "LONDON", 1, "REDMOND-LONDON X.400"),)
     assert s.rpc_allow == ()
@@ -77,9 +77,9 @@ def test_exchange_2010_matches_design() -> None:
     s = load("exchange-2010")
     assert s.sites == ("HQ",)
     assert s.servers == (
-        Server("EX2007-A", "2007", "HQ", 2525),
-        Server("EX2010-A", "2010", "HQ", 2526),
-        Server("EX2010-B", "2010", "HQ", 2527),
+        Server("EX2007-A", Version("2007"), "HQ", 2525),
+        Server("EX2010-A", Version("2010"), "HQ", 2526),
+        Server("EX2010-B", Version("2010"), "HQ", 2527),
     )
     assert s.connectors == ()
     homes = {m.address: m.server for m in s.mailboxes}

@@ -24,8 +24,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from mailflow import replies, scenarios
-from mailflow.lab import Lab
+from mailflow import scenarios
+from mailflow.runtime.lab import Lab
+from mailflow.smtp import replies
 from routing import categorizer
 from stores.topology import Defaults, MailboxSpec, Scenario
 from tests.conftest import make_lab
@@ -711,14 +712,14 @@ OTHER = [_pattern("220 " + replies.GREETING), _pattern("250 " + replies.HELLO),
 
 
 def known_reply(code: int, text: str) -> str:
-    """The name of the reply, or fail: every reply must be one of mailflow.replies."""
+    """The name of the reply, or fail: every reply must be one of mailflow.smtp.replies."""
     first = f"{code} {text.splitlines()[0]}"
     for name, pattern in NAMED.items():
         if pattern.fullmatch(first):
             return name
     if any(p.fullmatch(first) for p in OTHER):
         return "other"
-    raise AssertionError(f"reply not named in mailflow.replies: {first!r}")
+    raise AssertionError(f"reply not named in mailflow.smtp.replies: {first!r}")
 
 
 ADDRESSES = {

@@ -16,7 +16,7 @@ from aiosmtpd.smtp import SMTP
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from mailflow.smtp_session import _PLAIN_PATH, SmtpSession, plain_path
+from mailflow.smtp.session import _PLAIN_PATH, SmtpSession, plain_path
 
 ATEXT = "abcxyzABCXYZ0189!#$%&'*+/=?^_`{|}~-"
 LABEL = "abzAZ09-_"

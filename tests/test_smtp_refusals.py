@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from mailflow import scenarios
-from mailflow.lab import Lab
+from mailflow.runtime.lab import Lab
 from tests.helpers import api, queue_id, sample, scrape, send
 from tests.smtpwire import Wire, connect
 

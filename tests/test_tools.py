@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 
-from mailflow.lab import Lab
+from mailflow.runtime.lab import Lab
 from tests.conftest import require_tool
 from tests.helpers import api, queue_depth, scrape
 

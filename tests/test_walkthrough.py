@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailflow.lab import Lab
+from mailflow.runtime.lab import Lab
 from tests.helpers import api, queue_depth, queue_id, sample, scrape, send
 
 

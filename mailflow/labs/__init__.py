@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mailflow import scenarios
-from mailflow.client import CliError, parse_duration
+from mailflow.cli.client import CliError, parse_duration
 from stores.topology import Scenario
 
 ACTIONS: dict[str, tuple[str, ...]] = {

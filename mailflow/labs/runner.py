@@ -21,9 +21,9 @@ import aiohttp
 import aiosmtplib
 from prometheus_client.parser import text_string_to_metric_families
 
-from mailflow.client import parse_duration
-from mailflow.lab import Lab
+from mailflow.cli.client import parse_duration
 from mailflow.labs import LabPlan, Step
+from mailflow.runtime.lab import Lab
 
 
 @dataclass

@@ -28,6 +28,7 @@ from stores.topology import (
     MailboxSpec,
     Scenario,
     Server,
+    Version,
 )
 
 __all__ = ["ScenarioError", "builtin_names", "load", "parse"]
@@ -273,7 +274,8 @@ def _servers(top: _Table, sites: dict[str, str]) -> tuple[Server, ...]:
             raise srv.error("smtp_port", f"port {port} is already used by {ports[port]}")
         if port:  # 0 asks for a free port at start-up, so several servers may share it
             ports[port] = name
-        servers[name.upper()] = Server(name=name, version=version, site=site, smtp_port=port)
+        servers[name.upper()] = Server(name=name, version=Version(version), site=site,
+                                       smtp_port=port)
     if not servers:
         raise top.error("servers", "at least one server is required ([[servers]])")
     return tuple(servers.values())

@@ -1,8 +1,8 @@
 """One SMTP session of an endpoint: command lines in, commands answered with named replies out.
 
-``mailflow.smtp_connection`` reads the lines and handles what is wrong with a line
+``mailflow.smtp.connection`` reads the lines and handles what is wrong with a line
 whatever its command; here are the commands, so every reply comes from
-``mailflow.replies`` and RFC 5321 holds: HELO/EHLO first, the order of MAIL, RCPT and
+``mailflow.smtp.replies`` and RFC 5321 holds: HELO/EHLO first, the order of MAIL, RCPT and
 DATA, the syntax of paths and ESMTP parameters (SIZE, BODY, SMTPUTF8), undeclared 8-bit
 data and UTF-8 addresses, text line lengths. A message over the size limit is read to its
 end and dropped line by line, never held whole. MAIL, RCPT and DATA go to the endpoint's
@@ -19,8 +19,8 @@ from typing import Any
 
 from aiosmtpd.smtp import Envelope, Session
 
-from mailflow import replies
-from mailflow.smtp_connection import SmtpConnection
+from mailflow.smtp import replies
+from mailflow.smtp.connection import SmtpConnection
 from stores.topology import Defaults
 
 # RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets with its CRLF (998 characters),

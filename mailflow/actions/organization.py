@@ -1,5 +1,5 @@
 """Operator actions on a running lab: connectors, RPC and services (queue actions are in
-``mailflow.queue_ops``).
+``mailflow.actions.queues``).
 
 In: validated requests from the API. Out: the change in the store, an event
 where Exchange would have logged one, and nothing else: the scheduler and the

@@ -20,8 +20,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mailflow import lab_cli, move_cli, queue_cli
-from mailflow.client import (
+from mailflow.cli import labs as lab_cli
+from mailflow.cli import moves as move_cli
+from mailflow.cli import queues as queue_cli
+from mailflow.cli.client import (
     DEFAULT_DATA,
     Client,
     CliError,
@@ -40,14 +42,14 @@ from mailflow.errors import LabError
 # command, `mailflow queues` and `--help` included, so the functions that run those commands
 # import them (docs/benchmarks.md, hotspot 8).
 if TYPE_CHECKING:
-    from mailflow.lab import Lab
+    from mailflow.runtime.lab import Lab
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
 
     from mailflow import scenarios
-    from mailflow.lab import Lab
+    from mailflow.runtime.lab import Lab
 
     data = Path(args.data)
     stored = _stored_scenario(data)

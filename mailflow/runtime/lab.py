@@ -25,11 +25,11 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from mailflow import moves
-from mailflow.datadir import LAB_FILE, ensure_token, lock
 from mailflow.errors import Conflict
 from mailflow.metrics import Metrics
-from mailflow.smtp import Endpoint
-from mailflow.smtp_session import Limits
+from mailflow.runtime.datadir import LAB_FILE, ensure_token, lock
+from mailflow.smtp.endpoint import Endpoint
+from mailflow.smtp.session import Limits
 from routing import categorizer, connectors, dsn, mta, queues
 from routing.categorizer import Submission, Verdict
 from routing.transport import OUTBOUND, Transport, due_links, host_port
@@ -131,7 +131,7 @@ class Lab:
             await endpoint.start(self.host, port)
             self.endpoints[server.name] = endpoint
         if self.http is not None:
-            from mailflow import api  # the API imports the lab's types
+            from mailflow.api import app as api
 
             self._runner, self.http_url = await api.serve(self, *self.http)
         self._write_lab_file()

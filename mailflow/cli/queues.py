@@ -10,7 +10,7 @@ import argparse
 import urllib.parse
 from typing import Any
 
-from mailflow.client import Client, parse_duration, quoted, show, table, when
+from mailflow.cli.client import Client, parse_duration, quoted, show, table, when
 from mailflow.queue_views import GROUPINGS, render_qshape
 
 

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
-from mailflow import moves, operations, views
+from mailflow import moves, views
+from mailflow.actions import organization as operations
 from mailflow.errors import Invalid, LabError
 from mailflow.moves import common
 from mailflow.moves.report import xml_report
@@ -31,7 +32,7 @@ from stores.audit import audit
 from stores.messages import InvalidTransition
 
 if TYPE_CHECKING:
-    from mailflow.lab import Lab
+    from mailflow.runtime.lab import Lab
 
 log = logging.getLogger(__name__)
 
@@ -348,7 +349,7 @@ def build_app(lab: Lab) -> web.Application:
     app.router.add_get(f"{v1}/mailboxes/{{address}}/messages", mailbox_messages)
     app.router.add_get(f"{v1}/messages/{{id}}", message_show)
     app.router.add_get(f"{v1}/messages/{{id}}/raw", message_raw)
-    from mailflow import api_queues  # it imports this module's helpers
+    from mailflow.api import queues as api_queues
 
     api_queues.add_routes(app, v1)
     app.router.add_post(f"{v1}/moves", move_create)

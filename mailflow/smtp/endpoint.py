@@ -2,7 +2,7 @@
 
 This module only speaks the protocol (on aiosmtpd's transport, on the lab's
 own event loop): it reads command and text lines, checks syntax and limits,
-and turns the router's verdicts into named replies (``mailflow.replies``).
+and turns the router's verdicts into named replies (``mailflow.smtp.replies``).
 What a recipient is, and what becomes of a message, is the router's
 business. DATA is answered 250 only after the router has committed the
 message, and the reply names its queue id.
@@ -23,8 +23,8 @@ from typing import Protocol
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from mailflow import replies
-from mailflow.smtp_session import Limits, SmtpSession, peer_host
+from mailflow.smtp import replies
+from mailflow.smtp.session import Limits, SmtpSession, peer_host
 from routing.categorizer import Submission, Verdict
 from stores.topology import Server
 

@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from mailflow.datadir import LAB_FILE, lab_running, read_token
+from mailflow.runtime.datadir import LAB_FILE, lab_running, read_token
 
 DEFAULT_DATA = "mailflow-data"
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")

@@ -2,7 +2,7 @@
 
 In: ``GET``/``POST``/``DELETE`` requests under ``/api/v1`` (queues, their messages
 and actions, Disable Outbound Mail, qshape, message search). Out: JSON from
-``mailflow.queue_views`` and ``mailflow.queue_ops``; errors are the API's JSON
+``mailflow.queue_views`` and ``mailflow.actions.queues``; errors are the API's JSON
 errors (``mailflow.api`` middlewares). Every action is one store write; the
 lab then settles, so what the action made due has happened when it answers.
 """
@@ -14,8 +14,9 @@ from typing import Any
 
 from aiohttp import web
 
-from mailflow import queue_ops, queue_views
-from mailflow.api import _lab, _page
+from mailflow import queue_views
+from mailflow.actions import queues as queue_ops
+from mailflow.api.app import _lab, _page
 from mailflow.errors import Invalid
 from routing import queues
 

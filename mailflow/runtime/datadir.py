@@ -3,7 +3,7 @@
 In: a data directory path. Out: whether a lab runs on it (it holds the lock
 file's flock while it runs; the kernel lets go even after kill -9), the API
 token, and the names of the files the CLI reads. Kept apart from
-``mailflow.lab`` so that CLI commands need not import the whole lab.
+``mailflow.runtime.lab`` so that CLI commands need not import the whole lab.
 """
 
 from __future__ import annotations

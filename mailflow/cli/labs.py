@@ -13,13 +13,13 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mailflow.client import CliError
+from mailflow.cli.client import CliError
 
 # The scripted labs import the lab, aiohttp and aiosmtplib (~0.4 s); `mailflow` builds this
 # command's parser for every command it runs, so they are imported only by cmd_lab and _keep,
 # which run it (docs/benchmarks.md, hotspot 8).
 if TYPE_CHECKING:
-    from mailflow.lab import Lab
+    from mailflow.runtime.lab import Lab
 
 
 def add_parser(sub: Any) -> None:

@@ -11,7 +11,7 @@ import datetime as dt
 import secrets
 from typing import Any
 
-from mailflow.client import Client, CliError, fields, parse_duration, quoted, show, table, when
+from mailflow.cli.client import Client, CliError, fields, parse_duration, quoted, show, table, when
 
 ACTIONS = ("show", "complete", "fail", "suspend", "resume", "remove", "report")
 

@@ -2,7 +2,7 @@
 
 aiosmtpd gives the transport, the line reader and the idle timer; the reading, the
 command loop and the closing are ours. In: the client's bytes. Out: each command line,
-as verb and argument, to the handler ``mailflow.smtp_session`` registered for the verb,
+as verb and argument, to the handler ``mailflow.smtp.session`` registered for the verb,
 and the replies they push. Whatever the command, this layer answers a line that is over
 the RFC 5321 length, holds NUL or is not UTF-8, or names an unknown verb; a bare LF ends
 the session (SMTP smuggling), and so do an idle client, too many errors and the endpoint
@@ -20,7 +20,7 @@ from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP
 
-from mailflow import replies
+from mailflow.smtp import replies
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class _Line:
 
 
 class SmtpConnection(SMTP):
-    """The transport side of a session; ``mailflow.smtp_session.SmtpSession`` adds the
+    """The transport side of a session; ``mailflow.smtp.session.SmtpSession`` adds the
     commands. aiosmtpd gives the transport, the line reader and the timer; the command
     loop is ours, so every reply is a named one."""
 
