@@ -48,6 +48,8 @@ class Version(enum.StrEnum):
 
 VERSIONS = tuple(Version)
 CONNECTOR_TYPES = ("site", "x400", "smtp")
+# How Exchange System Manager names each type, in a connector's default name and its events.
+CONNECTOR_LABELS = {"site": "Site", "x400": "X.400", "smtp": "SMTP"}
 
 
 @dataclass(frozen=True)

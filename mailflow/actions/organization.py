@@ -15,9 +15,7 @@ from mailflow.errors import Conflict, Invalid, NotFound
 from routing import connectors, mta
 from stores import services
 from stores.db import Tx
-from stores.topology import CONNECTOR_TYPES, Scenario
-
-_TYPE_LABELS = {"site": "Site", "x400": "X.400", "smtp": "SMTP"}
+from stores.topology import CONNECTOR_LABELS, CONNECTOR_TYPES, Scenario
 
 
 def _site(scenario: Scenario, name: str) -> str:
@@ -43,11 +41,11 @@ def add_connector(
         raise Invalid("a connector joins two different sites")
     if cost < 1:
         raise Invalid("cost must be at least 1")
-    name = name or f"{a}-{b} {_TYPE_LABELS[kind]}"
+    name = name or f"{a}-{b} {CONNECTOR_LABELS[kind]}"
     if connectors.by_name(tx.conn, name) is not None:
         raise Conflict(f"a connector named {name!r} exists")
     connector_id = connectors.add(tx.conn, kind, a, b, cost, name)
-    tx.event("mailflow", 1010, "Information", "-", f"{_TYPE_LABELS[kind]} connector {name!r}"
+    tx.event("mailflow", 1010, "Information", "-", f"{CONNECTOR_LABELS[kind]} connector {name!r}"
              f" between {a} and {b} (cost {cost}) created.")
     return dict(tx.conn.execute("SELECT * FROM connectors WHERE id=?", (connector_id,)).fetchone())
 

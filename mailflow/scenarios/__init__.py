@@ -21,6 +21,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from routing.transport import host_port
 from stores.topology import (
+    CONNECTOR_LABELS,
     CONNECTOR_TYPES,
     VERSIONS,
     ConnectorSpec,
@@ -33,7 +34,6 @@ from stores.topology import (
 
 __all__ = ["ScenarioError", "builtin_names", "load", "parse"]
 
-_CONNECTOR_LABELS = {"site": "Site", "x400": "X.400", "smtp": "SMTP"}
 _DEFAULT_TYPES: dict[str, Any] = get_type_hints(Defaults)
 # Server names go into queue ids (smtp:<SERVER>) and URL paths, so keep them NetBIOS-like.
 _SERVER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
@@ -295,7 +295,7 @@ def _connectors(top: _Table, sites: dict[str, str]) -> tuple[ConnectorSpec, ...]
         if a == b:
             raise con.error("sites", f"a connector joins two different sites, got {a!r} twice")
         # Connector names appear in queue ids (mta:x400:<CONNECTOR>), so they must be unique.
-        name = con.text("name", f"{a}-{b} {_CONNECTOR_LABELS[kind]}")
+        name = con.text("name", f"{a}-{b} {CONNECTOR_LABELS[kind]}")
         if name.upper() in connectors:
             raise con.error("name", f"duplicate connector name {name!r}")
         cost = con.integer("cost", 1)
