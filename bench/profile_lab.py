@@ -1,6 +1,7 @@
 """Profile the lab's accept and release paths with py-spy (sampling, from outside).
 
     python bench/profile_lab.py [--messages N] [--drain N] [--idle-deep M] [--out DIR]
+    (or python -m bench.profile_lab ...)
 
 Starts one lab (``mailflow run``, as bench/run.py does) and records it with
 ``py-spy record --threads --subprocesses --format raw`` (the sender worker too)
@@ -20,6 +21,8 @@ For each phase DIR gets the collapsed stacks (``PHASE.txt``, for flamegraph.pl o
 speedscope) and a summary (``PHASE.summary.txt``): samples by thread, the hottest
 functions by self time, and by inclusive time (all code, then the project's own).
 py-spy must be installed (pip install py-spy) and allowed to ptrace (root here).
+
+In: the sizes and DIR. Out: DIR's files, and every summary printed on stdout.
 """
 
 from __future__ import annotations
@@ -34,15 +37,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import run as bench  # bench/run.py, beside this file
+from bench.lab import ALICE, Lab
+from bench.load import Load
+from bench.procs import Processes, log, tool, wait_until
+from stores.bulk import amplify_queue
 
 # py-spy names files relative to sys.path; the entry point's frames say nothing.
-PROJECT = re.compile(r"\((mailflow|routing|stores)/[^/]+\.py")
-ENTRY = re.compile(r"\(mailflow/(__main__|cli)\.py")
+PROJECT = re.compile(r"\((mailflow|routing|stores)/(?:[^/]+/)*[^/]+\.py")
+ENTRY = re.compile(r"\(mailflow/(__main__|cli/[^/]+)\.py")
 
 
 def record(pid: int, out: Path, rate: int) -> subprocess.Popen[bytes]:
@@ -138,8 +143,72 @@ def importtime(argv: list[str], cwd: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+class Phases:
+    """Each phase of one lab recorded by py-spy, its collapsed stacks and summary in ``out``."""
+
+    def __init__(self, lab: Lab, out: Path, rate: int) -> None:
+        self.lab, self.out, self.rate = lab, out, rate
+        self.walls: list[tuple[str, float]] = []
+
+    def __call__(self, name: str, work: Callable[[], object]) -> None:
+        spy = record(self.lab.pid or 0, self.out / f"{name}.txt", self.rate)
+        t0 = time.perf_counter()
+        try:
+            work()
+        finally:
+            wall = time.perf_counter() - t0
+            finish(spy)
+        self.walls.append((name, wall))
+        summary = summarize(self.out / f"{name}.txt", wall)
+        (self.out / f"{name}.summary.txt").write_text(summary)
+        log(f"{name}: {wall:.1f} s")
+
+
+def moves(phase: Phases, load: Load, messages: int, drain: int) -> None:
+    """accept (``messages`` to alice), then ``drain`` parked and released over the hop
+    (bob's move completed) and locally (carol's move failed)."""
+    lab = phase.lab
+    phase("accept", lambda: load.run(lab.port, 20, messages, ALICE))
+
+    def released(address: str) -> bool:
+        return int(lab.mailbox(address)["message_count"]) >= drain
+
+    move = lab.hold("bob@contoso.test", "EX2003-B")
+    phase("park", lambda: load.run(lab.port, 20, drain, "bob@contoso.test"))
+
+    def release_hop() -> None:
+        lab.api("POST", f"/api/v1/moves/{move}/complete")
+        wait_until(lambda: released("bob@contoso.test"), 600, "hop drain", 0.02)
+
+    phase("release-hop", release_hop)
+    move2 = lab.hold("carol@contoso.test", "EX2003-A")
+    port_b = int(lab.info["endpoints"]["EX2003-B"][1])
+    phase("park-local", lambda: load.run(port_b, 20, drain, "carol@contoso.test"))
+
+    def release_local() -> None:
+        lab.api("POST", f"/api/v1/moves/{move2}/fail")
+        wait_until(lambda: released("carol@contoso.test"), 600, "local drain", 0.02)
+
+    phase("release-local", release_local)
+
+
+def idle_deep(phase: Phases, load: Load, queued: int) -> None:
+    """A deep queue: some mail parked behind a held move, copied in SQL up to ``queued``
+    (bench/run.py's --deep-clone), the lab restarted; then the idle lab and /metrics."""
+    lab = phase.lab
+    lab.hold(ALICE, "EX2003-B")
+    load.run(lab.port, 20, min(2000, queued), ALICE)
+    lab.stop()
+    total = amplify_queue(lab.data / "mailflow.db", queued)
+    lab.start()
+    log(f"{total} queued; restarted in {lab.startups[-1]:.2f} s")
+    time.sleep(1.0)
+    phase("idle-deep", lambda: time.sleep(6.0))
+    phase("metrics-deep", lambda: [lab.timed_get("/metrics", auth=False) for _ in range(5)])
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--messages", type=int, default=5000)
     p.add_argument("--drain", type=int, default=3000)
     p.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
@@ -149,75 +218,20 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     top = Path(tempfile.mkdtemp(prefix="mailflow-profile-"))
-    procs = bench.Processes()
-    load = bench.Load(None if os.environ.get("BENCH_LOADGEN") else bench.tool("smtp-source"),
-                      2048)
+    procs = Processes()
+    load = Load(None if os.environ.get("BENCH_LOADGEN") else tool("smtp-source"), 2048)
     try:
-        lab = bench.Lab(procs, top, "lab")
+        lab = Lab(procs, top, "lab")
         lab.start()
-        assert lab.pid is not None
-        phases: list[tuple[str, float]] = []
-
-        def phase(name: str, work: object) -> None:
-            spy = record(lab.pid or 0, args.out / f"{name}.txt", args.rate)
-            t0 = time.perf_counter()
-            try:
-                assert callable(work)
-                work()
-            finally:
-                wall = time.perf_counter() - t0
-                finish(spy)
-            phases.append((name, wall))
-            summary = summarize(args.out / f"{name}.txt", wall)
-            (args.out / f"{name}.summary.txt").write_text(summary)
-            bench.log(f"{name}: {wall:.1f} s")
-
-        def accept() -> None:
-            load.run(lab.port, 20, args.messages, bench.ALICE)
-
-        phase("accept", accept)
-
-        move = lab.hold("bob@contoso.test", "EX2003-B")
-        phase("park", lambda: load.run(lab.port, 20, args.drain, "bob@contoso.test"))
-
-        def released(address: str) -> bool:
-            return int(lab.mailbox(address)["message_count"]) >= args.drain
-
-        def release_hop() -> None:
-            lab.api("POST", f"/api/v1/moves/{move}/complete")
-            bench.wait_until(lambda: released("bob@contoso.test"), 600, "hop drain", 0.02)
-
-        phase("release-hop", release_hop)
-
-        move2 = lab.hold("carol@contoso.test", "EX2003-A")
-        port_b = int(lab.info["endpoints"]["EX2003-B"][1])
-        phase("park-local", lambda: load.run(port_b, 20, args.drain, "carol@contoso.test"))
-
-        def release_local() -> None:
-            lab.api("POST", f"/api/v1/moves/{move2}/fail")
-            bench.wait_until(lambda: released("carol@contoso.test"), 600, "local drain", 0.02)
-
-        phase("release-local", release_local)
-
+        phase = Phases(lab, args.out, args.rate)
+        moves(phase, load, args.messages, args.drain)
         if args.idle_deep:
-            # A deep queue: park some mail behind a held move, copy it in SQL up to
-            # --idle-deep (bench/run.py's --deep-clone), restart, and watch the idle lab.
-            lab.hold(bench.ALICE, "EX2003-B")
-            load.run(lab.port, 20, min(2000, args.idle_deep), bench.ALICE)
-            lab.stop()
-            queued = bench.amplify(lab.data / "mailflow.db", args.idle_deep)
-            lab.start()
-            bench.log(f"{queued} queued; restarted in {lab.startups[-1]:.2f} s")
-            time.sleep(1.0)
-            phase("idle-deep", lambda: time.sleep(6.0))
-            phase("metrics-deep", lambda: [lab.timed_get("/metrics", auth=False)
-                                           for _ in range(5)])
-
+            idle_deep(phase, load, args.idle_deep)
         text = importtime(["-m", "mailflow", "queues", "--data", str(lab.data)], lab.dir)
         text += "\n" + importtime(["-m", "mailflow", "--help"], lab.dir)
         (args.out / "cli-importtime.txt").write_text(text)
         lab.stop()
-        for name, wall in phases:
+        for name, wall in phase.walls:
             print(f"== {name} ({wall:.1f} s)")
             print((args.out / f"{name}.summary.txt").read_text())
         print(text)

@@ -6,6 +6,8 @@ the lab's SMTP stack (aiosmtpd on asyncio).
 ``sqlite``: aiosmtpd storing each message with one SQLite transaction and one commit
 per message (WAL, synchronous=FULL, as durable as the lab's store), done on the event
 loop before the 250 - the simplest durable server one could write on the same stack.
+Its SQLite file is this reference server's own, not the lab's store: the plain INSERT
+and COMMIT are what it measures, so its SQL stays here and not in stores/.
 
 Usage: python bench/sinks.py {bare,sqlite} --ready FILE [--host H] [--port P] [--db PATH]
 

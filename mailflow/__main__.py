@@ -1,3 +1,5 @@
+"""``python -m mailflow``: the ``mailflow`` command (``mailflow.cli.main``)."""
+
 import sys
 
 from mailflow.cli import main

@@ -1,4 +1,10 @@
-"""Errors the lab reports to its users; each carries the HTTP status the API answers with."""
+"""Errors the lab reports to its users.
+
+In: raised by the move engines, the read models and the admin actions when a
+request names nothing, is malformed or clashes with the lab's state. Out: caught
+by the API (answered with each class's HTTP ``status``) and by the CLI.
+(A lab *file* that cannot run is ``mailflow.labs.LabFileError``.)
+"""
 
 from __future__ import annotations
 

@@ -12,11 +12,7 @@ transit and the moves by one aggregate query each.
 
 from __future__ import annotations
 
-import math
-import sqlite3
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from itertools import accumulate, pairwise
 from typing import Any, TypeVar
 
 from prometheus_client import (
@@ -32,12 +28,15 @@ from prometheus_client.registry import Collector
 
 from mailflow import __version__
 from mailflow.moves.states import MoveStatus
-from routing import categorizer, deferred, queues
+from routing import queues
+from stores.backend import Read
 from stores.db import Fact
+from stores.queue_ids import DEFERRED, HOLDING
+from stores.snapshot import AGE_BUCKETS, EMPTY, Snapshot, snapshot
 from stores.topology import Scenario
 
 T = TypeVar("T")
-Reader = Callable[[Callable[[sqlite3.Connection], T]], T]
+Reader = Callable[[Callable[[Read], T]], T]
 
 MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
 # Simulated seconds: deferrals last minutes to the 2-day expiry.
@@ -47,8 +46,6 @@ LATENCY_BUCKETS = (1.0, 5.0, 15.0, MINUTE, 5 * MINUTE, 15 * MINUTE, 30 * MINUTE,
                    4 * HOUR, 12 * HOUR, DAY, 2 * DAY)
 MOVE_BUCKETS = (MINUTE, 5 * MINUTE, 15 * MINUTE, 30 * MINUTE, HOUR, 2 * HOUR, 4 * HOUR,
                 8 * HOUR, DAY)
-# Postfix qshape's doubling age columns, in simulated seconds.
-AGE_BUCKETS = tuple(m * MINUTE for m in (5, 10, 20, 40, 80, 160, 320, 640, 1280))
 
 
 class Metrics:
@@ -124,31 +121,10 @@ class Metrics:
         for server in scenario.servers:
             self.accepted.labels(server=server.name)
             self.delivered.labels(server=server.name)
-            parking = categorizer.HOLDING if server.legacy else deferred.QUEUE
+            parking = HOLDING if server.version.legacy_mta else DEFERRED
             self.deferred.labels(server=server.name, queue=parking)
             self.released.labels(server=server.name, queue=parking)
         self.registry.register(_StoreGauges(scenario, read, now))
-
-
-@dataclass(frozen=True)
-class _Queued:
-    """What one queue holds: recipients, the oldest queued_at, and their ages."""
-
-    depth: int
-    oldest_at: float | None
-    age_sum: float
-    # Recipients at most AGE_BUCKETS[i] old, cumulative like Prometheus buckets.
-    within: tuple[int, ...]
-
-
-_EMPTY = _Queued(0, None, 0.0, (0,) * len(AGE_BUCKETS))
-
-
-@dataclass(frozen=True)
-class _Snapshot:
-    queues: dict[tuple[str, str], _Queued]
-    in_transit: dict[str, int]
-    moves: dict[str, int]
 
 
 class _StoreGauges(Collector):
@@ -160,7 +136,7 @@ class _StoreGauges(Collector):
     def collect(self) -> Iterable[Metric]:
         now = self.now()
         names = [s.name for s in self.scenario.servers]
-        snapshot: _Snapshot = self.read(lambda conn: _snapshot(conn, now, names))
+        snap: Snapshot = self.read(lambda db: snapshot(db, now, names))
         depth = GaugeMetricFamily("mailflow_queue_messages", "Recipients waiting in a queue.",
                                   labels=["server", "queue"])
         oldest = GaugeMetricFamily("mailflow_queue_oldest_message_age_seconds",
@@ -170,8 +146,8 @@ class _StoreGauges(Collector):
                                      "Simulated ages of the recipients queued now (qshape).",
                                      labels=["server", "queue"])
         keys = {(s.name, q) for s in self.scenario.servers for q in queues.standard_queues(s)}
-        for server, queue in sorted(keys | set(snapshot.queues)):
-            queued = snapshot.queues.get((server, queue), _EMPTY)
+        for server, queue in sorted(keys | set(snap.queues)):
+            queued = snap.queues.get((server, queue), EMPTY)
             depth.add_metric([server, queue], queued.depth)
             oldest.add_metric([server, queue], 0.0 if queued.oldest_at is None
                               else max(0.0, now - queued.oldest_at))
@@ -182,53 +158,11 @@ class _StoreGauges(Collector):
         in_transit = GaugeMetricFamily("mailflow_mailboxes_in_transit", "Mailboxes whose"
                                        " PR_IN_TRANSIT flag is set, by store.", labels=["server"])
         for name in (s.name for s in self.scenario.servers):
-            in_transit.add_metric([name], snapshot.in_transit.get(name, 0))
+            in_transit.add_metric([name], snap.in_transit.get(name, 0))
         moves = GaugeMetricFamily("mailflow_moves", "Move requests by status.",
                                   labels=["status"])
         for status in MoveStatus:
-            moves.add_metric([status.value], snapshot.moves.get(status.value, 0))
+            moves.add_metric([status.value], snap.moves.get(status.value, 0))
         yield from (depth, oldest, ages, in_transit, moves)
 
 
-# The recipients of one queue queued in [lo, hi), and the sum of their ages: a range of
-# pairs_by_age, read from the index alone.
-_SEGMENT = (
-    "SELECT COUNT(*), TOTAL(? - queued_at) FROM pairs"
-    " WHERE server = ? AND queue = ? AND queued_at >= ? AND queued_at < ?"
-)
-
-
-def _queue_ages(conn: sqlite3.Connection, server: str, queue: str, now: float) -> _Queued:
-    """Depth, oldest queued_at, age sum and cumulative AGE_BUCKETS counts of one queue.
-
-    The bucket bounds cut the queue's queued_at range into disjoint segments; one range
-    query counts and sums each, so the queue's index range is walked once, and the oldest
-    is a seek. One GROUP BY with a CASE per bucket on every row took 4 times the CPU at
-    500,000 queued. Every queued pair has a queued_at (the categorizer and
-    ``place_queued`` set it), so the segments hold the whole queue.
-    """
-    # Youngest first: queued now or later (a clock set back), age 0 as MAX(0, now -
-    # queued_at) has it, and in every bucket; then each bucket's own ages; then older.
-    edges = [math.inf, now, *(now - le for le in AGE_BUCKETS), -math.inf]
-    segments = [conn.execute(_SEGMENT, (now, server, queue, lo, hi)).fetchone()
-                for hi, lo in pairwise(edges)]
-    cumulative = list(accumulate(n for n, _ in segments))
-    (oldest_at,) = conn.execute(
-        "SELECT MIN(queued_at) FROM pairs WHERE server = ? AND queue = ?", (server, queue)
-    ).fetchone()
-    return _Queued(
-        depth=cumulative[-1],
-        oldest_at=oldest_at,
-        age_sum=math.fsum(total for _, total in segments[1:]),
-        within=tuple(cumulative[1:len(AGE_BUCKETS) + 1]),
-    )
-
-
-def _snapshot(conn: sqlite3.Connection, now: float, servers: Iterable[str]) -> _Snapshot:
-    return _Snapshot(
-        queues={key: _queue_ages(conn, *key, now) for key in queues.queue_keys(conn, servers)},
-        in_transit=dict(conn.execute(
-            "SELECT server, COUNT(*) FROM store_mailboxes WHERE in_transit=1 GROUP BY server"
-        ).fetchall()),
-        moves=dict(conn.execute("SELECT status, COUNT(*) FROM moves GROUP BY status").fetchall()),
-    )

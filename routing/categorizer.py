@@ -2,9 +2,10 @@
 
 In: a ``Submission`` from an SMTP endpoint (new mail, or a pair arriving over
 the SMTP hop from another emulated server), a DSN the lab generated
-(``submit``), and pairs handed back by deferred delivery or a move. Out: each
-(message, recipient) pair resolved through the directory to its home server
-and then delivered by the store driver, parked in ``deferred`` when the store
+(``send_dsn``, ``fail``: the same intake as new mail, ``take_in``), and pairs
+handed back by deferred delivery or a move. Out: each (message, recipient)
+pair resolved through the directory to its home server and then delivered by
+the store driver (``routing.delivery``), parked in ``deferred`` when the store
 answers ecMailboxInTransit, put in a link queue ``smtp:<SERVER>`` for the
 transport, or carried across an internal MTA hop. A recipient outside the
 organization goes to queue ``smarthost`` when the lab has an outbound
@@ -16,101 +17,29 @@ commit covers every step taken.
 
 from __future__ import annotations
 
-import enum
-import functools
-import ipaddress
 import secrets
-import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.utils import formatdate
 
-from email_validator import EmailNotValidError, validate_email
+from routing import connectors, deferred, delivery, dsn
+from routing.addresses import Verdict, check_recipient, may_relay, normalize, valid_sender
+from stores import directory, messages, pairs, queue_ids, services
+from stores.backend import Tx
+from stores.messages import SMARTHOST, NewMessage, Pair, PairState
+from stores.queue_ids import DEFERRED, LOCAL, UNREACHABLE, QueueId
+from stores.topology import Scenario, Server, Version
 
-from routing import connectors, deferred, dsn
-from stores import directory, messages, services
-from stores.db import Tx
-from stores.driver import Delivery, put_item, verdict
-from stores.errors import MapiError
-from stores.mailbox import INBOX
-from stores.messages import SMARTHOST, Pair, PairState
-from stores.topology import Scenario, Server
+# The SMTP endpoints and the lab reach the address checks through the categorizer.
+__all__ = ["HOP_HEADER", "Submission", "Verdict", "accept", "check_recipient", "fail",
+           "may_relay", "normalize", "release", "release_due", "reroute_external",
+           "retry_due", "route", "send_dsn", "take_in", "to_mta", "valid_sender"]
 
 # Carries a pair's identity across the SMTP hop between emulated servers, so a
 # retransmission after a lost 250 is recognised instead of delivered twice.
 HOP_HEADER = b"X-Mailflow-Hop"
-# The 5.5/2000 InTransitFolder of a store, as a queue id.
-HOLDING = "holding"
-
-
-class Verdict(enum.Enum):
-    OK = "ok"
-    BAD_SYNTAX = "bad syntax"
-    RELAY_DENIED = "relay denied"
-    UNKNOWN_USER = "unknown user"
-
-
-# Validation is a pure function of the address, and test traffic repeats a few addresses
-# thousands of times: each is validated once, not at MAIL, RCPT and again when stored.
-@functools.lru_cache(maxsize=4096)
-def normalize(address: str, *, smtputf8: bool = False) -> str | None:
-    """The canonical form of an address, or None when it is not a valid mailbox."""
-    try:
-        # test_environment admits the reserved .test domain the built-in labs use.
-        checked = validate_email(
-            address, check_deliverability=False, allow_smtputf8=smtputf8, test_environment=True
-        )
-    except EmailNotValidError:
-        return None
-    return str(checked.normalized).lower()
-
-
-@functools.lru_cache(maxsize=4096)
-def valid_sender(address: str) -> bool:
-    """Senders are checked for syntax only: test tools send as root@<hostname> or @localhost."""
-    local, _, domain = address.rpartition("@")
-    if domain.lower() == "localhost":
-        address = f"{local}@localhost.test"
-    try:
-        # test_environment: the organization's own .test domains are valid senders too.
-        validate_email(address, check_deliverability=False, allow_smtputf8=True,
-                       globally_deliverable=False, allow_domain_literal=True,
-                       test_environment=True)
-    except EmailNotValidError:
-        return False
-    return True
-
-
-def check_recipient(
-    scenario: Scenario, known: frozenset[str], address: str, peer: str = ""
-) -> Verdict:
-    """A recipient in an accepted domain must be a known address; any other domain is
-    relaying, refused unless the client ``peer`` (an IP address) is in relay_networks."""
-    canonical = normalize(address, smtputf8=True)
-    if canonical is None:
-        return Verdict.BAD_SYNTAX
-    if not scenario.accepts_domain(canonical.rsplit("@", 1)[1]):
-        return Verdict.OK if may_relay(scenario, peer) else Verdict.RELAY_DENIED
-    return Verdict.OK if canonical in known else Verdict.UNKNOWN_USER
-
-
-@functools.lru_cache(maxsize=16)
-def _networks(specs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    return tuple(ipaddress.ip_network(spec) for spec in specs)
-
-
-def may_relay(scenario: Scenario, peer: str) -> bool:
-    """Whether a client at ``peer`` may relay: only from the scenario's relay_networks."""
-    if not scenario.relay_networks:
-        return False
-    try:
-        ip = ipaddress.ip_address(peer.split("%", 1)[0])  # no IPv6 zone
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return any(ip in network for network in _networks(scenario.relay_networks))
 
 
 @dataclass(frozen=True)
@@ -164,55 +93,26 @@ def accept(tx: Tx, scenario: Scenario, sub: Submission) -> str:
     raw = _received(sub, queue_id, scenario.domains[0]) + data
     tx.note("accepted", server=sub.server)
     client = f"{sub.helo or 'unknown'} [{sub.peer}]"
-    _store(tx, scenario, sub, queue_id, raw, f"SMTP from <{sub.mail_from}>, client {client}")
+    take_in(tx, scenario, sub, queue_id, raw, f"SMTP from <{sub.mail_from}>, client {client}")
     return queue_id
 
 
-def submit(tx: Tx, scenario: Scenario, server: str, rcpt: str, data: bytes, *,
-           dsn_of: str, summary: str) -> str:
-    """Accept a DSN generated on ``server`` about message ``dsn_of``: stored with a null
-    sender and routed to ``rcpt`` like mail received over SMTP; returns its queue id."""
-    fqdn = f"{server}.{scenario.domains[0]}"
-    sub = Submission(server, "", fqdn, "", (rcpt,), data)
-    queue_id = secrets.token_hex(8).upper()
-    received = (f"Received: by {fqdn} (mailflow DSN) id {queue_id};"
-                f" {formatdate(tx.now, usegmt=True)}\r\n").encode()
-    _store(tx, scenario, sub, queue_id, received + data, f"DSN from {server}: {summary}",
-           dsn_of=dsn_of, summary=summary)
-    return queue_id
-
-
-def _store(tx: Tx, scenario: Scenario, sub: Submission, queue_id: str, raw: bytes,
-           how: str, *, dsn_of: str | None = None, summary: str | None = None) -> None:
-    """Insert a new message and one pair per recipient, each traced and routed."""
+def take_in(tx: Tx, scenario: Scenario, sub: Submission, queue_id: str, raw: bytes,
+            how: str, *, dsn_of: str | None = None, summary: str | None = None) -> None:
+    """The intake of new mail and of DSNs alike: insert the message and one pair per
+    recipient, each traced and routed."""
     # Only the header section is parsed: the body can be megabytes, and nothing here needs it.
     headers = BytesHeaderParser().parsebytes(raw.partition(b"\r\n\r\n")[0])
     urgency = priority(headers)
-    tx.conn.execute(
-        "INSERT INTO messages(id, message_id, mail_from, subject, size, raw, accepted_server,"
-        " accepted_at, accepted_real, priority, dsn_of, dsn_summary)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-        (
-            queue_id,
-            str(headers.get("Message-ID", "")).strip(),
-            sub.mail_from,
-            str(headers.get("Subject", "")),
-            len(raw),
-            raw,
-            sub.server,
-            tx.now,
-            tx.real,
-            urgency,
-            dsn_of,
-            summary,
-        ),
-    )
+    messages.insert(tx, NewMessage(
+        queue_id, str(headers.get("Message-ID", "")).strip(), sub.mail_from,
+        str(headers.get("Subject", "")), raw, sub.server, urgency, dsn_of, summary))
     at = scenario.server(sub.server)
     for rcpt in dict.fromkeys(normalize(r, smtputf8=True) or r.lower() for r in sub.rcpts):
         tx.trace(queue_id, rcpt, sub.server, "accepted", how)
         # In "local" now; its row is written once routing has placed it (messages.place_*).
         pair = Pair(id=0, message=queue_id, rcpt=rcpt, mailbox=None, state=PairState.LOCAL,
-                    server=sub.server, queue="local", queued_at=tx.now, attempts=0,
+                    server=sub.server, queue=LOCAL, queued_at=tx.now, attempts=0,
                     next_attempt=None, first_refused_at=None, frozen=False,
                     accepted_at=tx.now, size=len(raw), priority=urgency, stored=False)
         route(tx, scenario, pair, at)
@@ -221,22 +121,20 @@ def _store(tx: Tx, scenario: Scenario, sub: Submission, queue_id: str, raw: byte
 def _take_hop(tx: Tx, scenario: Scenario, sub: Submission, token: str, data: bytes) -> str | None:
     """Receive pairs relayed from another emulated server; None if the token is not ours."""
     message = token.split(".", 1)[0]
-    pairs = messages.load(
-        tx.conn, "p.hop_token = ? AND p.queue = ?", (token, f"smtp:{sub.server}")
-    )
-    if not pairs:
-        if tx.conn.execute("SELECT 1 FROM messages WHERE id=?", (message,)).fetchone() is None:
+    hopped = pairs.by_hop_token(tx, token, queue_ids.link(sub.server))
+    if not hopped:
+        if not messages.exists(tx, message):
             return None
         # Already taken: the sender lost our 250 and sent again. Answer 250, change nothing.
         tx.trace(message, None, sub.server, "duplicate", "retransmission over the SMTP hop ignored")
         return message
     raw = _received(sub, message, scenario.domains[0]) + data
-    tx.conn.execute("UPDATE messages SET raw=?, size=? WHERE id=?", (raw, len(raw), message))
+    messages.set_raw(tx, message, raw)
     tx.note("accepted", server=sub.server)
     at = scenario.server(sub.server)
-    for pair in pairs:
+    for pair in hopped:
         source = pair.server
-        messages.carry(pair, sub.server, "local")  # its row is written where routing puts it
+        messages.carry(pair, sub.server, LOCAL)  # its row is written where routing puts it
         tx.trace(message, pair.rcpt, source, "relayed", f"to {sub.server} over SMTP")
         tx.trace(message, pair.rcpt, sub.server, "received", f"from {source} [{sub.peer}]")
         tx.note("rerouted", server=source, transport="smtp")
@@ -244,40 +142,84 @@ def _take_hop(tx: Tx, scenario: Scenario, sub: Submission, token: str, data: byt
     return message
 
 
-def _hop_token(conn: sqlite3.Connection, pair: Pair, server: str, queue: str) -> str:
+# -- DSNs: sent through the same intake as new mail ---------------------------------------------
+
+
+def send_dsn(tx: Tx, scenario: Scenario, at: Server, message: str,
+             statuses: list[dsn.RecipientStatus], label: str, why: str) -> str | None:
+    """Send one DSN (``label``: "NDR 4.4.7", "delay notification") about ``message`` from
+    ``at``, to its sender; None, and a trace, when none may be sent."""
+    original = messages.original(tx, message)
+    if not original.mail_from or original.dsn_of:
+        for status in statuses:
+            tx.trace(message, status.rcpt, at.name, "dsn",
+                     f"no {label}: the sender is null (no DSN about a DSN)")
+        return None
+    report = dsn.Report(at, scenario.domains[0], original.mail_from, original.subject,
+                        original.accepted_at, tx.now, dsn.original_headers(original.raw),
+                        tuple(statuses))
+    fqdn = f"{at.name}.{scenario.domains[0]}"
+    sub = Submission(at.name, "", fqdn, "", (original.mail_from,), dsn.build(report))
+    dsn_id = secrets.token_hex(8).upper()
+    received = (f"Received: by {fqdn} (mailflow DSN) id {dsn_id};"
+                f" {formatdate(tx.now, usegmt=True)}\r\n").encode()
+    summary = f"{label} about {message}: {why}"
+    take_in(tx, scenario, sub, dsn_id, received + sub.data, f"DSN from {at.name}: {summary}",
+            dsn_of=message, summary=summary)
+    for status in statuses:
+        tx.trace(message, status.rcpt, at.name, "dsn",
+                 f"{label} sent as {dsn_id} to <{original.mail_from}>")
+    return dsn_id
+
+
+def fail(tx: Tx, scenario: Scenario, failed: Iterable[Pair], at: Server, failure: dsn.Failure,
+         *, final: PairState = PairState.NDR) -> None:
+    """End pairs (queued on ``at``) in ``final`` and send their sender one NDR per message."""
+    by_message: dict[str, list[dsn.RecipientStatus]] = {}
+    for pair in failed:
+        messages.place_final(tx, pair, final, last_error=f"{failure.status} {failure.diagnostic}")
+        tx.trace(pair.message, pair.rcpt, at.name, final.value,
+                 f"{failure.kind}: {failure.status} {failure.diagnostic}")
+        tx.note("ndr", server=at.name, status=failure.status)
+        by_message.setdefault(pair.message, []).append(dsn.RecipientStatus(
+            pair.rcpt, "failed", failure.status, failure.diagnostic, failure.text, tx.now))
+    for message, statuses in by_message.items():
+        send_dsn(tx, scenario, at, message, statuses, f"NDR {failure.status}", failure.text)
+
+
+# -- routing ------------------------------------------------------------------------------------
+
+
+def _hop_token(tx: Tx, pair: Pair, server: str, queue: str) -> str:
     """One token per message per link, so the transport relays them in one transaction."""
-    # The unary + keeps SQLite on the (message, rcpt) index: planned on the queue index,
-    # a release of N pairs into one link queue scanned that queue N times.
-    row = conn.execute(
-        "SELECT hop_token FROM pairs WHERE message=? AND +server=? AND +queue=?"
-        " AND hop_token IS NOT NULL LIMIT 1",
-        (pair.message, server, queue),
-    ).fetchone()
-    return str(row[0]) if row else f"{pair.message}.{secrets.token_hex(8)}"
+    token = pairs.hop_token(tx, pair.message, server, queue)
+    return token or f"{pair.message}.{secrets.token_hex(8)}"
 
 
 def route(tx: Tx, scenario: Scenario, pair: Pair, at: Server) -> None:
     """Take ``pair``, which is on server ``at``, as far as it can go now."""
-    home = directory.lookup(tx.conn, pair.rcpt, store=at.name)
+    home = directory.lookup(tx, pair.rcpt, store=at.name)
     if home is None:
         domain = pair.rcpt.rpartition("@")[2]
         if scenario.accepts_domain(domain):
             # Accepted while it existed (or its mail waited), gone from the directory now.
-            dsn.fail(tx, scenario, [pair], at, dsn.unknown_recipient())
+            fail(tx, scenario, [pair], at, dsn.unknown_recipient())
         else:  # relayed from relay_networks, or a DSN to an external sender
             _external(tx, scenario, pair, at, domain)
         return
     pair.mailbox = home.address  # written with the pair's next place
     target = scenario.server(home.server)
-    hop = connectors.next_hop(tx.conn, at, target)
-    if hop.transport == "local":
-        if pair.queue != deferred.QUEUE:  # a retry is traced by the store's answer alone
+    hop = connectors.next_hop(tx, at, target)
+    if hop.via == "local":
+        if pair.queue != DEFERRED:  # a retry is traced by the store's answer alone
             tx.trace(pair.message, pair.rcpt, at.name, "categorized",
                      f"home {target.name}: local delivery")
-        _deliver_locally(tx, scenario, pair, at, home.in_transit)
-    elif hop.transport == "smtp":
+        refused = delivery.deliver(tx, scenario, pair, at, home.in_transit)
+        if refused is not None:
+            _unreachable(tx, pair, at, refused)
+    elif hop.via == "smtp":
         assert hop.queue is not None
-        token = _hop_token(tx.conn, pair, at.name, hop.queue)
+        token = _hop_token(tx, pair, at.name, hop.queue)
         messages.place_queued(tx, pair, at.name, hop.queue, next_attempt=tx.now, hop_token=token)
         tx.trace(pair.message, pair.rcpt, at.name, "categorized",
                  f"home {target.name}: {hop.queue}")
@@ -289,52 +231,11 @@ def route(tx: Tx, scenario: Scenario, pair: Pair, at: Server) -> None:
         _unreachable(tx, pair, at, f"no route from site {at.site} to site {target.site}")
 
 
-def to_mta(tx: Tx, pair: Pair, at: Server, queue: str) -> None:
+def to_mta(tx: Tx, pair: Pair, at: Server, queue: QueueId) -> None:
     """Hand a pair to ``at``'s MTA, in queue ``queue``; routing.mta transfers it when due."""
     messages.place_queued(tx, pair, at.name, queue, next_attempt=tx.now)
     tx.trace(pair.message, pair.rcpt, at.name, "categorized", f"MTA queue {queue}")
     tx.note("mta", server=at.name)
-
-
-def _deliver_locally(tx: Tx, scenario: Scenario, pair: Pair, at: Server,
-                     in_transit: bool | None) -> None:
-    result = verdict(pair, in_transit)
-    if result is Delivery.DELIVERED:
-        messages.place_final(tx, pair, PairState.DELIVERED)
-        put_item(tx.conn, at.name, pair, tx.now)
-        tx.trace(pair.message, pair.rcpt, at.name, "delivered",
-                 f"mailbox {pair.mailbox}, folder {INBOX}")
-        tx.note("delivered", server=at.name)
-        tx.note("delivery_latency", tx.now - pair.accepted_at, server=at.name)
-        if pair.first_refused_at is not None:
-            tx.note("deferral", tx.now - pair.first_refused_at, server=at.name)
-        return
-    assert result.error is not None
-    tx.note("store_failure", server=at.name, error=result.error.name)
-    tx.trace(pair.message, pair.rcpt, at.name, "refused", result.error.describe())
-    if result is Delivery.IN_TRANSIT:
-        tx.event(
-            "MSExchangeIS", 9660, "Error", at.name,
-            f"User {pair.mailbox} failed to log on because their mailbox is in the process"
-            " of being moved.", category="General",
-        )
-        if at.legacy:
-            _hold(tx, pair, at, result.error)
-        else:
-            deferred.defer(tx, pair, at.name, scenario.defaults.deferred_retry_seconds,
-                           result.error)
-    else:
-        _unreachable(tx, pair, at, result.error.describe())
-
-
-def _hold(tx: Tx, pair: Pair, at: Server, error: MapiError) -> None:
-    """5.5/2000: the store writes the mail into the mailbox's InTransitFolder (Q277911)."""
-    messages.place_queued(tx, pair, at.name, HOLDING, last_error=f"{error.describe()}: held in"
-                          " the InTransitFolder until the move ends")
-    pair.first_refused_at = tx.now
-    tx.conn.execute("UPDATE pairs SET first_refused_at=? WHERE id=?", (tx.now, pair.id))
-    tx.trace(pair.message, pair.rcpt, at.name, "held", "InTransitFolder (queue holding)")
-    tx.note("deferred", server=at.name, queue=HOLDING)
 
 
 def _external(tx: Tx, scenario: Scenario, pair: Pair, at: Server, domain: str) -> None:
@@ -346,53 +247,52 @@ def _external(tx: Tx, scenario: Scenario, pair: Pair, at: Server, domain: str) -
         tx.note("smarthost", server=at.name)
         return
     why = f"no connector to the external domain {domain}"
-    row = tx.conn.execute("SELECT dsn_summary FROM messages WHERE id=?", (pair.message,)).fetchone()
-    if row is not None and row[0]:
-        why += f" (waiting: {row[0]})"
+    waiting = messages.dsn_summary(tx, pair.message)
+    if waiting is not None:
+        why += f" (waiting: {waiting})"
     _unreachable(tx, pair, at, why)
 
 
 def _unreachable(tx: Tx, pair: Pair, at: Server, why: str) -> None:
-    messages.place_queued(tx, pair, at.name, "unreachable", last_error=why)
+    messages.place_queued(tx, pair, at.name, UNREACHABLE, last_error=why)
     tx.trace(pair.message, pair.rcpt, at.name, "unreachable", why)
+
+
+# -- mail handed back ---------------------------------------------------------------------------
 
 
 def release(tx: Tx, scenario: Scenario, mailbox: str) -> None:
     """PR_IN_TRANSIT was cleared: route every pair deferred for ``mailbox`` again, now;
     the first page in this transaction, the rest from ``release_due``."""
-    deferred.release(tx, mailbox, deferred.QUEUE,
-                     lambda page: _route_released(tx, scenario, page))
+    deferred.release(tx, mailbox, DEFERRED, lambda page: _route_released(tx, scenario, page))
 
 
 def release_due(tx: Tx, scenario: Scenario) -> int:
     """The next page of every release of deferred mail still going on."""
-    return deferred.release_due(tx, deferred.QUEUE,
-                                lambda page: _route_released(tx, scenario, page))
+    return deferred.release_due(tx, DEFERRED, lambda page: _route_released(tx, scenario, page))
 
 
 def _route_released(tx: Tx, scenario: Scenario, page: list[Pair]) -> None:
     """Route released pairs again. A 2003 store whose MTA is stopped still waits for it
     (KB 924567): the flush goes ahead only when the flush time-out has run out."""
     for pair in page:
-        if scenario.server(pair.server).version == "2003" and not services.running(
-            tx.conn, pair.server, "mta"
+        if scenario.server(pair.server).version is Version.V2003 and not services.running(
+            tx, pair.server, "mta"
         ):
             flush_at = tx.now + scenario.defaults.mta_flush_timeout_seconds
-            tx.conn.execute(
-                "UPDATE pairs SET next_attempt=?, last_error=? WHERE id=?",
-                (flush_at, "in-transit flush waiting for the stopped MTA (KB 924567)", pair.id),
-            )
+            pairs.wait_until(tx, pair.id, flush_at,
+                             "in-transit flush waiting for the stopped MTA (KB 924567)")
             tx.trace(pair.message, pair.rcpt, pair.server, "flush-wait",
                      "MTA stopped: released when the flush time-out runs out")
             continue
-        tx.trace(pair.message, pair.rcpt, pair.server, "released", f"from {deferred.QUEUE}")
-        tx.note("released", server=pair.server, queue=deferred.QUEUE)
+        tx.trace(pair.message, pair.rcpt, pair.server, "released", f"from {DEFERRED}")
+        tx.note("released", server=pair.server, queue=DEFERRED)
         route(tx, scenario, pair, scenario.server(pair.server))
 
 
 def retry_due(tx: Tx, scenario: Scenario) -> int:
     """Try again every deferred pair whose retry has fallen due."""
-    due = deferred.due(tx.conn, [s.name for s in scenario.servers], tx.now)
+    due = pairs.due(tx, [s.name for s in scenario.servers], DEFERRED, tx.now)
     for pair in due:
         route(tx, scenario, pair, scenario.server(pair.server))
     return len(due)
@@ -401,14 +301,13 @@ def retry_due(tx: Tx, scenario: Scenario) -> int:
 def reroute_external(tx: Tx, scenario: Scenario) -> int:
     """At start: mail for other domains waiting in ``unreachable`` goes to this run's
     smarthost, and mail in queue ``smarthost`` waits in ``unreachable`` when there is none."""
-    servers = [s.name for s in scenario.servers]
     # Naming the servers keeps SQLite on the queue index: no read of every pair at start.
-    where = f"p.server IN ({','.join('?' * len(servers))}) AND p.queue = ? AND p.frozen = 0"
+    servers = [s.name for s in scenario.servers]
     if scenario.smarthost:
-        waiting = [p for p in messages.load(tx.conn, where, (*servers, "unreachable"))
+        waiting = [p for p in pairs.waiting(tx, servers, UNREACHABLE)
                    if not scenario.accepts_domain(p.rcpt.rpartition("@")[2])]
     else:
-        waiting = messages.load(tx.conn, where, (*servers, SMARTHOST))
+        waiting = pairs.waiting(tx, servers, SMARTHOST)
     for pair in waiting:
         route(tx, scenario, pair, scenario.server(pair.server))
     return len(waiting)

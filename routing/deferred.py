@@ -13,16 +13,15 @@ handed back to nobody until it is thawed.
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
-from routing import queues
-from stores import messages
-from stores.db import Tx
+from stores import messages, pairs, releases
+from stores.backend import Tx
 from stores.errors import MapiError
 from stores.messages import Pair, PairState
+from stores.queue_ids import DEFERRED
 
-QUEUE = "deferred"
+QUEUE = DEFERRED
 
 
 def next_retry(refused_at: float, interval: float) -> float:
@@ -42,24 +41,11 @@ def defer(tx: Tx, pair: Pair, server: str, interval: float, error: MapiError) ->
         count_attempt=retried,
     )
     if pair.first_refused_at is None:
-        pair.first_refused_at = tx.now
-        tx.conn.execute("UPDATE pairs SET first_refused_at=? WHERE id=?", (tx.now, pair.id))
+        pairs.set_first_refused(tx, pair, tx.now)
     tx.trace(pair.message, pair.rcpt, server, "deferred",
              f"queue {QUEUE}, attempt {pair.attempts + 1}, next retry in {interval / 60:g} min")
     if not retried:
         tx.note("deferred", server=server, queue=QUEUE)
-
-
-def due(conn: sqlite3.Connection, servers: Sequence[str], now: float) -> list[Pair]:
-    """The pairs of ``servers`` whose retry has fallen due; naming the servers keeps SQLite
-    on the queue index, so only due pairs are read."""
-    marks = ",".join("?" * len(servers))
-    return messages.load(
-        conn,
-        f"p.server IN ({marks}) AND p.queue = ? AND p.next_attempt <= ? AND {queues.UNFROZEN}"
-        " ORDER BY p.next_attempt",
-        (*servers, QUEUE, now),
-    )
 
 
 # Pairs released per transaction: big enough to drain fast, small enough that the SMTP
@@ -74,41 +60,15 @@ def release(tx: Tx, mailbox: str, queue: str, handle: PageHandler) -> None:
     (``deferred``, or ``holding`` on 5.5/2000), the first page to ``handle`` now and the
     rest from ``release_due``. The release is kept in the store, so it goes on after a
     restart."""
-    tx.conn.execute(
-        "INSERT INTO releases(mailbox, queue, after_id) VALUES (?, ?, 0)"
-        " ON CONFLICT(mailbox, queue) DO UPDATE SET after_id = 0", (mailbox, queue),
-    )
-    handle(_page(tx, mailbox, queue))
+    releases.start(tx, mailbox, queue)
+    handle(releases.next_page(tx, mailbox, queue, RELEASE_PAGE))
 
 
 def release_due(tx: Tx, queue: str, handle: PageHandler) -> int:
     """The next page of every release from ``queue`` still going on; returns the pairs."""
     released = 0
-    for (mailbox,) in tx.conn.execute("SELECT mailbox FROM releases WHERE queue = ?",
-                                      (queue,)).fetchall():
-        page = _page(tx, mailbox, queue)
+    for mailbox in releases.going(tx, queue):
+        page = releases.next_page(tx, mailbox, queue, RELEASE_PAGE)
         handle(page)
         released += len(page)
     return released
-
-
-def _page(tx: Tx, mailbox: str, queue: str) -> list[Pair]:
-    """The next ``RELEASE_PAGE`` unfrozen pairs of a release, in pair order. The release
-    moves past them whatever becomes of them, so a pair that stays parked (its MTA is
-    stopped) is not taken again; it ends when a page comes back short."""
-    row = tx.conn.execute("SELECT after_id FROM releases WHERE mailbox = ? AND queue = ?",
-                          (mailbox, queue)).fetchone()
-    if row is None:
-        return []
-    page = messages.load(
-        tx.conn, f"p.mailbox = ? AND p.state = ? AND p.queue = ? AND p.id > ? AND"
-        f" {queues.UNFROZEN} ORDER BY p.id LIMIT ?",
-        (mailbox, PairState.DEFERRED.value, queue, row[0], RELEASE_PAGE),
-    )
-    if len(page) < RELEASE_PAGE:
-        tx.conn.execute("DELETE FROM releases WHERE mailbox = ? AND queue = ?", (mailbox, queue))
-    else:
-        tx.conn.execute("UPDATE releases SET after_id = ? WHERE mailbox = ? AND queue = ?",
-                        (page[-1].id, mailbox, queue))
-        tx.note("releasing")  # wakes the scheduler for the next page
-    return page

@@ -1,15 +1,14 @@
-"""Delivery status notifications (RFC 3464): delay notifications and NDRs.
+"""Delivery status notifications (RFC 3464): when they fall due, what they say, their bytes.
 
-In: pairs that are late or too old (``run_due``, on the lab clock), and pairs
-that fail for good (``fail``: expired in the MTA, deleted with an NDR, a
-recipient unknown after acceptance, refused by the outbound smarthost).
-Out: failed pairs in their final state (NDR, or DELETED for an operator's
-delete), a trace of each on the original message, and one DSN per original
-message and reporting server: a ``multipart/report; report-type=delivery-status``
-message (``build``) with a null sender, accepted through the categorizer in
-the caller's transaction and addressed to the original envelope sender. The
-categorizer takes it from there: into the sender's mailbox when the sender is
-local, else to the outbound smarthost, else queue ``unreachable``.
+In: a server, an arrival time and a priority (``delay_due``, ``expiry_due``),
+why pairs fail (``expired``, ``mta_gave_up``, ``unknown_recipient``,
+``deleted_by_admin``, ``refused_by_smarthost``), and a ``Report`` of the
+recipients to report on. Out: times on the lab clock, ``Failure`` records, and
+the DSN itself: a ``multipart/report; report-type=delivery-status`` message
+(``build``) with a null sender, in the words of the reporting server's Exchange
+version. Pure: nothing here reads or writes the store. ``routing.categorizer``
+sends a DSN through the same intake as new mail (``fail``, ``send_dsn``) and
+``routing.expiry`` finds the pairs that are late or too old.
 
 Loop safety: a message with a null sender never gets a DSN, and every DSN has
 a null sender, so there is never a DSN about a DSN. A DSN that cannot be
@@ -18,8 +17,6 @@ delivered ends as NDR without a report (Exchange's badmail).
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email.charset import QP, Charset
 from email.header import Header
@@ -28,14 +25,7 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import formatdate, make_msgid
 
-from routing import categorizer, queues
-from stores import messages
-from stores.db import Tx
-from stores.messages import Pair, PairState
-from stores.topology import Defaults, Scenario, Server
-
-TRANSPORT_VERSIONS = ("2007", "2010")
-
+from stores.topology import Defaults, Server
 
 # -- when: pure functions of the lab clock ---------------------------------------------------
 
@@ -51,9 +41,9 @@ def message_timeout(defaults: Defaults, priority: str) -> float:
 def delay_due(accepted_at: float, server: Server, defaults: Defaults) -> float | None:
     """When a message that arrived at ``accepted_at`` and still waits on ``server`` gets its
     delay notification: 12 h on 2000/2003, 4 h on 2007/2010, never on 5.5 (no SMTP)."""
-    if server.version == "5.5":
+    if not server.version.smtp_transport:
         return None
-    if server.version in TRANSPORT_VERSIONS:
+    if server.version.hub_transport:
         return accepted_at + defaults.delay_notification_2007_seconds
     return accepted_at + defaults.delay_notification_seconds
 
@@ -61,9 +51,9 @@ def delay_due(accepted_at: float, server: Server, defaults: Defaults) -> float |
 def expiry_due(accepted_at: float, server: Server, priority: str, defaults: Defaults) -> float:
     """When a message still queued on ``server`` expires: 2 days on 2000/2003 and on
     2007/2010, the MTA message timeout of its priority on 5.5."""
-    if server.version == "5.5":
+    if not server.version.smtp_transport:
         return accepted_at + message_timeout(defaults, priority)
-    if server.version in TRANSPORT_VERSIONS:
+    if server.version.hub_transport:
         return accepted_at + defaults.expiration_2007_seconds
     return accepted_at + defaults.expiration_seconds
 
@@ -83,7 +73,7 @@ class Failure:
 
 def expired(server: Server) -> Failure:
     """The expiration timeout of the SMTP queues ran out."""
-    if server.version in TRANSPORT_VERSIONS:
+    if server.version.hub_transport:
         # exchange-facts.md, "Exchange 2007 / 2010": "550 4.4.7 QUEUE.Expired; message expired".
         return Failure("4.4.7", "smtp; 550 4.4.7 QUEUE.Expired; message expired",
                        "The message expired before it could be delivered.", "expired")
@@ -167,7 +157,7 @@ def _span(seconds: float) -> str:
 
 def human_text(report: Report) -> str:
     """The part a person reads, in the words of the reporting server's Exchange version."""
-    modern = report.server.version in TRANSPORT_VERSIONS
+    modern = report.server.version.hub_transport
     rcpts = report.recipients
     if report.delay and modern:
         left = max(r.will_retry_until or report.now for r in rcpts) - report.now
@@ -198,7 +188,7 @@ def human_text(report: Report) -> str:
 
 
 def _subject(report: Report) -> str:
-    modern = report.server.version in TRANSPORT_VERSIONS
+    modern = report.server.version.hub_transport
     if report.delay:
         return f"Delivery delayed:{report.subject}" if modern else (
             "Delivery Status Notification (Delay)")
@@ -224,7 +214,7 @@ def build(report: Report) -> bytes:
     """The DSN as RFC 5322 bytes with CRLF line ends: multipart/report (RFC 3462) with the
     human text, message/delivery-status (RFC 3464) and the original's text/rfc822-headers."""
     msg = MIMEMultipart("report", report_type="delivery-status")
-    modern = report.server.version in TRANSPORT_VERSIONS
+    modern = report.server.version.hub_transport
     msg["From"] = f"{'Microsoft Exchange' if modern else 'System Administrator'}" \
         f" <postmaster@{report.domain}>"
     msg["To"] = f"<{report.sender}>"
@@ -264,162 +254,3 @@ def original_headers(raw: bytes) -> bytes:
         if found:
             return head + b"\r\n"
     return raw
-
-
-# -- sending ----------------------------------------------------------------------------------
-
-
-def _send(tx: Tx, scenario: Scenario, at: Server, message: str,
-          statuses: list[RecipientStatus], label: str, why: str) -> str | None:
-    """Send one DSN (``label``: "NDR 4.4.7", "delay notification") about ``message`` from
-    ``at``; None, and a trace, when none may be sent."""
-    row = tx.conn.execute(
-        "SELECT mail_from, subject, raw, accepted_at, dsn_of FROM messages WHERE id=?",
-        (message,),
-    ).fetchone()
-    if not row["mail_from"] or row["dsn_of"]:
-        for status in statuses:
-            tx.trace(message, status.rcpt, at.name, "dsn",
-                     f"no {label}: the sender is null (no DSN about a DSN)")
-        return None
-    report = Report(at, scenario.domains[0], row["mail_from"], row["subject"],
-                    row["accepted_at"], tx.now, original_headers(bytes(row["raw"])),
-                    tuple(statuses))
-    dsn_id = categorizer.submit(tx, scenario, at.name, row["mail_from"], build(report),
-                                dsn_of=message, summary=f"{label} about {message}: {why}")
-    for status in statuses:
-        tx.trace(message, status.rcpt, at.name, "dsn",
-                 f"{label} sent as {dsn_id} to <{row['mail_from']}>")
-    return dsn_id
-
-
-def fail(tx: Tx, scenario: Scenario, pairs: Iterable[Pair], at: Server, failure: Failure,
-         *, final: PairState = PairState.NDR) -> None:
-    """End ``pairs`` (queued on ``at``) in ``final`` and send their sender one NDR per message."""
-    by_message: dict[str, list[RecipientStatus]] = {}
-    for pair in pairs:
-        messages.place_final(tx, pair, final, last_error=f"{failure.status} {failure.diagnostic}")
-        tx.trace(pair.message, pair.rcpt, at.name, final.value,
-                 f"{failure.kind}: {failure.status} {failure.diagnostic}")
-        tx.note("ndr", server=at.name, status=failure.status)
-        by_message.setdefault(pair.message, []).append(RecipientStatus(
-            pair.rcpt, "failed", failure.status, failure.diagnostic, failure.text, tx.now))
-    for message, statuses in by_message.items():
-        _send(tx, scenario, at, message, statuses, f"NDR {failure.status}", failure.text)
-
-
-def _delay_status(queue: str) -> str:
-    """RFC 3463 status of a delay: the store refused (4.2.0, as 2007's store driver says),
-    a remote host does not answer (4.4.1), or no route yet (4.4.0)."""
-    if queue == "deferred":
-        return "4.2.0"
-    if queues.is_outbound(queue):
-        return "4.4.1"
-    return "4.4.0"
-
-
-# The columns the scheduler needs of a queued pair, and the pairs it looks at: unfrozen,
-# in the queues the SMTP service (2007+: transport) reports delay and expiry for. Not the
-# InTransitFolder (``holding``, a store folder) and not the MTA's queues (``mta:*``, whose
-# message timeouts ``routing.mta`` applies).
-_CANDIDATE = (
-    "SELECT p.id, p.message, p.rcpt, p.server, p.queue, p.last_error, p.delay_notified_at,"
-    " p.accepted_at, m.priority, m.mail_from, m.dsn_of FROM pairs p"
-    f" JOIN messages m ON m.id = p.message WHERE p.server = ? AND p.queue IS NOT NULL"
-    f" AND {queues.UNFROZEN} AND p.queue != '{categorizer.HOLDING}' AND p.queue NOT LIKE 'mta:%'"
-)
-# Each condition keeps SQLite on one index of the pairs of one server by arrival
-# (``pairs_awaiting_delay`` or ``pairs_by_arrival``), so only pairs old enough are read.
-_AWAITING_DELAY = " AND p.delay_notified_at IS NULL AND p.accepted_at"
-_ANY = " AND p.accepted_at"
-# X.400 priorities as conditions on the message (anything else counts as normal).
-PRIORITIES = {
-    "urgent": "m.priority = 'urgent'",
-    "non-urgent": "m.priority = 'non-urgent'",
-    "normal": "m.priority NOT IN ('urgent', 'non-urgent')",
-}
-
-
-def _expiry_offset(server: Server, defaults: Defaults) -> float:
-    """The shortest time after arrival at which mail on ``server`` can expire."""
-    return min(expiry_due(0.0, server, priority, defaults) for priority in PRIORITIES)
-
-
-def _due_rows(conn: sqlite3.Connection, scenario: Scenario, now: float) -> list[sqlite3.Row]:
-    """The candidate pairs old enough, on their server, for a delay notice not yet sent or
-    for expiry; in pair order."""
-    rows: dict[int, sqlite3.Row] = {}
-    for server in scenario.servers:
-        delay = delay_due(0.0, server, scenario.defaults)
-        if delay is not None:
-            for row in conn.execute(f"{_CANDIDATE}{_AWAITING_DELAY} <= ?",
-                                    (server.name, now - delay)):
-                rows[row["id"]] = row
-        for row in conn.execute(f"{_CANDIDATE}{_ANY} <= ?",
-                                (server.name, now - _expiry_offset(server, scenario.defaults))):
-            rows[row["id"]] = row
-    return [rows[key] for key in sorted(rows)]
-
-
-def run_due(tx: Tx, scenario: Scenario) -> int:
-    """Send every delay notification and expire every pair whose time has come; returns how
-    many pairs were handled. Frozen mail waits: its time is looked at again when thawed."""
-    defaults = scenario.defaults
-    expiring: dict[str, list[Pair]] = {}
-    delayed: dict[tuple[str, str], list[sqlite3.Row]] = {}
-    for row in _due_rows(tx.conn, scenario, tx.now):
-        server = scenario.server(row["server"])
-        if tx.now >= expiry_due(row["accepted_at"], server, row["priority"], defaults):
-            expiring.setdefault(server.name, []).append(
-                messages.load(tx.conn, "p.id = ?", (row["id"],))[0])
-            continue
-        due = delay_due(row["accepted_at"], server, defaults)
-        if (due is not None and tx.now >= due and row["delay_notified_at"] is None
-                and row["mail_from"] and row["dsn_of"] is None):
-            delayed.setdefault((server.name, row["message"]), []).append(row)
-    for name, pairs in expiring.items():
-        fail(tx, scenario, pairs, scenario.server(name), expired(scenario.server(name)))
-    for (name, message), rows in delayed.items():
-        server = scenario.server(name)
-        statuses = [
-            RecipientStatus(
-                r["rcpt"], "delayed", _delay_status(r["queue"]),
-                f"smtp; 400 {_delay_status(r['queue'])} {r['last_error'] or 'queued'}",
-                "", tx.now, expiry_due(r["accepted_at"], server, r["priority"], defaults))
-            for r in rows
-        ]
-        tx.conn.executemany("UPDATE pairs SET delay_notified_at=? WHERE id=?",
-                            [(tx.now, r["id"]) for r in rows])
-        _send(tx, scenario, server, message, statuses, "delay notification",
-              "still queued on " + name)
-    return sum(len(p) for p in expiring.values()) + sum(len(r) for r in delayed.values())
-
-
-def next_due(conn: sqlite3.Connection, scenario: Scenario, after: float) -> float | None:
-    """The first time after ``after`` at which a delay notification or an expiry falls due
-    (for ``Lab.advance``, which stops at every due time on its way): per server, the first
-    pair by arrival past each bound, found by one step along the arrival indexes."""
-    defaults = scenario.defaults
-    times: list[float] = []
-
-    def first(condition: str, args: tuple[object, ...]) -> float | None:
-        row = conn.execute(f"{_CANDIDATE}{condition} ORDER BY p.accepted_at LIMIT 1",
-                           args).fetchone()
-        return None if row is None else float(row["accepted_at"])
-
-    for server in scenario.servers:
-        delay = delay_due(0.0, server, defaults)
-        if delay is not None:
-            arrival = first(f"{_AWAITING_DELAY} > ? AND m.mail_from != ''",
-                            (server.name, after - delay))
-            if arrival is not None:
-                times.append(arrival + delay)
-        # 5.5 expires by priority (the MTA message timeout), the others by arrival alone.
-        classes = PRIORITIES.items() if server.version == "5.5" else [("normal", "1")]
-        for priority, condition in classes:
-            expiry = expiry_due(0.0, server, priority, defaults)
-            arrival = first(f"{_ANY} > ? AND {condition}", (server.name, after - expiry))
-            if arrival is not None:
-                times.append(arrival + expiry)
-    # Rounding must never hand back a time that is not after ``after``: advance would loop.
-    return min((t for t in times if t > after), default=None)

@@ -15,22 +15,16 @@ that server, which never drains when the sites share no RPC path.
 
 from __future__ import annotations
 
-from routing import categorizer, connectors, deferred, dsn, queues
-from stores import directory, messages, services
-from stores.db import Tx
+from routing import categorizer, connectors, deferred, dsn
+from stores import connectors as stored_connectors
+from stores import directory, messages, pairs, queue_ids, queue_state, services
+from stores.backend import Tx
 from stores.messages import Pair
+from stores.queue_ids import HOLDING, LOCAL, QueueId
+from stores.queue_state import QueueStatus
 from stores.topology import Defaults, Scenario, Server
 
 RPC_SERVER_UNAVAILABLE = 1722  # NT error: "The RPC server is unavailable"
-
-
-def rpc_queue(target: str) -> str:
-    return f"mta:{target}"
-
-
-def message_timeout(defaults: Defaults, priority: str) -> float:
-    """How long the MTA keeps a message of this priority before it gives up."""
-    return dsn.message_timeout(defaults, priority)
 
 
 def next_open(failed_at: float, defaults: Defaults) -> float:
@@ -40,47 +34,42 @@ def next_open(failed_at: float, defaults: Defaults) -> float:
 def release_holding(tx: Tx, scenario: Scenario, mailbox: str) -> None:
     """Flush the InTransitFolders of ``mailbox`` into their store's MTA: the first page
     now, the rest from ``release_due``; a stopped MTA leaves its pairs where they are."""
-    deferred.release(tx, mailbox, categorizer.HOLDING, lambda page: _release(tx, scenario, page))
+    deferred.release(tx, mailbox, HOLDING, lambda page: _release(tx, scenario, page))
 
 
 def release_due(tx: Tx, scenario: Scenario) -> int:
     """The next page of every InTransitFolder release still going on."""
-    return deferred.release_due(tx, categorizer.HOLDING,
+    return deferred.release_due(tx, HOLDING,
                                 lambda page: _release(tx, scenario, page))
 
 
 def flush_holding(tx: Tx, scenario: Scenario, server: str) -> int:
     """Flush the InTransitFolders on ``server`` of every mailbox no longer in transit there
     (its MTA started, or an operator retried the queue)."""
-    held = messages.load(
-        tx.conn, "p.server = ? AND p.queue = ? AND NOT EXISTS (SELECT 1 FROM store_mailboxes s"
-        " WHERE s.server = p.server AND s.mailbox = p.mailbox AND s.in_transit = 1) AND"
-        f" {queues.UNFROZEN} ORDER BY p.id", (server, categorizer.HOLDING),
-    )
-    return _release(tx, scenario, held)
+    return _release(tx, scenario, pairs.releasable(tx, server, HOLDING))
 
 
 def _release(tx: Tx, scenario: Scenario, held: list[Pair]) -> int:
     released = 0
     for pair in held:
-        if not services.running(tx.conn, pair.server, "mta"):
+        if not services.running(tx, pair.server, "mta"):
             continue
         tx.trace(pair.message, pair.rcpt, pair.server, "released", "InTransitFolder to the MTA")
-        tx.note("released", server=pair.server, queue=categorizer.HOLDING)
+        tx.note("released", server=pair.server, queue=HOLDING)
         _reroute(tx, scenario, pair, scenario.server(pair.server))
         released += 1
     return released
 
 
 def _reroute(tx: Tx, scenario: Scenario, pair: Pair, at: Server) -> None:
-    home = directory.lookup(tx.conn, pair.rcpt)
+    home = directory.lookup(tx, pair.rcpt)
     target = None if home is None else scenario.server(home.server)
     if target is None or target.name == at.name:
         categorizer.route(tx, scenario, pair, at)
-    elif at.version == "5.5":
-        categorizer.to_mta(tx, pair, at, rpc_queue(target.name))
+    elif not at.version.smtp_transport:  # 5.5
+        categorizer.to_mta(tx, pair, at, queue_ids.mta(target.name))
     else:
-        hop = connectors.next_hop(tx.conn, at, target, mta=True)
+        hop = connectors.next_hop(tx, at, target, mta=True)
         if hop.queue is None:
             categorizer.route(tx, scenario, pair, at)
         else:
@@ -91,44 +80,38 @@ def run_due(tx: Tx, scenario: Scenario) -> int:
     """Open every MTA queue with mail due, on servers whose MTA runs; returns pairs handled."""
     return sum(
         _open(tx, scenario, scenario.server(server), queue)
-        for server, queue in queues.due_queues(tx.conn, (s.name for s in scenario.servers),
-                                               tx.now, lambda q: q.startswith("mta:"))
-        if services.running(tx.conn, server, "mta")
+        for server, queue in queue_state.due_queues(tx, (s.name for s in scenario.servers),
+                                                    tx.now, queue_ids.is_mta)
+        if services.running(tx, server, "mta")
     )
 
 
-def _open(tx: Tx, scenario: Scenario, at: Server, queue: str) -> int:
-    pairs = messages.load(
-        tx.conn, f"p.server = ? AND p.queue = ? AND {queues.UNFROZEN} AND p.next_attempt <= ?"
-        " ORDER BY p.id", (at.name, queue, tx.now),
-    )
-    pairs = [p for p in pairs if not _expired(tx, scenario, p, at)]
-    if not pairs:
+def _open(tx: Tx, scenario: Scenario, at: Server, queue: QueueId) -> int:
+    due = [p for p in pairs.due_by_id(tx, at.name, queue, tx.now)
+           if not _expired(tx, scenario, p, at)]
+    if not due:
         return 1
-    if queue.startswith("mta:x400:"):
-        _over_x400(tx, scenario, at, queue, pairs)
-        return len(pairs)
-    target = scenario.server(queue.removeprefix("mta:"))
-    if connectors.rpc_possible(tx.conn, at, target) and services.running(
-        tx.conn, target.name, "mta"
-    ):
-        for pair in pairs:
+    kind, target_name = queue_ids.parse(queue)
+    if kind is queue_ids.Kind.X400:
+        _over_x400(tx, scenario, at, target_name, due)
+        return len(due)
+    target = scenario.server(target_name)
+    if connectors.rpc_possible(tx, at, target) and services.running(tx, target.name, "mta"):
+        for pair in due:
             _arrive(tx, scenario, pair, at, target, "rpc")
-        if queues.status(tx.conn, at.name, queue) == queues.QueueStatus.RETRY:
-            queues.set_status(tx.conn, at.name, queue, queues.QueueStatus.READY)
+        if queue_state.status(tx, at.name, queue) == QueueStatus.RETRY:
+            queue_state.set_status(tx, at.name, queue, QueueStatus.READY)
     else:
-        _open_failed(tx, scenario, at, target, queue, pairs)
-    return len(pairs)
+        _open_failed(tx, scenario, at, target, queue, due)
+    return len(due)
 
 
-def _over_x400(tx: Tx, scenario: Scenario, at: Server, queue: str, pairs: list[Pair]) -> None:
-    connector = connectors.by_name(tx.conn, queue.removeprefix("mta:x400:"))
-    for pair in pairs:
-        home = directory.lookup(tx.conn, pair.rcpt)
+def _over_x400(tx: Tx, scenario: Scenario, at: Server, name: str, due: list[Pair]) -> None:
+    connector = stored_connectors.by_name(tx, name)
+    far_site = None if connector is None else connector.far_site(at.site)
+    for pair in due:
+        home = directory.lookup(tx, pair.rcpt)
         target = None if home is None else scenario.server(home.server)
-        far_site = None if connector is None else (
-            connector["site_b"] if connector["site_a"] == at.site else connector["site_a"]
-        )
         if target is not None and target.site == far_site:
             _arrive(tx, scenario, pair, at, target, "x400")
         else:
@@ -138,15 +121,15 @@ def _over_x400(tx: Tx, scenario: Scenario, at: Server, queue: str, pairs: list[P
 
 def _arrive(tx: Tx, scenario: Scenario, pair: Pair, at: Server, target: Server,
             transport: str) -> None:
-    messages.place_queued(tx, pair, target.name, "local")
+    messages.place_queued(tx, pair, target.name, LOCAL)
     tx.trace(pair.message, pair.rcpt, at.name, "relayed", f"to {target.name} over {transport}")
     tx.trace(pair.message, pair.rcpt, target.name, "received", f"from {at.name} MTA")
     tx.note("rerouted", server=at.name, transport=transport)
     categorizer.route(tx, scenario, pair, target)
 
 
-def _open_failed(tx: Tx, scenario: Scenario, at: Server, target: Server, queue: str,
-                 pairs: list[Pair]) -> None:
+def _open_failed(tx: Tx, scenario: Scenario, at: Server, target: Server, queue: QueueId,
+                 failed: list[Pair]) -> None:
     """An RPC bind that cannot succeed: events 9318 and 9322, then Retry (exchange-facts.md)."""
     code = RPC_SERVER_UNAVAILABLE
     tx.event("MSExchangeMTA", 9318, "Warning", at.name,
@@ -160,23 +143,23 @@ def _open_failed(tx: Tx, scenario: Scenario, at: Server, target: Server, queue: 
         tx.note("mta_failure", server=at.name, target=target.name, event_id=event_id)
     retry_at = next_open(tx.now, scenario.defaults)
     error = f"Unable to bind over RPC to {target.name} (NT/MTA error code {code})"
-    for pair in pairs:
+    for pair in failed:
         messages.place_queued(tx, pair, at.name, queue, next_attempt=retry_at, last_error=error,
                               count_attempt=True)
-    if queues.status(tx.conn, at.name, queue) != queues.QueueStatus.FROZEN:
-        queues.set_status(tx.conn, at.name, queue, queues.QueueStatus.RETRY,
-                          next_retry=retry_at, last_error=error)
+    if queue_state.status(tx, at.name, queue) != QueueStatus.FROZEN:
+        queue_state.set_status(tx, at.name, queue, QueueStatus.RETRY,
+                               next_retry=retry_at, last_error=error)
 
 
 def _expired(tx: Tx, scenario: Scenario, pair: Pair, at: Server) -> bool:
     """Past its open retries or its message timeout, the MTA gives the pair up."""
     defaults = scenario.defaults
     assert pair.queued_at is not None
-    if tx.now - pair.queued_at >= message_timeout(defaults, pair.priority):
+    if tx.now - pair.queued_at >= dsn.message_timeout(defaults, pair.priority):
         why = f"MTA message timeout ({pair.priority}) expired"
     elif pair.attempts >= defaults.mta_max_open_retries:
         why = f"MTA gave up after {pair.attempts} open retries"
     else:
         return False
-    dsn.fail(tx, scenario, [pair], at, dsn.mta_gave_up(why))
+    categorizer.fail(tx, scenario, [pair], at, dsn.mta_gave_up(why))
     return True

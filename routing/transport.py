@@ -23,19 +23,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
-from routing import dsn, queues
+from routing import categorizer, dsn
 from routing.categorizer import HOP_HEADER
 from routing.pipelining import Outgoing
 from routing.sender import LinkError, Sender, Slot, SMTPReply
-from stores import messages
-from stores.db import Store, Tx
+from stores import links, messages, pairs, queue_ids, queue_state
+from stores.backend import Backend, Read, Tx
 from stores.messages import SMARTHOST, PairState
+from stores.queue_ids import QueueId
+from stores.queue_state import QueueStatus
 from stores.topology import Scenario
 
 log = logging.getLogger(__name__)
@@ -87,18 +88,14 @@ def host_port(spec: str) -> tuple[str, int]:
 OUTBOUND = "[smarthost]"
 
 
-def _queue(target: str) -> str:
+def _queue(target: str) -> QueueId:
     """The link queue of a target: a server's ``smtp:<SERVER>``, or ``smarthost``."""
-    return SMARTHOST if target == OUTBOUND else f"smtp:{target}"
+    return SMARTHOST if target == OUTBOUND else queue_ids.link(target)
 
 
 def _target(queue: str) -> str:
     """The target of a link queue: the inverse of ``_queue``."""
-    return OUTBOUND if queue == SMARTHOST else queue.removeprefix("smtp:")
-
-
-# What a drain may take: not frozen, and not held by "Disable Outbound Mail".
-_SENDABLE = f"{queues.UNFROZEN} AND {queues.OUTBOUND_ENABLED}"
+    return OUTBOUND if queue == SMARTHOST else queue_ids.parse(queue).target
 
 # One link: (server, target).
 Link = tuple[str, str]
@@ -120,17 +117,14 @@ class _Batch:
     retrying: bool  # the link queue is in Retry: a batch sent in full makes it Ready
 
 
-def _due(conn: sqlite3.Connection, server: str, target: str, now: float) -> _Batch:
+def _due(db: Read, server: str, target: str, now: float) -> _Batch:
     """Due pairs of one link, one ``_Outgoing`` per hop token (smarthost: per message),
     with the raw bytes of their messages."""
     queue = _queue(target)
     grouped: dict[str, _Outgoing] = {}
     size = 0
-    for pair_id, message, rcpt, token, mail_from, message_size in conn.execute(
-        "SELECT p.id, p.message, p.rcpt, p.hop_token, m.mail_from, m.size FROM pairs p"
-        " JOIN messages m ON m.id = p.message WHERE p.server = ? AND p.queue = ?"
-        f" AND {_SENDABLE} AND p.next_attempt <= ? ORDER BY p.next_attempt, p.id LIMIT ?",
-        (server, queue, now, BATCH),
+    for pair_id, message, rcpt, token, mail_from, message_size in links.due(
+        db, server, queue, now, BATCH
     ):
         token = token or message
         out = grouped.get(token)
@@ -141,10 +135,8 @@ def _due(conn: sqlite3.Connection, server: str, target: str, now: float) -> _Bat
             out = grouped[token] = _Outgoing(message, token, mail_from, [], [])
         out.rcpts.append(rcpt)
         out.pair_ids.append(pair_id)
-    ids = list({out.message for out in grouped.values()})
-    marks = ",".join("?" * len(ids))
-    raw = dict(conn.execute(f"SELECT id, raw FROM messages WHERE id IN ({marks})", ids))
-    retrying = queues.status(conn, server, queue) == queues.QueueStatus.RETRY
+    raw = links.raws(db, list({out.message for out in grouped.values()}))
+    retrying = queue_state.status(db, server, queue) == QueueStatus.RETRY
     return _Batch(list(grouped.values()), raw, retrying)
 
 
@@ -154,7 +146,7 @@ class Transport:
 
     def __init__(
         self,
-        store: Store,
+        store: Backend,
         scenario: Scenario,
         endpoint: Callable[[str], tuple[str, int]],
         local_domain: str,
@@ -276,11 +268,8 @@ def _outbound_done(tx: Tx, *, scenario: Scenario, server: str, out: _Outgoing,
     """The smarthost answered: what it took is RELAYED, what it refused for good is NDR'd,
     a recipient it refused for now waits for the link's next retry."""
     at = scenario.server(server)
-    marks = ",".join("?" * len(out.pair_ids))
-    pairs = messages.load(tx.conn, f"p.server = ? AND p.queue = ? AND p.id IN ({marks})",
-                          (server, SMARTHOST, *out.pair_ids))
     failed: dict[SMTPReply, list[messages.Pair]] = {}
-    for pair in pairs:
+    for pair in pairs.in_queue(tx, server, SMARTHOST, out.pair_ids):
         reply = refused.get(pair.rcpt)
         if reply is None:
             messages.place_final(tx, pair, PairState.RELAYED)
@@ -295,7 +284,7 @@ def _outbound_done(tx: Tx, *, scenario: Scenario, server: str, out: _Outgoing,
             tx.trace(pair.message, pair.rcpt, server, "retry",
                      f"the smarthost answered {reply[0]} {reply[1]}")
     for (code, text), group in failed.items():
-        dsn.fail(tx, scenario, group, at, dsn.refused_by_smarthost(code, text))
+        categorizer.fail(tx, scenario, group, at, dsn.refused_by_smarthost(code, text))
     _link_ok(tx, server, OUTBOUND)
 
 
@@ -305,33 +294,24 @@ def _link_failed(tx: Tx, server: str, target: str, failures: list[tuple[_Outgoin
     retry_at = link_retry_at(tx.now, interval)
     for out, error in failures:
         # Only pairs still waiting here: the peer may have taken them before the link broke.
-        tx.conn.execute(
-            f"UPDATE pairs SET attempts = attempts + 1, next_attempt = ?, last_error = ?"
-            f" WHERE server = ? AND queue = ? AND id IN ({','.join('?' * len(out.pair_ids))})",
-            (retry_at, error, server, queue, *out.pair_ids),
-        )
-    # The whole link waits for its retry, as an Exchange link queue in Retry does.
-    tx.conn.execute(
-        "UPDATE pairs SET next_attempt = MAX(COALESCE(next_attempt, 0), ?)"
-        " WHERE server = ? AND queue = ?",
-        (retry_at, server, queue),
-    )
-    if queues.status(tx.conn, server, queue) != queues.QueueStatus.FROZEN:
-        queues.set_status(tx.conn, server, queue, queues.QueueStatus.RETRY, next_retry=retry_at,
-                          last_error=failures[0][1])
+        links.postpone(tx, server, queue, out.pair_ids, retry_at, error)
+    links.hold(tx, server, queue, retry_at)
+    if queue_state.status(tx, server, queue) != QueueStatus.FROZEN:
+        queue_state.set_status(tx, server, queue, QueueStatus.RETRY, next_retry=retry_at,
+                               last_error=failures[0][1])
 
 
 def _link_ok(tx: Tx, server: str, target: str) -> None:
     queue = _queue(target)
-    if queues.status(tx.conn, server, queue) == queues.QueueStatus.RETRY:
-        queues.set_status(tx.conn, server, queue, queues.QueueStatus.READY)
+    if queue_state.status(tx, server, queue) == QueueStatus.RETRY:
+        queue_state.set_status(tx, server, queue, QueueStatus.READY)
 
 
-def due_links(conn: sqlite3.Connection, scenario: Scenario, now: float) -> list[Link]:
+def due_links(db: Read, scenario: Scenario, now: float) -> list[Link]:
     """Links of the scenario's servers holding pairs whose attempt has fallen due (for the
     lab's scheduler); the smarthost link of a server is ``(server, OUTBOUND)``."""
     return [
         (server, _target(queue))
-        for server, queue in queues.due_queues(conn, (s.name for s in scenario.servers), now,
-                                               queues.is_outbound, _SENDABLE)
+        for server, queue in queue_state.due_queues(db, (s.name for s in scenario.servers), now,
+                                                    queue_ids.is_outbound, sendable=True)
     ]

@@ -9,10 +9,10 @@ accepted exactly once, and every mailbox item must belong to a delivered pair.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
+from stores.backend import Conn
 from stores.messages import FINAL, PairState, queue_state
 
 
@@ -43,7 +43,7 @@ class AuditReport:
         }
 
 
-def audit(conn: sqlite3.Connection, servers: set[str]) -> AuditReport:
+def audit(conn: Conn, servers: set[str]) -> AuditReport:
     report = AuditReport()
     items: dict[int, int] = dict(
         conn.execute("SELECT pair, COUNT(*) FROM items WHERE pair IS NOT NULL GROUP BY pair")

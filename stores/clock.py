@@ -32,9 +32,3 @@ class Clock:
             raise ValueError("the clock only moves forward")
         self._offset += seconds
         return self.now()
-
-    def real_delay(self, simulated_seconds: float) -> float | None:
-        """Real seconds until ``simulated_seconds`` have passed; None on a manual clock."""
-        if self.manual:
-            return None
-        return max(0.0, simulated_seconds / self.speed)

@@ -15,16 +15,18 @@ Schema changes are versioned migrations applied in order at open.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from stores import backend
 from stores.clock import Clock
 from stores.schema import MIGRATIONS
 
@@ -58,7 +60,8 @@ def _insert_traces(conn: sqlite3.Connection, rows: list[TraceRow]) -> None:
 
 @dataclass
 class Tx:
-    """What a write sees: the connection inside an open transaction and the lab's time."""
+    """What a write sees (``stores.backend.Tx``): the connection inside an open transaction
+    and the lab's time. The query modules of ``stores`` run their SQL on the Tx itself."""
 
     conn: sqlite3.Connection
     now: float
@@ -68,6 +71,13 @@ class Tx:
     # write, ``flush_traces``): a delivery traces three stages, and nothing reads the trace
     # inside a write.
     traces: list[TraceRow] = field(default_factory=list)
+    # The connection's own bound methods, not wrappers: a statement costs no extra call.
+    execute: Callable[..., sqlite3.Cursor] = field(init=False, repr=False)
+    executemany: Callable[..., sqlite3.Cursor] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.execute = self.conn.execute
+        self.executemany = self.conn.executemany
 
     def note(self, kind: str, value: float = 1.0, **labels: str) -> None:
         self.facts.append(Fact(kind, labels, value))
@@ -153,7 +163,8 @@ def _settle(items: list[_Write]) -> None:
 
 
 class Store:
-    """The database of one lab. Writes are group-committed; reads use their own connections."""
+    """The SQLite backend (``stores.backend.Backend``) of one lab. Writes are
+    group-committed; reads use their own connections."""
 
     MAX_BATCH = 512
 
@@ -334,14 +345,54 @@ class Store:
             self._read_conns.clear()
 
 
-def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
+def get_meta(conn: backend.Conn, key: str) -> str | None:
     row = conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
     return None if row is None else str(row[0])
 
 
-def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+def set_meta(conn: backend.Conn, key: str, value: str) -> None:
     conn.execute(
         "INSERT INTO meta(key, value) VALUES (?, ?)"
         " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
         (key, value),
     )
+
+
+def save_clock(tx: backend.Tx) -> None:
+    """Keep the simulated time the lab has reached, for its next start."""
+    set_meta(tx, "clock", repr(tx.now))
+
+
+@contextlib.contextmanager
+def _offline(path: Path) -> Iterator[sqlite3.Connection]:
+    """The store of a data directory whose lab is not running, migrated, for one look."""
+    conn = connect(path)
+    try:
+        migrate(conn)
+        yield conn
+    finally:
+        conn.close()
+
+
+def stored_meta(path: Path, key: str) -> str | None:
+    """A ``meta`` value of a data directory's store, or None when it has no store yet."""
+    if not path.exists():
+        return None
+    with _offline(path) as conn:
+        return get_meta(conn, key)
+
+
+def saved_clock(path: Path) -> float:
+    """The simulated time a previous run of this data directory reached, or 0.
+
+    Time never runs backwards, not even after kill -9: the last trace or event
+    written bounds it from below when the periodic save is older.
+    """
+    if not path.exists():
+        return 0.0
+    with _offline(path) as conn:
+        saved = float(get_meta(conn, "clock") or 0.0)
+        for table in ("trace", "events"):
+            last = conn.execute(f"SELECT sim_time FROM {table} ORDER BY id DESC LIMIT 1")
+            saved = max([saved, *(row[0] for row in last)])
+    return saved

@@ -10,11 +10,11 @@ site name is the ``ou=`` of every DN.
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from stores.topology import Scenario, Server
+from stores.backend import Conn
+from stores.topology import Scenario, Server, Version
 
 # Stripped when a mailbox moves from 2003 to an older server (seed 000, step 6).
 WIRELESS_ATTRIBUTES = ("msExchOmaAdminWirelessEnable", "msExchOmaAdminExtendedSettings")
@@ -44,7 +44,7 @@ def home_attributes(scenario: Scenario, server: Server) -> dict[str, str]:
     5.5 servers are named in 5.5 DS form (HomeMDB, HomeMTA); 2000 and later in AD form.
     """
     home_server_name = _server_dn55(scenario, server)
-    if server.version == "5.5":
+    if server.version is Version.V55:
         return {
             "home_mdb": f"{home_server_name}/cn=Microsoft Private MDB",
             "home_mta": f"{home_server_name}/cn=Microsoft MTA",
@@ -66,7 +66,7 @@ def legacy_dn(scenario: Scenario, site: str, alias: str) -> str:
     return f"/o={scenario.organization}/ou={site}/cn=Recipients/cn={alias}"
 
 
-def seed(conn: sqlite3.Connection, scenario: Scenario) -> None:
+def seed(conn: Conn, scenario: Scenario) -> None:
     """Create every mailbox object of the scenario (first start of a data directory)."""
     for spec in scenario.mailboxes:
         server = scenario.server(spec.server)
@@ -76,7 +76,7 @@ def seed(conn: sqlite3.Connection, scenario: Scenario) -> None:
         ]
         proxies.append(f"X400:c=US;a= ;p={scenario.organization};o={server.site};s={alias};")
         attributes: dict[str, Any] = {"mailNickname": alias}
-        if server.version == "2003":
+        if server.version is Version.V2003:
             attributes.update({WIRELESS_ATTRIBUTES[0]: 0, WIRELESS_ATTRIBUTES[1]: ""})
         home = home_attributes(scenario, server)
         conn.execute(
@@ -103,7 +103,7 @@ def seed(conn: sqlite3.Connection, scenario: Scenario) -> None:
                 )
 
 
-def lookup(conn: sqlite3.Connection, address: str, *, store: str | None = None) -> Home | None:
+def lookup(conn: Conn, address: str, *, store: str | None = None) -> Home | None:
     """Resolve an SMTP address (primary or proxy) to its mailbox and home server; with
     ``store``, also read the mailbox's PR_IN_TRANSIT flag in that server's store, in the
     same query (the store driver's question when it delivers there)."""
@@ -118,11 +118,11 @@ def lookup(conn: sqlite3.Connection, address: str, *, store: str | None = None) 
     return Home(row[0], row[1], None if row[2] is None else bool(row[2]))
 
 
-def smtp_addresses(conn: sqlite3.Connection) -> frozenset[str]:
+def smtp_addresses(conn: Conn) -> frozenset[str]:
     return frozenset(r[0] for r in conn.execute("SELECT address FROM proxy_addresses"))
 
 
-def rehome(conn: sqlite3.Connection, scenario: Scenario, address: str, target: Server) -> None:
+def rehome(conn: Conn, scenario: Scenario, address: str, target: Server) -> None:
     """The directory update of a completed move (seed 000, step 6).
 
     A move to another site (administrative group) also gets a legacyExchangeDN
@@ -133,7 +133,7 @@ def rehome(conn: sqlite3.Connection, scenario: Scenario, address: str, target: S
         (address,),
     ).fetchone()
     attributes = json.loads(row["attributes"])
-    if target.legacy:
+    if target.version.legacy_mta:
         for name in WIRELESS_ATTRIBUTES:
             attributes.pop(name, None)
     legacy, proxies = row["legacy_dn"], json.loads(row["proxy_addresses"])
@@ -149,7 +149,7 @@ def rehome(conn: sqlite3.Connection, scenario: Scenario, address: str, target: S
     )
 
 
-def describe(row: sqlite3.Row) -> dict[str, Any]:
+def describe(row: Any) -> dict[str, Any]:
     """A mailboxes row as the API shows it."""
     return {
         "address": row["address"],

@@ -12,9 +12,9 @@ is set (MS-OXCSTOR §3.2.5.1.3).
 from __future__ import annotations
 
 import enum
-import sqlite3
 
 from stores import mailbox as stores_mailbox
+from stores.backend import Conn
 from stores.errors import MapiError
 from stores.messages import Pair
 
@@ -39,7 +39,7 @@ def verdict(pair: Pair, in_transit: bool | None) -> Delivery:
     return Delivery.DELIVERED
 
 
-def put_item(conn: sqlite3.Connection, server: str, pair: Pair, now: float) -> None:
+def put_item(conn: Conn, server: str, pair: Pair, now: float) -> None:
     """A DELIVERED verdict carried out: one item in the mailbox, for the pair's row."""
     assert pair.mailbox is not None and pair.stored
     stores_mailbox.add_item(conn, server, pair.mailbox, pair.id, pair.message, pair.size, now)

@@ -8,13 +8,13 @@ During a move a mailbox exists in two stores, source and target, both in transit
 
 from __future__ import annotations
 
-import sqlite3
+from stores.backend import Conn
 
 INBOX = "Inbox"
 
 
 def seed(
-    conn: sqlite3.Connection, server: str, mailbox: str, items: int, size: int, now: float
+    conn: Conn, server: str, mailbox: str, items: int, size: int, now: float
 ) -> None:
     conn.execute("INSERT INTO store_mailboxes(server, mailbox) VALUES (?, ?)", (server, mailbox))
     conn.executemany(
@@ -23,7 +23,7 @@ def seed(
     )
 
 
-def in_transit(conn: sqlite3.Connection, server: str, mailbox: str) -> bool | None:
+def in_transit(conn: Conn, server: str, mailbox: str) -> bool | None:
     """PR_IN_TRANSIT of ``mailbox`` in ``server``'s store; None when the store lacks it."""
     row = conn.execute(
         "SELECT in_transit FROM store_mailboxes WHERE server=? AND mailbox=?", (server, mailbox)
@@ -31,25 +31,25 @@ def in_transit(conn: sqlite3.Connection, server: str, mailbox: str) -> bool | No
     return None if row is None else bool(row[0])
 
 
-def set_in_transit(conn: sqlite3.Connection, server: str, mailbox: str, flag: bool) -> None:
+def set_in_transit(conn: Conn, server: str, mailbox: str, flag: bool) -> None:
     conn.execute(
         "UPDATE store_mailboxes SET in_transit=? WHERE server=? AND mailbox=?",
         (int(flag), server, mailbox),
     )
 
 
-def create(conn: sqlite3.Connection, server: str, mailbox: str, *, in_transit: bool) -> None:
+def create(conn: Conn, server: str, mailbox: str, *, in_transit: bool) -> None:
     conn.execute(
         "INSERT INTO store_mailboxes(server, mailbox, in_transit) VALUES (?,?,?)",
         (server, mailbox, int(in_transit)),
     )
 
 
-def remove(conn: sqlite3.Connection, server: str, mailbox: str) -> None:
+def remove(conn: Conn, server: str, mailbox: str) -> None:
     conn.execute("DELETE FROM store_mailboxes WHERE server=? AND mailbox=?", (server, mailbox))
 
 
-def transfer_items(conn: sqlite3.Connection, mailbox: str, source: str, target: str) -> int:
+def transfer_items(conn: Conn, mailbox: str, source: str, target: str) -> int:
     """Carry every item of ``mailbox`` from the source store to the target store."""
     cur = conn.execute(
         "UPDATE items SET server=? WHERE mailbox=? AND server=?", (target, mailbox, source)
@@ -57,7 +57,7 @@ def transfer_items(conn: sqlite3.Connection, mailbox: str, source: str, target: 
     return cur.rowcount
 
 
-def size(conn: sqlite3.Connection, server: str, mailbox: str) -> tuple[int, int]:
+def size(conn: Conn, server: str, mailbox: str) -> tuple[int, int]:
     """(item count, total bytes) of ``mailbox`` in ``server``'s store."""
     row = conn.execute(
         "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM items WHERE server=? AND mailbox=?",
@@ -67,7 +67,7 @@ def size(conn: sqlite3.Connection, server: str, mailbox: str) -> tuple[int, int]
 
 
 def add_item(
-    conn: sqlite3.Connection, server: str, mailbox: str, pair: int, message: str, size: int,
+    conn: Conn, server: str, mailbox: str, pair: int, message: str, size: int,
     now: float,
 ) -> None:
     conn.execute(

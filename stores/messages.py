@@ -1,7 +1,8 @@
 """Where each (message, recipient) pair is: the message state machine.
 
 In: a pair and the place it should go next. Out: the pair's row updated, or
-``InvalidTransition`` naming both states. Every move of a pair in the whole
+``stores.machine.InvalidTransition`` naming both states; and the ``messages``
+rows the categorizer and DSNs write and read. Every move of a pair in the whole
 lab goes through ``place``, so a pair is always in exactly one place: a queue
 on one server (LOCAL, DEFERRED, REMOTE, UNREACHABLE) or a final state
 (DELIVERED into one mailbox item, RELAYED out of the organization through the
@@ -11,10 +12,12 @@ outbound smarthost, NDR, DELETED).
 from __future__ import annotations
 
 import enum
-import sqlite3
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
-from stores.db import Tx
+from stores import queue_ids
+from stores.backend import Conn, Tx
+from stores.machine import Machine
 
 
 class PairState(enum.StrEnum):
@@ -29,7 +32,6 @@ class PairState(enum.StrEnum):
 
 
 FINAL = frozenset({PairState.DELIVERED, PairState.RELAYED, PairState.NDR, PairState.DELETED})
-_QUEUED = frozenset(PairState) - FINAL
 
 # Every queued pair may end in any final state (an operator deletes it, a DSN fails it ...).
 TRANSITIONS: dict[PairState, frozenset[PairState]] = {
@@ -52,35 +54,32 @@ TRANSITIONS: dict[PairState, frozenset[PairState]] = {
     PairState.NDR: frozenset(),
     PairState.DELETED: frozenset(),
 }
-
+PAIRS = Machine.of_targets("pair", TRANSITIONS)
 
 # The queue of mail for the outbound smarthost (domains outside the organization).
-SMARTHOST = "smarthost"
+SMARTHOST = queue_ids.SMARTHOST
+
+_FIXED_STATES: dict[str, PairState] = {
+    queue_ids.LOCAL: PairState.LOCAL,
+    queue_ids.DEFERRED: PairState.DEFERRED,
+    queue_ids.HOLDING: PairState.DEFERRED,
+    queue_ids.UNREACHABLE: PairState.UNREACHABLE,
+    queue_ids.SMARTHOST: PairState.REMOTE,
+}
 
 
 def queue_state(queue: str) -> PairState:
     """The state a pair has while it sits in queue ``queue``."""
-    if queue == "local":
-        return PairState.LOCAL
-    if queue in ("deferred", "holding"):
-        return PairState.DEFERRED
-    if queue == "unreachable":
-        return PairState.UNREACHABLE
-    if queue.startswith(("smtp:", "mta:")) or queue == SMARTHOST:
+    state = _FIXED_STATES.get(queue)
+    if state is not None:
+        return state
+    if queue.startswith((queue_ids.LINK_PREFIX, queue_ids.MTA_PREFIX)):
         return PairState.REMOTE
     raise ValueError(f"unknown queue id {queue!r}")
 
 
-class InvalidTransition(RuntimeError):
-    def __init__(self, pair: int, current: PairState, new: PairState) -> None:
-        super().__init__(f"pair {pair}: invalid transition {current.name} -> {new.name}")
-        self.current = current
-        self.new = new
-
-
 def check_transition(pair: int, current: PairState, new: PairState) -> None:
-    if new not in TRANSITIONS[current]:
-        raise InvalidTransition(pair, current, new)
+    PAIRS.move(pair, current, new)
 
 
 @dataclass
@@ -105,7 +104,7 @@ class Pair:
     stored: bool = True
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Pair:
+    def from_row(cls, row: Any) -> Pair:
         return cls(
             id=row["id"],
             message=row["message"],
@@ -131,7 +130,9 @@ PAIR_SELECT = (
 )
 
 
-def load(conn: sqlite3.Connection, where: str, args: tuple[object, ...] = ()) -> list[Pair]:
+def load(conn: Conn, where: str, args: tuple[object, ...] = ()) -> list[Pair]:
+    """Pairs ``p`` (with their message ``m``) meeting ``where``: for the query modules of
+    ``stores`` only; routing and mailflow call the named queries of ``stores.pairs``."""
     return [Pair.from_row(r) for r in conn.execute(f"{PAIR_SELECT} WHERE {where}", args)]
 
 
@@ -156,7 +157,7 @@ def place_queued(
         _insert(tx, pair, new, server, queue, attempts, next_attempt, last_error, hop_token)
     else:
         # Staying in the same queue (a refused retry) keeps the pair's age in that queue.
-        tx.conn.execute(
+        tx.execute(
             "UPDATE pairs SET state=?, queued_at=CASE WHEN server=? AND queue=? THEN queued_at"
             " ELSE ? END, server=?, queue=?, attempts=?, next_attempt=?, last_error=?,"
             " hop_token=?, mailbox=? WHERE id=?",
@@ -187,7 +188,7 @@ def place_final(tx: Tx, pair: Pair, state: PairState, *, last_error: str | None 
                 None if state is PairState.DELIVERED else last_error, None)
     else:
         # A delivered pair has no error left to show; an NDR'd or deleted one keeps its last.
-        tx.conn.execute(
+        tx.execute(
             "UPDATE pairs SET state=?, server=?, queue=NULL, next_attempt=NULL, hop_token=NULL,"
             " mailbox=?, last_error=CASE WHEN ? THEN NULL ELSE COALESCE(?, last_error) END"
             " WHERE id=?",
@@ -201,7 +202,7 @@ def _insert(tx: Tx, pair: Pair, state: PairState, server: str, queue: str | None
             attempts: int, next_attempt: float | None, last_error: str | None,
             hop_token: str | None) -> None:
     """Write a just-accepted pair's row straight into its first place."""
-    cur = tx.conn.execute(
+    cur = tx.execute(
         "INSERT INTO pairs(message, rcpt, mailbox, state, server, queue, queued_at, attempts,"
         " next_attempt, last_error, hop_token, accepted_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         (pair.message, pair.rcpt, pair.mailbox, state.value, server, queue, tx.now, attempts,
@@ -209,3 +210,63 @@ def _insert(tx: Tx, pair: Pair, state: PairState, server: str, queue: str | None
     )
     assert cur.lastrowid is not None
     pair.id, pair.stored = cur.lastrowid, True
+
+
+# -- the messages table -------------------------------------------------------------------------
+
+
+class NewMessage(NamedTuple):
+    """A message accepted on ``server``; a DSN names the message it reports on."""
+
+    id: str
+    message_id: str
+    mail_from: str
+    subject: str
+    raw: bytes
+    server: str
+    priority: str
+    dsn_of: str | None = None
+    dsn_summary: str | None = None
+
+
+def insert(tx: Tx, msg: NewMessage) -> None:
+    tx.execute(
+        "INSERT INTO messages(id, message_id, mail_from, subject, size, raw, accepted_server,"
+        " accepted_at, accepted_real, priority, dsn_of, dsn_summary)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        (msg.id, msg.message_id, msg.mail_from, msg.subject, len(msg.raw), msg.raw, msg.server,
+         tx.now, tx.real, msg.priority, msg.dsn_of, msg.dsn_summary),
+    )
+
+
+def exists(conn: Conn, message: str) -> bool:
+    return conn.execute("SELECT 1 FROM messages WHERE id=?", (message,)).fetchone() is not None
+
+
+def set_raw(conn: Conn, message: str, raw: bytes) -> None:
+    conn.execute("UPDATE messages SET raw=?, size=? WHERE id=?", (raw, len(raw), message))
+
+
+def dsn_summary(conn: Conn, message: str) -> str | None:
+    """What a DSN message says it is about (None for mail that is not a DSN)."""
+    row = conn.execute("SELECT dsn_summary FROM messages WHERE id=?", (message,)).fetchone()
+    return None if row is None or not row[0] else str(row[0])
+
+
+class Original(NamedTuple):
+    """What a DSN takes from the message it reports on."""
+
+    mail_from: str
+    subject: str
+    raw: bytes
+    accepted_at: float
+    dsn_of: str | None
+
+
+def original(conn: Conn, message: str) -> Original:
+    row = conn.execute(
+        "SELECT mail_from, subject, raw, accepted_at, dsn_of FROM messages WHERE id=?",
+        (message,),
+    ).fetchone()
+    return Original(row["mail_from"], row["subject"], bytes(row["raw"]), row["accepted_at"],
+                    row["dsn_of"])

@@ -83,6 +83,28 @@ def is_mta(queue: str) -> bool:
     return queue.startswith(MTA_PREFIX)
 
 
+# Display names of Exchange 2003 Queue Viewer (exchange-facts.md, "SMTP queues").
+DISPLAY_NAMES = {
+    LOCAL: "Local delivery",
+    DEFERRED: "Messages queued for deferred delivery",
+    UNREACHABLE: "Messages with an unreachable destination",
+    HOLDING: "InTransitFolder",
+    SMARTHOST: "Outbound smarthost",
+}
+
+
+def display_name(queue: str) -> str:
+    if queue in DISPLAY_NAMES:
+        return DISPLAY_NAMES[QueueId(queue)]
+    # Link and MTA queues are named after their destination.
+    return queue.rsplit(":", 1)[-1]
+
+
+def identity(server: str, queue: str) -> str:
+    """A queue as Queue Viewer names it: ``SERVER\\display name``."""
+    return f"{server}\\{display_name(queue)}"
+
+
 def is_outbound(queue: str) -> bool:
     """Link queues that "Disable Outbound Mail" holds: SMTP to other servers and the smarthost."""
     return queue.startswith(LINK_PREFIX) or queue == SMARTHOST

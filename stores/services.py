@@ -5,19 +5,19 @@ In: start/stop requests. Out: whether a service runs; every service runs unless 
 
 from __future__ import annotations
 
-import sqlite3
+from stores.backend import Conn
 
 SERVICES = ("mta",)
 
 
-def running(conn: sqlite3.Connection, server: str, service: str) -> bool:
+def running(conn: Conn, server: str, service: str) -> bool:
     row = conn.execute(
         "SELECT running FROM services WHERE server=? AND service=?", (server, service)
     ).fetchone()
     return row is None or bool(row[0])
 
 
-def set_running(conn: sqlite3.Connection, server: str, service: str, flag: bool) -> None:
+def set_running(conn: Conn, server: str, service: str, flag: bool) -> None:
     conn.execute(
         "INSERT INTO services(server, service, running) VALUES (?,?,?)"
         " ON CONFLICT(server, service) DO UPDATE SET running=excluded.running",

@@ -1,16 +1,34 @@
-"""Real labs for tests: every server on port 0, a temporary data directory, a manual clock."""
+"""Real labs for tests: every server on port 0, a temporary data directory, a manual clock.
+
+A test says which lab it needs with a marker, read by the ``lab`` and ``lab_factory`` fixtures
+(as aiosmtpd's conftest reads ``controller_data``):
+
+    @pytest.mark.lab(scenario="exchange-2010", defaults={"max_message_size": 2048})
+    async def test_x(lab: Lab) -> None: ...
+
+``lab`` is one started lab, stopped after the test. ``lab_factory`` starts more labs (or the
+same data directory again, for crash and restart tests), each with the marker's options and
+the keyword overrides of its call, and stops after the test every lab it started that the
+test left running. Hypothesis state machines, which run their own event loop, build their
+labs with :func:`build_lab`. ``lab_process`` is the default lab as a user runs it, `mailflow
+run` in its own process (tests.process), for the CLI and crash tests.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from mailflow import scenarios
 from mailflow.runtime.lab import Lab
+from stores.topology import Scenario
+from tests.process import LabProcess
 
 
 def require_tool(name: str) -> str:
@@ -24,23 +42,82 @@ def require_tool(name: str) -> str:
     return path
 
 
-def make_lab(data: Path, scenario: str = "mixed-2003") -> Lab:
-    return Lab(scenarios.load(scenario), data, speed=0, http=("127.0.0.1", 0),
-               smtp_port_override=0)
+def build_lab(
+    data: Path,
+    scenario: str | Scenario = "mixed-2003",
+    *,
+    speed: float = 0,
+    http: bool = True,
+    smarthost: str | None = None,
+    defaults: Mapping[str, Any] | None = None,
+    relay_networks: tuple[str, ...] | None = None,
+) -> Lab:
+    """A lab not yet started: a built-in scenario by name (or a Scenario), with some of its
+    ``defaults`` and its ``relay_networks`` replaced; every port 0, the clock stopped."""
+    chosen = scenarios.load(scenario) if isinstance(scenario, str) else scenario
+    if defaults:
+        chosen = dataclasses.replace(chosen, defaults=dataclasses.replace(chosen.defaults,
+                                                                          **defaults))
+    if relay_networks is not None:
+        chosen = dataclasses.replace(chosen, relay_networks=relay_networks)
+    return Lab(chosen, data, speed=speed, http=("127.0.0.1", 0) if http else None,
+               smtp_port_override=0, smarthost=smarthost)
+
+
+class LabFactory:
+    """Starts labs under the test's tmp_path with the options of its ``lab`` marker."""
+
+    def __init__(self, tmp_path: Path, options: Mapping[str, Any]) -> None:
+        self.tmp_path = tmp_path
+        self.options = dict(options)
+        self.running: list[Lab] = []
+
+    def build(self, data: str = "data", **overrides: Any) -> Lab:
+        """A lab on ``tmp_path / data``, not started: for a test that starts it itself."""
+        return build_lab(self.tmp_path / data, **{**self.options, **overrides})
+
+    async def start(self, data: str = "data", **overrides: Any) -> Lab:
+        """A started lab on ``tmp_path / data``: a second call with the same ``data`` after
+        :meth:`stop` restarts on what the first one left."""
+        lab = self.build(data, **overrides)
+        await lab.start()
+        self.running.append(lab)
+        return lab
+
+    async def stop(self, lab: Lab) -> None:
+        self.running.remove(lab)
+        await lab.stop()
+
+    async def stop_all(self) -> None:
+        while self.running:
+            await self.stop(self.running[-1])
 
 
 @pytest.fixture
-async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
-    running = make_lab(tmp_path / "data")
-    await running.start()
-    yield running
-    await running.stop()
+async def lab_factory(request: pytest.FixtureRequest, tmp_path: Path
+                      ) -> AsyncIterator[LabFactory]:
+    marker = request.node.get_closest_marker("lab")
+    if marker is not None and marker.args:
+        raise TypeError("@pytest.mark.lab takes keyword arguments only")
+    factory = LabFactory(tmp_path, marker.kwargs if marker is not None else {})
+    yield factory
+    await factory.stop_all()
 
 
 @pytest.fixture
-async def lab2010(tmp_path: Path) -> AsyncIterator[Lab]:
-    """The built-in exchange-2010 lab: EX2007-A, EX2010-A and EX2010-B in site HQ."""
-    running = make_lab(tmp_path / "data2010", "exchange-2010")
-    await running.start()
-    yield running
-    await running.stop()
+async def lab(lab_factory: LabFactory) -> Lab:
+    return await lab_factory.start()
+
+
+@pytest.fixture
+def lab_process(tmp_path: Path) -> Iterator[LabProcess]:
+    """`mailflow run` of the default lab, every port picked by the system. A test may kill
+    and restart it; if it is still running after the test, SIGTERM must end it cleanly."""
+    process = LabProcess(tmp_path)
+    process.start()
+    yield process
+    if process.proc is not None and process.proc.poll() is None:
+        code, out, err = process.stop()
+        assert code == 0, err
+        assert "running" in out and "stopped" in out
+        assert not (process.data / "lab.json").exists()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,17 +15,9 @@ from tests.process import MAILFLOW, LabProcess, cli, mailbox_once
 
 
 @pytest.fixture
-def running_lab(tmp_path: Path) -> Iterator[tuple[Path, dict[str, list[object]]]]:
-    """`mailflow run` of the default lab with every port picked by the system."""
-    lab = LabProcess(tmp_path)
-    lab.start()
-    try:
-        yield lab.data, lab.info["endpoints"]
-    finally:
-        code, out, err = lab.stop()
-        assert code == 0, err
-        assert "running" in out and "stopped" in out
-        assert not (lab.data / "lab.json").exists()
+def running_lab(lab_process: LabProcess) -> tuple[Path, dict[str, list[object]]]:
+    """The data directory and endpoints of `mailflow run` (conftest's ``lab_process``)."""
+    return lab_process.data, lab_process.info["endpoints"]
 
 
 def test_walkthrough_with_the_cli_and_swaks(running_lab: tuple[Path, dict[str, list[object]]]

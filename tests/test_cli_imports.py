@@ -105,16 +105,12 @@ def test_lab_list_still_loads_the_labs() -> None:
     assert "stuck-rpc-queue" in out and "mailflow.labs" in modules
 
 
-def test_a_refused_recipient_still_exits_1(tmp_path: Path) -> None:
+def test_a_refused_recipient_still_exits_1(tmp_path: Path, lab_process: LabProcess) -> None:
     """aiosmtplib is imported by the commands that speak SMTP, which report its errors."""
     refused = ("mailflow {}: [SMTPRecipientRefused(550, '5.1.1 User unknown',"
                " 'nobody@contoso.test')]")
-    running = LabProcess(tmp_path)
-    running.start()
-    try:
-        sent = cli(running.data, "send", "--to", "nobody@contoso.test", check=False)
-    finally:
-        running.stop()
+    sent = cli(lab_process.data, "send", "--to", "nobody@contoso.test", check=False)
+    lab_process.stop()
     assert (sent.returncode, sent.stderr.strip()) == (1, refused.format("send"))
     plan = tmp_path / "refused.toml"
     plan.write_text('name = "refused"\ndescription = "sends to nobody"\nscenario = "mixed-2003"\n'

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -80,14 +79,8 @@ async def crash(lab: LabProcess, senders: Senders) -> None:
     await asyncio.to_thread(lab.kill9)
 
 
-async def test_no_acknowledged_message_is_lost_or_duplicated(tmp_path: Path) -> None:
-    lab = LabProcess(tmp_path)
-    lab.start()
-    try:
-        await _scenario(lab)
-    finally:
-        if lab.proc is not None and lab.proc.poll() is None:
-            lab.stop()
+async def test_no_acknowledged_message_is_lost_or_duplicated(lab_process: LabProcess) -> None:
+    await _scenario(lab_process)
 
 
 async def _scenario(lab: LabProcess) -> None:

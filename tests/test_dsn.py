@@ -4,19 +4,18 @@ are sent, what they say, where they go (mailbox, smarthost, ``unreachable``), lo
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import email
 from email.message import Message
-from pathlib import Path
 from typing import Any
 
 import aiosmtplib
+import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from mailflow import scenarios
 from mailflow.runtime.lab import Lab
 from routing import dsn
 from stores.topology import Defaults, Server, Version
+from tests.conftest import LabFactory
 from tests.helpers import (
     RefuseNobody,
     api,
@@ -115,8 +114,9 @@ async def test_delay_notice_at_12_hours_and_ndr_at_2_days(lab: Lab) -> None:
                   status="4.4.7") == 1
 
 
-async def test_2007_server_notifies_after_4_hours_in_its_own_words(lab2010: Lab) -> None:
-    lab, heidi, grace = lab2010, "heidi@contoso.test", "grace@contoso.test"
+@pytest.mark.lab(scenario="exchange-2010")
+async def test_2007_server_notifies_after_4_hours_in_its_own_words(lab: Lab) -> None:
+    heidi, grace = "heidi@contoso.test", "grace@contoso.test"
     status, _ = await api(lab, "POST", "/api/v1/moves", {  # offline: in transit throughout
         "mailbox": heidi, "target": "EX2010-A", "hold": True, "engine": "movemailbox2007"})
     assert status == 201
@@ -225,97 +225,86 @@ class Catcher(RefuseNobody):
         return "250 2.0.0 caught"
 
 
-async def smarthost_lab(tmp_path: Path, port: int, relay: bool = False) -> Lab:
-    scenario = scenarios.load("mixed-2003")
-    if relay:
-        scenario = dataclasses.replace(scenario, relay_networks=("127.0.0.0/8",))
-    lab = Lab(scenario, tmp_path / "data", speed=0, http=("127.0.0.1", 0),
-              smtp_port_override=0, smarthost=f"127.0.0.1:{port}")
-    await lab.start()
-    return lab
-
-
-async def test_an_ndr_to_an_external_sender_goes_to_the_smarthost(tmp_path: Path) -> None:
+async def test_an_ndr_to_an_external_sender_goes_to_the_smarthost(
+    lab_factory: LabFactory
+) -> None:
     """Acceptance 4."""
     catcher = Catcher()
     server = await asyncio.get_running_loop().create_server(
         lambda: SMTP(catcher), "127.0.0.1", 0)
     try:
-        lab = await smarthost_lab(tmp_path, server.sockets[0].getsockname()[1])
-        try:
-            await hold_move(lab, ALICE, "EX2003-B")
-            message = queue_id(await send(lab, "EX2003-A", ALICE, sender="tester@example.net",
-                                          subject="to alice"))
-            await lab.settle()
-            status, _ = await api(
-                lab, "DELETE", f"/api/v1/queues/EX2003-A/deferred/messages/{message}?ndr=true")
-            assert status == 200
-            await lab.settle()
-            [(mail_from, rcpts, content)] = catcher.received
-            assert (mail_from, rcpts) == ("<>", ["tester@example.net"])
-            parsed = email.message_from_bytes(content)
-            assert parsed.get_content_type() == "multipart/report"
-            _, per_rcpt = status_blocks(parsed)
-            assert (per_rcpt["Final-Recipient"], per_rcpt["Status"]) == (
-                f"rfc822; {ALICE}", "4.3.2")
-            _, doc = await api(lab, "GET", f"/api/v1/messages/{message}")
-            _, ndr = await api(lab, "GET", f"/api/v1/messages/{doc['dsns'][0]['id']}")
-            assert ndr["recipients"][0]["state"] == "relayed"
-            assert any(t["stage"] == "relayed" and "smarthost" in t["detail"]
-                       for t in ndr["trace"])
-            _, audit = await api(lab, "GET", "/api/v1/audit")
-            assert audit["clean"] and (audit["relayed"], audit["deleted"]) == (1, 1)
-        finally:
-            await lab.stop()
+        lab = await lab_factory.start(smarthost=f"127.0.0.1:{server.sockets[0].getsockname()[1]}")
+        await hold_move(lab, ALICE, "EX2003-B")
+        message = queue_id(await send(lab, "EX2003-A", ALICE, sender="tester@example.net",
+                                      subject="to alice"))
+        await lab.settle()
+        status, _ = await api(
+            lab, "DELETE", f"/api/v1/queues/EX2003-A/deferred/messages/{message}?ndr=true")
+        assert status == 200
+        await lab.settle()
+        [(mail_from, rcpts, content)] = catcher.received
+        assert (mail_from, rcpts) == ("<>", ["tester@example.net"])
+        parsed = email.message_from_bytes(content)
+        assert parsed.get_content_type() == "multipart/report"
+        _, per_rcpt = status_blocks(parsed)
+        assert (per_rcpt["Final-Recipient"], per_rcpt["Status"]) == (
+            f"rfc822; {ALICE}", "4.3.2")
+        _, doc = await api(lab, "GET", f"/api/v1/messages/{message}")
+        _, ndr = await api(lab, "GET", f"/api/v1/messages/{doc['dsns'][0]['id']}")
+        assert ndr["recipients"][0]["state"] == "relayed"
+        assert any(t["stage"] == "relayed" and "smarthost" in t["detail"]
+                   for t in ndr["trace"])
+        _, audit = await api(lab, "GET", "/api/v1/audit")
+        assert audit["clean"] and (audit["relayed"], audit["deleted"]) == (1, 1)
     finally:
+        await lab_factory.stop_all()  # first: its link keeps connections to the smarthost
         server.close()
         await server.wait_closed()
 
 
-async def test_the_smarthost_relays_and_its_refusal_comes_back_as_an_ndr(tmp_path: Path
-                                                                         ) -> None:
+@pytest.mark.lab(relay_networks=("127.0.0.0/8",))
+async def test_the_smarthost_relays_and_its_refusal_comes_back_as_an_ndr(
+    lab_factory: LabFactory
+) -> None:
     catcher = Catcher()
     server = await asyncio.get_running_loop().create_server(
         lambda: SMTP(catcher), "127.0.0.1", 0)
     try:
-        lab = await smarthost_lab(tmp_path, server.sockets[0].getsockname()[1], relay=True)
-        try:
-            host, port = lab.endpoint_address("EX2003-A")
-            async with aiosmtplib.SMTP(hostname=host, port=port, start_tls=False) as smtp:
-                await smtp.sendmail(BOB, ["friend@example.org", "nobody@example.org"],
-                                    b"From: <bob@contoso.test>\r\nSubject: out\r\n\r\nhi\r\n")
-            await lab.settle()
-            [(mail_from, rcpts, _)] = catcher.received
-            assert (mail_from, rcpts) == (BOB, ["friend@example.org"])
-            [ndr] = await inbox(lab, BOB)
-            parsed = await report(lab, ndr["id"])
-            _, per_rcpt = status_blocks(parsed)
-            assert (per_rcpt["Final-Recipient"], per_rcpt["Status"]) == (
-                "rfc822; nobody@example.org", "5.1.1")
-            assert "No such user here" in per_rcpt["Diagnostic-Code"]
-            assert await queue_depth(lab, "EX2003-A", "smarthost") == 0
-        finally:
-            await lab.stop()
+        lab = await lab_factory.start(smarthost=f"127.0.0.1:{server.sockets[0].getsockname()[1]}")
+        host, port = lab.endpoint_address("EX2003-A")
+        async with aiosmtplib.SMTP(hostname=host, port=port, start_tls=False) as smtp:
+            await smtp.sendmail(BOB, ["friend@example.org", "nobody@example.org"],
+                                b"From: <bob@contoso.test>\r\nSubject: out\r\n\r\nhi\r\n")
+        await lab.settle()
+        [(mail_from, rcpts, _)] = catcher.received
+        assert (mail_from, rcpts) == (BOB, ["friend@example.org"])
+        [ndr] = await inbox(lab, BOB)
+        parsed = await report(lab, ndr["id"])
+        _, per_rcpt = status_blocks(parsed)
+        assert (per_rcpt["Final-Recipient"], per_rcpt["Status"]) == (
+            "rfc822; nobody@example.org", "5.1.1")
+        assert "No such user here" in per_rcpt["Diagnostic-Code"]
+        assert await queue_depth(lab, "EX2003-A", "smarthost") == 0
     finally:
+        await lab_factory.stop_all()  # first: its link keeps connections to the smarthost
         server.close()
         await server.wait_closed()
 
 
-async def test_a_smarthost_that_does_not_answer_puts_its_queue_in_retry(tmp_path: Path
-                                                                        ) -> None:
+@pytest.mark.lab(relay_networks=("127.0.0.0/8",))
+async def test_a_smarthost_that_does_not_answer_puts_its_queue_in_retry(
+    lab_factory: LabFactory
+) -> None:
     closed = await asyncio.get_running_loop().create_server(asyncio.Protocol, "127.0.0.1", 0)
     port = closed.sockets[0].getsockname()[1]
     closed.close()
     await closed.wait_closed()  # nothing listens on that port any more
-    lab = await smarthost_lab(tmp_path, port, relay=True)
-    try:
-        await send(lab, "EX2003-A", "friend@example.org", sender=BOB)
-        await lab.settle()
-        row = await queue_row(lab, "EX2003-A", "smarthost")
-        assert (row["message_count"], row["status"]) == (1, "Retry")
-        assert row["identity"] == "EX2003-A\\Outbound smarthost"
-    finally:
-        await lab.stop()
+    lab = await lab_factory.start(smarthost=f"127.0.0.1:{port}")
+    await send(lab, "EX2003-A", "friend@example.org", sender=BOB)
+    await lab.settle()
+    row = await queue_row(lab, "EX2003-A", "smarthost")
+    assert (row["message_count"], row["status"]) == (1, "Retry")
+    assert row["identity"] == "EX2003-A\\Outbound smarthost"
 
 
 # -- the arithmetic ---------------------------------------------------------------------------

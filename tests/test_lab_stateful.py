@@ -17,11 +17,12 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from mailflow import moves
+from mailflow.moves import dispatch as moves
 from mailflow.runtime.lab import Lab
 from routing import connectors
+from stores import connectors as stored_connectors
 from stores.audit import audit
-from tests.conftest import make_lab
+from tests.conftest import build_lab
 from tests.helpers import send
 
 MAILBOXES = ["alice@contoso.test", "carol@contoso.test", "dave@contoso.test",
@@ -42,7 +43,7 @@ class LabMachine(RuleBasedStateMachine):
         return self.loop.run_until_complete(coro)
 
     def _start(self) -> Lab:
-        lab = make_lab(self.dir / "data")
+        lab = build_lab(self.dir / "data")
         lab.http = None
         self._run(lab.start())
         return lab
@@ -93,7 +94,7 @@ class LabMachine(RuleBasedStateMachine):
     @rule()
     def add_site_connector(self) -> None:
         self._run(self.lab.store.write(
-            lambda tx: connectors.add(tx.conn, "site", "REDMOND", "LONDON", 1, "fix")))
+            lambda tx: stored_connectors.add(tx, "site", "REDMOND", "LONDON", 1, "fix")))
         self._run(self.lab.advance(self.lab.scenario.defaults.mta_open_interval_seconds))
 
     # At most 12 steps of 50 minutes: short of the 12-hour delay notice, which would send

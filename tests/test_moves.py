@@ -5,6 +5,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Any
 
+import pytest
+
 from mailflow.runtime.lab import Lab
 from tests.helpers import api, mailbox, queue_depth, send
 
@@ -35,8 +37,8 @@ async def run_until(lab: Lab, move_id: str, status: str, step_seconds: float = 1
     raise AssertionError(f"move {move_id} never reached {status}: {move}")
 
 
-async def test_mrs_online_move_with_suspend_when_ready(lab2010: Lab) -> None:
-    lab = lab2010
+@pytest.mark.lab(scenario="exchange-2010")
+async def test_mrs_online_move_with_suspend_when_ready(lab: Lab) -> None:
     before = (await mailbox(lab, FRANK))["message_count"]  # the scenario's seeded items
     move = await start(lab, FRANK, "EX2010-B", suspend_when_ready=True)
     assert (move["engine"], move["status"], move["status_detail"]) == (
@@ -71,78 +73,85 @@ async def test_mrs_online_move_with_suspend_when_ready(lab2010: Lab) -> None:
     assert frank["attributes"]["MailboxMoveHistory"][0]["move"] == move["id"]
 
 
-async def test_mrs_bad_items_over_the_limit_fail_and_roll_back(lab2010: Lab) -> None:
-    move = await start(lab2010, FRANK, "EX2010-B", bad_items=3, bad_item_limit=2)
-    failed = await run_until(lab2010, move["id"], "Failed")
+@pytest.mark.lab(scenario="exchange-2010")
+async def test_mrs_bad_items_over_the_limit_fail_and_roll_back(lab: Lab) -> None:
+    move = await start(lab, FRANK, "EX2010-B", bad_items=3, bad_item_limit=2)
+    failed = await run_until(lab, move["id"], "Failed")
     assert failed["status_detail"] == "FailedBadItemLimit"
     assert failed["bad_items_encountered"] == 3
-    frank = await mailbox(lab2010, FRANK)
+    frank = await mailbox(lab, FRANK)
     assert (frank["server"], frank["in_transit"]) == ("EX2010-A", False)
     assert [s["server"] for s in frank["stores"]] == ["EX2010-A"]
 
 
-async def test_mrs_transient_fault_retries_then_succeeds(lab2010: Lab) -> None:
-    move = await start(lab2010, FRANK, "EX2010-B", fail_at="transient:2")
-    done = await run_until(lab2010, move["id"], "Completed", step_seconds=5)
+@pytest.mark.lab(scenario="exchange-2010")
+async def test_mrs_transient_fault_retries_then_succeeds(lab: Lab) -> None:
+    move = await start(lab, FRANK, "EX2010-B", fail_at="transient:2")
+    done = await run_until(lab, move["id"], "Completed", step_seconds=5)
     details = [h["status_detail"] for h in done["history"]]
     assert details.count("TransientFailure") == 1  # recorded once per run of failures
     assert details[-1] == "Completed"
-    assert (await mailbox(lab2010, FRANK))["server"] == "EX2010-B"
+    assert (await mailbox(lab, FRANK))["server"] == "EX2010-B"
 
 
-async def test_mrs_gives_up_after_max_retries(lab2010: Lab) -> None:
-    retries = lab2010.scenario.defaults.mrs_max_retries
-    move = await start(lab2010, FRANK, "EX2010-B", fail_at=f"transient:{retries + 1}")
-    failed = await run_until(lab2010, move["id"], "Failed", step_seconds=30, limit=400)
+@pytest.mark.lab(scenario="exchange-2010")
+async def test_mrs_gives_up_after_max_retries(lab: Lab) -> None:
+    retries = lab.scenario.defaults.mrs_max_retries
+    move = await start(lab, FRANK, "EX2010-B", fail_at=f"transient:{retries + 1}")
+    failed = await run_until(lab, move["id"], "Failed", step_seconds=30, limit=400)
     assert "MaxRetries" in failed["failure_reason"]
-    assert (await mailbox(lab2010, FRANK))["server"] == "EX2010-A"
+    assert (await mailbox(lab, FRANK))["server"] == "EX2010-A"
 
 
-async def test_mrs_request_must_be_removed_before_the_next(lab2010: Lab) -> None:
-    move = await start(lab2010, FRANK, "EX2010-B")
-    await run_until(lab2010, move["id"], "Completed")
-    status, refused = await api(lab2010, "POST", "/api/v1/moves",
+@pytest.mark.lab(scenario="exchange-2010")
+async def test_mrs_request_must_be_removed_before_the_next(lab: Lab) -> None:
+    move = await start(lab, FRANK, "EX2010-B")
+    await run_until(lab, move["id"], "Completed")
+    status, refused = await api(lab, "POST", "/api/v1/moves",
                                 {"mailbox": FRANK, "target": "EX2010-A"})
     assert status == 409 and "remove it first" in refused["error"]
-    assert (await api(lab2010, "DELETE", f"/api/v1/moves/{move['id']}"))[0] == 200
-    await start(lab2010, FRANK, "EX2010-A")
+    assert (await api(lab, "DELETE", f"/api/v1/moves/{move['id']}"))[0] == 200
+    await start(lab, FRANK, "EX2010-A")
 
 
-async def test_mrs_target_database_limit_keeps_requests_queued(lab2010: Lab) -> None:
+@pytest.mark.lab(scenario="exchange-2010")
+async def test_mrs_target_database_limit_keeps_requests_queued(lab: Lab) -> None:
     users = ["user001@contoso.test", "user004@contoso.test", "user007@contoso.test"]
-    homes = [(await mailbox(lab2010, u))["server"] for u in users]
+    homes = [(await mailbox(lab, u))["server"] for u in users]
     assert set(homes) == {"EX2007-A"}
-    moves = [await start(lab2010, u, "EX2010-B") for u in users]
-    statuses = [(await show(lab2010, m["id"]))["status"] for m in moves]
+    moves = [await start(lab, u, "EX2010-B") for u in users]
+    statuses = [(await show(lab, m["id"]))["status"] for m in moves]
     assert statuses == ["InProgress", "InProgress", "Queued"]  # MaxActiveMovesPerTargetMDB 2
     for m in moves:
-        await run_until(lab2010, m["id"], "Completed")
+        await run_until(lab, m["id"], "Completed")
 
 
-async def test_mrs_suspend_and_resume(lab2010: Lab) -> None:
-    move = await start(lab2010, FRANK, "EX2010-B")
-    status, suspended = await api(lab2010, "POST", f"/api/v1/moves/{move['id']}/suspend")
+@pytest.mark.lab(scenario="exchange-2010")
+async def test_mrs_suspend_and_resume(lab: Lab) -> None:
+    move = await start(lab, FRANK, "EX2010-B")
+    status, suspended = await api(lab, "POST", f"/api/v1/moves/{move['id']}/suspend")
     assert status == 200 and suspended["status"] == "Suspended"
-    await lab2010.advance(3600)
-    assert (await show(lab2010, move["id"]))["status"] == "Suspended"
-    status, resumed = await api(lab2010, "POST", f"/api/v1/moves/{move['id']}/resume")
+    await lab.advance(3600)
+    assert (await show(lab, move["id"]))["status"] == "Suspended"
+    status, resumed = await api(lab, "POST", f"/api/v1/moves/{move['id']}/resume")
     assert status == 200 and resumed["status"] == "InProgress"
-    await run_until(lab2010, move["id"], "Completed")
+    await run_until(lab, move["id"], "Completed")
 
 
-async def test_2007_offline_move_keeps_the_mailbox_in_transit_throughout(lab2010: Lab) -> None:
+@pytest.mark.lab(scenario="exchange-2010")
+async def test_2007_offline_move_keeps_the_mailbox_in_transit_throughout(lab: Lab) -> None:
     heidi = "heidi@contoso.test"
-    before = (await mailbox(lab2010, heidi))["message_count"]
-    move = await start(lab2010, heidi, "EX2010-A", engine="movemailbox2007")
+    before = (await mailbox(lab, heidi))["message_count"]
+    move = await start(lab, heidi, "EX2010-A", engine="movemailbox2007")
     seen = []
-    while (current := await show(lab2010, move["id"]))["status"] != "Completed":
-        seen.append((await mailbox(lab2010, heidi))["in_transit"])
-        await send(lab2010, "EX2007-A", heidi)
-        await lab2010.advance(15)
+    while (current := await show(lab, move["id"]))["status"] != "Completed":
+        seen.append((await mailbox(lab, heidi))["in_transit"])
+        await send(lab, "EX2007-A", heidi)
+        await lab.advance(15)
     assert seen and all(seen)
     assert current["engine"] == "movemailbox2007"
-    await lab2010.settle()
-    after = await mailbox(lab2010, heidi)
+    await lab.settle()
+    after = await mailbox(lab, heidi)
     assert (after["server"], after["message_count"]) == ("EX2010-A", before + len(seen))
 
 

@@ -21,11 +21,12 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from mailflow import moves
 from mailflow.errors import LabError
-from mailflow.moves.states import FINAL, TRANSITIONS, InvalidMoveTransition, MoveStatus
+from mailflow.moves import dispatch as moves
+from mailflow.moves.states import FINAL, TRANSITIONS, MoveStatus
 from stores.audit import audit
-from tests.conftest import make_lab
+from stores.machine import InvalidTransition
+from tests.conftest import build_lab
 from tests.helpers import send
 
 MAILBOXES = ["frank@contoso.test", "grace@contoso.test", "heidi@contoso.test"]
@@ -39,7 +40,7 @@ class MrsMachine(RuleBasedStateMachine):
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="mailflow-mrs-"))
         self.loop = asyncio.new_event_loop()
-        self.lab = make_lab(self.dir / "data", "exchange-2010")
+        self.lab = build_lab(self.dir / "data", "exchange-2010")
         self.lab.http = None
         self._run(self.lab.start())
         self.sent = 0
@@ -75,7 +76,7 @@ class MrsMachine(RuleBasedStateMachine):
         move_id = data.draw(st.sampled_from(self.ids))
         try:
             self._write(lambda tx: ACTIONS[action](tx, self.lab.scenario, move_id))
-        except (LabError, InvalidMoveTransition):
+        except (LabError, InvalidTransition):
             return
         if action == "remove":
             self.ids.remove(move_id)

@@ -3,10 +3,8 @@ stuck RPC queue with its fix, over real SMTP and on the lab clock."""
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
+import pytest
 
-from mailflow import scenarios
 from mailflow.runtime.lab import Lab
 from tests.helpers import (
     api,
@@ -170,23 +168,17 @@ async def test_the_mta_gives_up_after_its_open_retries(lab: Lab) -> None:
     assert report["clean"]
 
 
-async def test_urgent_mail_times_out_first(tmp_path: Path) -> None:
-    scenario = scenarios.load("mixed-2003")
-    patient = dataclasses.replace(scenario.defaults, mta_max_open_retries=10_000)
-    lab = Lab(dataclasses.replace(scenario, defaults=patient), tmp_path / "data", speed=0,
-              http=("127.0.0.1", 0), smtp_port_override=0)
-    await lab.start()
-    try:
-        move = await hold_move(lab, DAVE, "EX2003-A")
-        await send(lab, "EX55-LON", DAVE, subject="urgent", headers="X-Priority: 1\r\n")
-        await send(lab, "EX55-LON", DAVE, subject="normal")
-        await api(lab, "POST", f"/api/v1/moves/{move}/complete")
-        await lab.advance(patient.mta_timeout_urgent_seconds)
-        assert await queue_depth(lab, "EX55-LON", "mta:EX2003-A") == 1
-        gave_up = await queue_row(lab, "EX55-LON", "unreachable")
-        assert gave_up["message_count"] == 1 and "timeout (urgent)" in gave_up["last_error"]
-    finally:
-        await lab.stop()
+@pytest.mark.lab(defaults={"mta_max_open_retries": 10_000})
+async def test_urgent_mail_times_out_first(lab: Lab) -> None:
+    patient = lab.scenario.defaults
+    move = await hold_move(lab, DAVE, "EX2003-A")
+    await send(lab, "EX55-LON", DAVE, subject="urgent", headers="X-Priority: 1\r\n")
+    await send(lab, "EX55-LON", DAVE, subject="normal")
+    await api(lab, "POST", f"/api/v1/moves/{move}/complete")
+    await lab.advance(patient.mta_timeout_urgent_seconds)
+    assert await queue_depth(lab, "EX55-LON", "mta:EX2003-A") == 1
+    gave_up = await queue_row(lab, "EX55-LON", "unreachable")
+    assert gave_up["message_count"] == 1 and "timeout (urgent)" in gave_up["last_error"]
 
 
 async def test_connector_and_rpc_requests_are_checked(lab: Lab) -> None:

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailflow.metrics import AGE_BUCKETS, _snapshot
-from routing import queues
 from stores import db
+from stores import queue_state as queues
+from stores.snapshot import AGE_BUCKETS
+from stores.snapshot import snapshot as _snapshot
 
 SERVERS = ("EX2003-A", "EX55-LON")
 QUEUE_IDS = ("deferred", "holding", "smtp:EX2003-B")
@@ -95,7 +96,7 @@ def test_queue_stats_equal_a_count_of_every_pair(rows: list[Row], now: float) ->
     conn = _store(rows, now)
     for server, queue in queues.queue_keys(conn, SERVERS):
         mine = [r for r in rows if (r.server, r.queue) == (server, queue)]
-        stats = queues._queue_stats(conn, server, queue)
+        stats = queues.stats(conn, server, queue)
         assert stats.depth == len(mine)
         assert stats.oldest_at == min(_queued_at(r, now) for r in mine)
         scheduled = [(r, at) for r in mine if (at := _next_attempt(r, now)) is not None]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import aiosmtplib
 import pytest
 
@@ -12,7 +10,7 @@ from routing import deferred
 from stores import mailbox as stores_mailbox
 from stores.clock import Clock
 from stores.db import Store
-from tests.conftest import make_lab
+from tests.conftest import LabFactory
 from tests.helpers import api, hold_move, mailbox, queue_depth
 
 ALICE = "alice@contoso.test"
@@ -59,32 +57,24 @@ async def test_a_failed_move_releases_page_by_page(lab: Lab) -> None:
 
 
 @pytest.mark.usefixtures("small_pages")
-async def test_a_release_cut_short_by_a_restart_goes_on(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    lab = make_lab(data)
-    await lab.start()
-    try:
-        before = (await mailbox(lab, ALICE))["message_count"]
-        await hold_move(lab, ALICE, "EX2003-B")
-        await lab.advance(3600)
-        await park(lab, PARKED)
-    finally:
-        await lab.stop()
+async def test_a_release_cut_short_by_a_restart_goes_on(lab_factory: LabFactory) -> None:
+    lab = await lab_factory.start()
+    before = (await mailbox(lab, ALICE))["message_count"]
+    await hold_move(lab, ALICE, "EX2003-B")
+    await lab.advance(3600)
+    await park(lab, PARKED)
+    await lab_factory.stop(lab)
 
     # As if the lab died right after the write that cleared PR_IN_TRANSIT: the flag is
     # clear, the release is recorded (as deferred.release records it) and not one page of
     # it has gone.
-    store = Store(data / "mailflow.db", Clock(speed=0))
+    store = Store(lab.data_dir / "mailflow.db", Clock(speed=0))
     store.write_sync(lambda tx: (
         stores_mailbox.set_in_transit(tx.conn, "EX2003-A", ALICE, False),
         tx.conn.execute("INSERT INTO releases(mailbox, queue, after_id) VALUES (?, ?, 0)",
                         (ALICE, deferred.QUEUE))))
     store.close()
 
-    lab = make_lab(data)
-    await lab.start()
-    try:
-        await lab.settle()
-        await all_released(lab, before)
-    finally:
-        await lab.stop()
+    lab = await lab_factory.start()
+    await lab.settle()
+    await all_released(lab, before)

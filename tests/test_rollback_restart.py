@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import pytest
 
 from mailflow.runtime.lab import Lab
-from tests.conftest import make_lab
+from tests.conftest import LabFactory
 from tests.helpers import api, mailbox, queue_depth, send
 
 
@@ -31,60 +31,48 @@ async def test_failed_move_rolls_back_and_delivers_at_the_source(lab: Lab) -> No
     assert report["clean"] and report["delivered"] == 2
 
 
-async def test_restart_keeps_deferred_mail_and_the_held_move(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    first = make_lab(data)
-    await first.start()
+async def test_restart_keeps_deferred_mail_and_the_held_move(lab_factory: LabFactory) -> None:
+    first = await lab_factory.start()
     _, move = await api(first, "POST", "/api/v1/moves",
                         {"mailbox": "alice@contoso.test", "target": "EX2003-B", "hold": True})
     for n in range(3):
         await send(first, "EX2003-A", "alice@contoso.test", subject=f"before restart {n}")
     await first.advance(first.scenario.defaults.move_base_seconds)  # the copy ends: Held
     assert await queue_depth(first, "EX2003-A", "deferred") == 3
-    await first.stop()
+    await lab_factory.stop(first)
 
-    second = make_lab(data)
-    await second.start()
-    try:
-        assert await queue_depth(second, "EX2003-A", "deferred") == 3
-        _, held = await api(second, "GET", f"/api/v1/moves/{move['id']}")
-        assert (held["status"], held["status_detail"]) == ("InProgress", "Held")
-        _, alice = await api(second, "GET", "/api/v1/mailboxes/alice@contoso.test")
-        assert alice["in_transit"]
+    second = await lab_factory.start()
+    assert await queue_depth(second, "EX2003-A", "deferred") == 3
+    _, held = await api(second, "GET", f"/api/v1/moves/{move['id']}")
+    assert (held["status"], held["status_detail"]) == ("InProgress", "Held")
+    _, alice = await api(second, "GET", "/api/v1/mailboxes/alice@contoso.test")
+    assert alice["in_transit"]
 
-        await api(second, "POST", f"/api/v1/moves/{move['id']}/complete")
-        await second.settle()
-        _, alice = await api(second, "GET", "/api/v1/mailboxes/alice@contoso.test")
-        assert (alice["server"], alice["message_count"]) == ("EX2003-B", 3)
-        _, report = await api(second, "GET", "/api/v1/audit")
-        assert report["clean"] and report["delivered"] == 3
-    finally:
-        await second.stop()
+    await api(second, "POST", f"/api/v1/moves/{move['id']}/complete")
+    await second.settle()
+    _, alice = await api(second, "GET", "/api/v1/mailboxes/alice@contoso.test")
+    assert (alice["server"], alice["message_count"]) == ("EX2003-B", 3)
+    _, report = await api(second, "GET", "/api/v1/audit")
+    assert report["clean"] and report["delivered"] == 3
 
 
-async def test_restart_rolls_back_a_wizard_move_caught_mid_copy(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    first = make_lab(data)
-    await first.start()
+async def test_restart_rolls_back_a_wizard_move_caught_mid_copy(lab_factory: LabFactory) -> None:
+    first = await lab_factory.start()
     _, move = await api(first, "POST", "/api/v1/moves",
                         {"mailbox": "alice@contoso.test", "target": "EX2003-B"})
     assert move["step"] == "CopyingMessages"
     await send(first, "EX2003-A", "alice@contoso.test")
     await first.settle()
-    await first.stop()
+    await lab_factory.stop(first)
 
-    second = make_lab(data)
-    await second.start()
-    try:
-        await second.settle()
-        _, failed = await api(second, "GET", f"/api/v1/moves/{move['id']}")
-        assert (failed["status"], failed["step"]) == ("Failed", "RolledBack")
-        assert failed["failure_step"] == "CopyingMessages"
-        alice = await mailbox(second, "alice@contoso.test")
-        assert (alice["server"], alice["message_count"], alice["in_transit"]) == (
-            "EX2003-A", 1, False)
-    finally:
-        await second.stop()
+    second = await lab_factory.start()
+    await second.settle()
+    _, failed = await api(second, "GET", f"/api/v1/moves/{move['id']}")
+    assert (failed["status"], failed["step"]) == ("Failed", "RolledBack")
+    assert failed["failure_step"] == "CopyingMessages"
+    alice = await mailbox(second, "alice@contoso.test")
+    assert (alice["server"], alice["message_count"], alice["in_transit"]) == (
+        "EX2003-A", 1, False)
 
 
 async def test_move_without_hold_completes_on_the_lab_clock(lab: Lab) -> None:
@@ -138,26 +126,21 @@ async def test_unreachable_peer_retries_the_link_queue(lab: Lab) -> None:
     assert next(r for r in rows if r["identity"] == "EX2003-A\\EX2003-B")["status"] == "Ready"
 
 
-async def test_restart_resumes_an_mrs_move(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    first = make_lab(data, "exchange-2010")
-    await first.start()
+@pytest.mark.lab(scenario="exchange-2010")
+async def test_restart_resumes_an_mrs_move(lab_factory: LabFactory) -> None:
+    first = await lab_factory.start()
     _, move = await api(first, "POST", "/api/v1/moves",
                         {"mailbox": "frank@contoso.test", "target": "EX2010-B"})
     await first.advance(first.scenario.defaults.move_base_seconds / 2)  # past InitialSeeding
     _, before = await api(first, "GET", f"/api/v1/moves/{move['id']}")
     assert (before["engine"], before["status"]) == ("mrs2010", "InProgress")
     assert before["status_detail"] != "InitialSeeding"
-    await first.stop()
+    await lab_factory.stop(first)
 
-    second = make_lab(data, "exchange-2010")
-    await second.start()
-    try:
-        await second.advance(second.scenario.defaults.move_base_seconds * 2)
-        _, after = await api(second, "GET", f"/api/v1/moves/{move['id']}")
-        assert after["status"] == "Completed"
-        details = [h["status_detail"] for h in after["history"]]
-        assert details.count("InitialSeeding") == 1  # resumed, not started over
-        assert (await mailbox(second, "frank@contoso.test"))["server"] == "EX2010-B"
-    finally:
-        await second.stop()
+    second = await lab_factory.start()
+    await second.advance(second.scenario.defaults.move_base_seconds * 2)
+    _, after = await api(second, "GET", f"/api/v1/moves/{move['id']}")
+    assert after["status"] == "Completed"
+    details = [h["status_detail"] for h in after["history"]]
+    assert details.count("InitialSeeding") == 1  # resumed, not started over
+    assert (await mailbox(second, "frank@contoso.test"))["server"] == "EX2010-B"

@@ -6,15 +6,12 @@ commands go over a raw stream, since aiosmtplib will not send them.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import pytest
 
-from mailflow import scenarios
 from mailflow.runtime.lab import Lab
 from tests.helpers import api, queue_id, sample, scrape, send
 from tests.smtpwire import Wire, connect
@@ -191,42 +188,29 @@ async def test_declared_size_over_the_limit_is_refused_at_mail(lab: Lab) -> None
     await assert_still_serves_alice(lab)
 
 
-@asynccontextmanager
-async def small_lab(tmp_path: Path, max_message_size: int) -> AsyncIterator[Lab]:
-    scenario = scenarios.load("mixed-2003")
-    scenario = dataclasses.replace(
-        scenario, defaults=dataclasses.replace(scenario.defaults, max_message_size=max_message_size)
-    )
-    lab = Lab(scenario, tmp_path / "d", speed=0, http=("127.0.0.1", 0), smtp_port_override=0)
-    await lab.start()
-    try:
-        yield lab
-    finally:
-        await lab.stop()
+@pytest.mark.lab(defaults={"max_message_size": 2048})
+async def test_data_over_the_limit_is_refused(lab: Lab) -> None:
+    limit = lab.scenario.defaults.max_message_size
+    assert limit == 2048
+    before = await accepted_count(lab)
+    async with session(lab) as smtp:
+        # No SIZE declared: the server only learns the size while reading DATA.
+        assert (await smtp.command(f"MAIL FROM:<{SENDER}>"))[0] == 250
+        assert (await smtp.command(f"RCPT TO:<{ALICE}>"))[0] == 250
+        code, text = await smtp.data(message("too big", limit + 1))
+        assert code == 552, (code, text)
+        await assert_nothing_stored(lab, before)
 
-
-async def test_data_over_the_limit_is_refused(tmp_path: Path) -> None:
-    limit = 2048
-    async with small_lab(tmp_path, limit) as lab:
-        before = await accepted_count(lab)
-        async with session(lab) as smtp:
-            # No SIZE declared: the server only learns the size while reading DATA.
-            assert (await smtp.command(f"MAIL FROM:<{SENDER}>"))[0] == 250
-            assert (await smtp.command(f"RCPT TO:<{ALICE}>"))[0] == 250
-            code, text = await smtp.data(message("too big", limit + 1))
-            assert code == 552, (code, text)
-            await assert_nothing_stored(lab, before)
-
-            # The same session goes on, and a message of exactly the limit is taken.
-            assert (await smtp.command(f"MAIL FROM:<{SENDER}>"))[0] == 250
-            assert (await smtp.command(f"RCPT TO:<{ALICE}>"))[0] == 250
-            code, text = await smtp.data(message("just fits", limit))
-            queued(code, text)
-        await lab.settle()
-        assert await accepted_count(lab) == before + 1
-        _, mailbox = await api(lab, "GET", f"/api/v1/mailboxes/{ALICE}")
-        assert mailbox["message_count"] == 1
-        await assert_still_serves_alice(lab)
+        # The same session goes on, and a message of exactly the limit is taken.
+        assert (await smtp.command(f"MAIL FROM:<{SENDER}>"))[0] == 250
+        assert (await smtp.command(f"RCPT TO:<{ALICE}>"))[0] == 250
+        code, text = await smtp.data(message("just fits", limit))
+        queued(code, text)
+    await lab.settle()
+    assert await accepted_count(lab) == before + 1
+    _, mailbox = await api(lab, "GET", f"/api/v1/mailboxes/{ALICE}")
+    assert mailbox["message_count"] == 1
+    await assert_still_serves_alice(lab)
 
 
 # -- recipients per message, junk ---------------------------------------------------------------

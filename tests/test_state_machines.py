@@ -9,13 +9,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from mailflow.moves.states import FINAL as MOVE_FINAL
+from mailflow.moves.states import MOVES, MoveStatus
 from mailflow.moves.states import TRANSITIONS as MOVE_TRANSITIONS
-from mailflow.moves.states import InvalidMoveTransition, MoveStatus, transition
-from routing import queues
-from routing.queues import InvalidQueueTransition, QueueStatus
 from stores import db, messages
+from stores import queue_state as queues
 from stores.audit import audit
-from stores.messages import FINAL, InvalidTransition, Pair, PairState, queue_state
+from stores.machine import InvalidTransition
+from stores.messages import FINAL, Pair, PairState, queue_state
+from stores.queue_state import QueueStatus
 
 QUEUE_IDS = ["local", "deferred", "unreachable", "smtp:B", "holding", "mta:B", "mta:x400:X"]
 
@@ -30,8 +31,8 @@ class MoveMachine(RuleBasedStateMachine):
     def step(self, new: MoveStatus) -> None:
         before = self.status
         try:
-            self.status = transition("m", self.status, new)
-        except InvalidMoveTransition as exc:
+            self.status = MOVES.move("m", self.status, new)
+        except InvalidTransition as exc:
             assert new not in MOVE_TRANSITIONS[before]
             assert before.value in str(exc) and new.value in str(exc)
         else:
@@ -60,7 +61,7 @@ class QueueMachine(RuleBasedStateMachine):
         before = queues.status(self.conn, "A", "smtp:B")
         try:
             queues.set_status(self.conn, "A", "smtp:B", new, next_retry=1.0)
-        except InvalidQueueTransition as exc:
+        except InvalidTransition as exc:
             assert new not in queues.TRANSITIONS[before] and before != new
             assert "A\\B" in str(exc)
             assert queues.status(self.conn, "A", "smtp:B") == before

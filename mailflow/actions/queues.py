@@ -12,14 +12,16 @@ whatever it was waiting for.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
+from mailflow.actions.organization import server_name
 from mailflow.errors import Conflict, NotFound
 from routing import categorizer, dsn, mta, queues
-from stores import messages
-from stores.db import Tx
-from stores.messages import SMARTHOST, Pair, PairState
+from stores import messages, pairs, queue_ids, queue_state
+from stores.backend import Read, Tx
+from stores.messages import Pair, PairState
+from stores.queue_ids import DEFERRED, HOLDING, SMARTHOST, UNREACHABLE, identity
+from stores.queue_state import QueueStatus
 from stores.topology import Scenario
 
 # Event ids of the emulated log (source "mailflow"), one per action.
@@ -29,46 +31,36 @@ EVENT_IDS = {
 }
 
 
-def _server(scenario: Scenario, server: str) -> str:
-    if not scenario.has_server(server):
-        raise NotFound(f"no server {server!r}")
-    return scenario.server(server).name
-
-
-def known_queue(conn: sqlite3.Connection, scenario: Scenario, server: str, queue: str) -> bool:
+def known_queue(db: Read, scenario: Scenario, server: str, queue: str) -> bool:
     """Whether ``queue`` exists on ``server``: a standard queue, a link or MTA queue to a
     known server, the smarthost queue, or any queue that holds mail or has a state."""
     at = scenario.server(server)
     if queue in queues.standard_queues(at) or queue == SMARTHOST:
         return True
-    kind, _, target = queue.partition(":")
-    if kind in ("smtp", "mta") and scenario.has_server(target) and target != at.name:
+    try:
+        kind, target = queue_ids.parse(queue)
+    except ValueError:
+        kind, target = None, ""
+    if kind in (queue_ids.Kind.LINK, queue_ids.Kind.MTA) and scenario.has_server(target) \
+            and target != at.name:
         return True
-    return conn.execute(
-        "SELECT 1 FROM pairs WHERE server=? AND queue=? UNION SELECT 1 FROM queue_state"
-        " WHERE server=? AND queue=? LIMIT 1", (at.name, queue, at.name, queue),
-    ).fetchone() is not None
+    return queue_state.exists(db, at.name, queue)
 
 
 def _queue(tx: Tx, scenario: Scenario, server: str, queue: str) -> tuple[str, str]:
-    name = _server(scenario, server)
-    if not known_queue(tx.conn, scenario, name, queue):
+    name = server_name(scenario, server)
+    if not known_queue(tx, scenario, name, queue):
         raise NotFound(f"no queue {queue!r} on {name}")
     return name, queue
 
 
-def resolve(conn: sqlite3.Connection, server: str, queue: str, message: str) -> list[Pair]:
+def resolve(db: Read, server: str, queue: str, message: str) -> list[Pair]:
     """The pairs of one message (queue id, or Message-ID header with or without <>) that
     wait in ``queue`` on ``server``; NotFound when there are none."""
-    header = message if message.startswith("<") else f"<{message}>"
-    pairs = messages.load(
-        conn, "p.server = ? AND p.queue = ? AND (p.message = ? OR p.message IN"
-        " (SELECT id FROM messages WHERE message_id IN (?, ?))) ORDER BY p.id",
-        (server, queue, message, message, header),
-    )
-    if not pairs:
-        raise NotFound(f"no message {message!r} in queue {queues.identity(server, queue)}")
-    return pairs
+    found = pairs.of_message(db, server, queue, message)
+    if not found:
+        raise NotFound(f"no message {message!r} in queue {identity(server, queue)}")
+    return found
 
 
 def _event(tx: Tx, action: str, server: str, text: str) -> None:
@@ -78,15 +70,9 @@ def _event(tx: Tx, action: str, server: str, text: str) -> None:
 def _wake(tx: Tx, scenario: Scenario, server: str, queue: str, ids: list[int] | None) -> None:
     """Thawed mail goes on at once: deferred mail of a mailbox no longer in transit is
     retried now, an InTransitFolder of a finished move is flushed, links are kicked."""
-    only = "" if ids is None else f" AND id IN ({','.join('?' * len(ids))})"
-    if queue == "deferred":
-        tx.conn.execute(
-            "UPDATE pairs SET next_attempt=? WHERE server=? AND queue='deferred' AND frozen=0"
-            " AND NOT EXISTS (SELECT 1 FROM store_mailboxes s WHERE s.server = pairs.server"
-            f" AND s.mailbox = pairs.mailbox AND s.in_transit = 1){only}",
-            (tx.now, server, *(ids or [])),
-        )
-    elif queue == categorizer.HOLDING:
+    if queue == DEFERRED:
+        pairs.retry_deferred(tx, server, tx.now, ids=ids, skip_frozen=True)
+    elif queue == HOLDING:
         mta.flush_holding(tx, scenario, server)
     tx.note("mta", server=server)  # the scheduler looks for due work now
 
@@ -94,46 +80,45 @@ def _wake(tx: Tx, scenario: Scenario, server: str, queue: str, ids: list[int] | 
 def freeze_queue(tx: Tx, scenario: Scenario, server: str, queue: str) -> dict[str, Any]:
     """Freeze a whole queue: none of its mail moves until it is thawed."""
     name, queue = _queue(tx, scenario, server, queue)
-    if queues.status(tx.conn, name, queue) == queues.QueueStatus.FROZEN:
-        raise Conflict(f"queue {queues.identity(name, queue)} is already frozen")
-    queues.set_status(tx.conn, name, queue, queues.QueueStatus.FROZEN)
-    _event(tx, "freeze", name, f"Queue {queues.identity(name, queue)} frozen by an operator.")
-    return {"server": name, "queue": queue, "status": queues.QueueStatus.FROZEN.value}
+    if queue_state.status(tx, name, queue) == QueueStatus.FROZEN:
+        raise Conflict(f"queue {identity(name, queue)} is already frozen")
+    queue_state.set_status(tx, name, queue, QueueStatus.FROZEN)
+    _event(tx, "freeze", name, f"Queue {identity(name, queue)} frozen by an operator.")
+    return {"server": name, "queue": queue, "status": QueueStatus.FROZEN.value}
 
 
 def thaw_queue(tx: Tx, scenario: Scenario, server: str, queue: str) -> dict[str, Any]:
     """Unfreeze a queue (409 when it is not frozen); its unfrozen mail goes on at once."""
     name, queue = _queue(tx, scenario, server, queue)
-    if queues.status(tx.conn, name, queue) != queues.QueueStatus.FROZEN:
-        raise Conflict(f"queue {queues.identity(name, queue)} is not frozen")
-    queues.set_status(tx.conn, name, queue, queues.QueueStatus.READY)
-    _event(tx, "thaw", name, f"Queue {queues.identity(name, queue)} unfrozen by an operator.")
+    if queue_state.status(tx, name, queue) != QueueStatus.FROZEN:
+        raise Conflict(f"queue {identity(name, queue)} is not frozen")
+    queue_state.set_status(tx, name, queue, QueueStatus.READY)
+    _event(tx, "thaw", name, f"Queue {identity(name, queue)} unfrozen by an operator.")
     _wake(tx, scenario, name, queue, None)
-    return {"server": name, "queue": queue, "status": queues.QueueStatus.READY.value}
+    return {"server": name, "queue": queue, "status": QueueStatus.READY.value}
 
 
 def set_message_frozen(tx: Tx, scenario: Scenario, server: str, queue: str, message: str,
                        frozen: bool) -> dict[str, Any]:
     """Freeze or thaw one message in one queue (409 when it already is)."""
     name, queue = _queue(tx, scenario, server, queue)
-    pairs = resolve(tx.conn, name, queue, message)
+    found = resolve(tx, name, queue, message)
     word = "frozen" if frozen else "thawed"
-    change = [p for p in pairs if p.frozen != frozen]
+    change = [p for p in found if p.frozen != frozen]
     if not change:
-        raise Conflict(f"message {pairs[0].message} in {queues.identity(name, queue)} is"
+        raise Conflict(f"message {found[0].message} in {identity(name, queue)} is"
                        f" {'already frozen' if frozen else 'not frozen'}")
     ids = [p.id for p in change]
-    tx.conn.execute(f"UPDATE pairs SET frozen=? WHERE id IN ({','.join('?' * len(ids))})",
-                    (int(frozen), *ids))
+    pairs.set_frozen(tx, ids, frozen)
     for pair in change:
         tx.trace(pair.message, pair.rcpt, name, "frozen" if frozen else "thawed",
                  f"by an operator in queue {queue}")
     _event(tx, "freeze-message" if frozen else "thaw-message", name,
-           f"Message {pairs[0].message} in queue {queues.identity(name, queue)} {word} by an"
+           f"Message {found[0].message} in queue {identity(name, queue)} {word} by an"
            " operator.")
     if not frozen:
         _wake(tx, scenario, name, queue, ids)
-    return {"server": name, "queue": queue, "message": pairs[0].message, "frozen": frozen,
+    return {"server": name, "queue": queue, "message": found[0].message, "frozen": frozen,
             "recipients": [p.rcpt for p in change]}
 
 
@@ -141,50 +126,46 @@ def delete_message(tx: Tx, scenario: Scenario, server: str, queue: str, message:
                    ndr: bool) -> dict[str, Any]:
     """Delete one message from a queue, with an NDR to its sender (4.3.2) or silently."""
     name, queue = _queue(tx, scenario, server, queue)
-    pairs = resolve(tx.conn, name, queue, message)
+    found = resolve(tx, name, queue, message)
     at = scenario.server(name)
     if ndr:
-        dsn.fail(tx, scenario, pairs, at, dsn.deleted_by_admin(), final=PairState.DELETED)
+        categorizer.fail(tx, scenario, found, at, dsn.deleted_by_admin(), final=PairState.DELETED)
     else:
-        for pair in pairs:
+        for pair in found:
             messages.place_final(tx, pair, PairState.DELETED,
                                  last_error="deleted by an operator without NDR")
             tx.trace(pair.message, pair.rcpt, name, "deleted",
                      f"by an operator from queue {queue}, without NDR")
     how = "with NDR" if ndr else "without NDR"
     _event(tx, "delete-ndr" if ndr else "delete", name,
-           f"Message {pairs[0].message} deleted {how} from queue"
-           f" {queues.identity(name, queue)} by an operator ({len(pairs)} recipient(s)).")
-    return {"server": name, "queue": queue, "message": pairs[0].message, "ndr": ndr,
-            "deleted": [p.rcpt for p in pairs]}
+           f"Message {found[0].message} deleted {how} from queue"
+           f" {identity(name, queue)} by an operator ({len(found)} recipient(s)).")
+    return {"server": name, "queue": queue, "message": found[0].message, "ndr": ndr,
+            "deleted": [p.rcpt for p in found]}
 
 
 def retry_queue(tx: Tx, scenario: Scenario, server: str, queue: str) -> dict[str, Any]:
     """Force Connection: every unfrozen message of the queue is tried at once; mail in
     ``unreachable`` is routed again (after a connector or a smarthost was added)."""
     name, queue = _queue(tx, scenario, server, queue)
-    if queue == categorizer.HOLDING:
+    if queue == HOLDING:
         raise Conflict("InTransitFolder mail leaves only when its mailbox's move ends")
-    if queues.status(tx.conn, name, queue) == queues.QueueStatus.FROZEN:
-        raise Conflict(f"queue {queues.identity(name, queue)} is frozen; thaw it first")
-    if queue == "unreachable":
-        waiting = messages.load(tx.conn, "p.server = ? AND p.queue = ? AND p.frozen = 0",
-                                (name, queue))
+    if queue_state.status(tx, name, queue) == QueueStatus.FROZEN:
+        raise Conflict(f"queue {identity(name, queue)} is frozen; thaw it first")
+    if queue == UNREACHABLE:
+        waiting = pairs.waiting(tx, [name], queue)
         for pair in waiting:
             categorizer.route(tx, scenario, pair, scenario.server(name))
         count = len(waiting)
     else:
-        count = tx.conn.execute(
-            "UPDATE pairs SET next_attempt=? WHERE server=? AND queue=? AND frozen=0",
-            (tx.now, name, queue),
-        ).rowcount
-    if not count and queues.status(tx.conn, name, queue) == queues.QueueStatus.READY:
-        raise NotFound(f"queue {queues.identity(name, queue)} holds no messages to retry")
-    _event(tx, "retry", name, f"Force Connection on queue {queues.identity(name, queue)}:"
+        count = pairs.retry_now(tx, name, queue, tx.now)
+    if not count and queue_state.status(tx, name, queue) == QueueStatus.READY:
+        raise NotFound(f"queue {identity(name, queue)} holds no messages to retry")
+    _event(tx, "retry", name, f"Force Connection on queue {identity(name, queue)}:"
            f" {count} recipient(s) retried.")
     tx.note("mta", server=name)
-    if queue.startswith("smtp:"):
-        tx.note("link", server=name, target=queue.removeprefix("smtp:"))
+    if queue_ids.is_link(queue):
+        tx.note("link", server=name, target=queue_ids.parse(queue).target)
     elif queue == SMARTHOST:
         tx.note("smarthost", server=name)
     return {"server": name, "queue": queue, "retried": count}
@@ -193,10 +174,10 @@ def retry_queue(tx: Tx, scenario: Scenario, server: str, queue: str) -> dict[str
 def set_outbound(tx: Tx, scenario: Scenario, server: str, enabled: bool) -> dict[str, Any]:
     """Disable Outbound Mail: the server's link queues (``smtp:*``, ``smarthost``) hold
     their mail until it is enabled again; local delivery and the MTA go on."""
-    name = _server(scenario, server)
-    if queues.outbound_disabled(tx.conn, name) != enabled:
+    name = server_name(scenario, server)
+    if queue_state.outbound_disabled(tx, name) != enabled:
         raise Conflict(f"outbound mail on {name} is already {'en' if enabled else 'dis'}abled")
-    queues.set_outbound(tx.conn, name, enabled, tx.now)
+    queue_state.set_outbound(tx, name, enabled, tx.now)
     word = "enabled" if enabled else "disabled"
     _event(tx, "enable-outbound" if enabled else "disable-outbound", name,
            f"Outbound mail {word} on {name} by an operator.")

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mailflow.cli.client import CliError
 
 # The scripted labs import the lab, aiohttp and aiosmtplib (~0.4 s); `mailflow` builds this
-# command's parser for every command it runs, so they are imported only by cmd_lab and _keep,
-# which run it (docs/benchmarks.md, hotspot 8).
+# command's parser for every command it runs, so they (and asyncio) are imported only by
+# cmd_lab and _keep, which run it (docs/benchmarks.md, hotspot 8).
 if TYPE_CHECKING:
     from mailflow.runtime.lab import Lab
 
@@ -67,7 +66,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
         return 0
     try:
         plan = labs.load(args.lab)
-    except labs.LabError as exc:
+    except labs.LabFileError as exc:
         raise CliError(str(exc)) from None
     data = Path(args.data) if args.data else None
     if data is not None and (data / "mailflow.db").exists():
@@ -91,12 +90,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
 
 async def _keep(lab: Lab) -> None:
-    import asyncio
+    from mailflow.cli.signals import stop_event
 
     print(f"lab kept running: API {lab.http_url}, data {lab.data_dir}; Ctrl-C stops it",
           flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await stop_event().wait()

@@ -1,4 +1,5 @@
-"""``mailflow queue``, ``qshape``, ``messages`` and ``server``: Queue Viewer from the shell.
+"""``mailflow queues``, ``queue``, ``qshape``, ``messages`` and ``server``: Queue Viewer
+from the shell.
 
 In: the subcommands and their flags. Out: calls to the queue, qshape, message search
 and server routes of ``/api/v1``, printed as tables (or JSON with ``--json``).
@@ -10,8 +11,14 @@ import argparse
 import urllib.parse
 from typing import Any
 
-from mailflow.cli.client import Client, parse_duration, quoted, show, table, when
+from mailflow.cli.client import Client, age, parse_duration, quoted, show, table, when
 from mailflow.queue_views import GROUPINGS, render_qshape
+
+
+def add_list_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``mailflow queues``, added apart: it comes before ``move`` in ``mailflow --help``."""
+    sub.add_parser("queues", parents=[common], help="every queue, as Queue Viewer shows it"
+                   ).set_defaults(func=cmd_queues)
 
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -66,6 +73,18 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 def _query(**params: str | float | None) -> str:
     given = {k: str(v) for k, v in params.items() if v is not None}
     return f"?{urllib.parse.urlencode(given)}" if given else ""
+
+
+def cmd_queues(args: argparse.Namespace) -> int:
+    rows = Client(args).call("GET", "/api/v1/queues")
+    view = [
+        {**r, "next_retry": when(r["next_retry_time"]) if r["next_retry_time"] else None,
+         "oldest": age(r["oldest_message_age_seconds"]) if r["message_count"] else None}
+        for r in rows
+    ]
+    show(args, rows, table(view, ["identity", "message_count", "status", "next_retry",
+                                  "oldest", "last_error"]))
+    return 0
 
 
 def cmd_queue(args: argparse.Namespace) -> int:

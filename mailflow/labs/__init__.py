@@ -43,12 +43,14 @@ VERBS = {"move": ("start", "complete", "fail", "suspend", "resume", "remove"),
          "service": ("start", "stop"), "queue": ("retry", "freeze", "thaw")}
 
 
-class LabError(ValueError):
+class LabFileError(ValueError):
     """A lab file that cannot run; names the file, the step and the key."""
 
 
 @dataclass(frozen=True)
-class Step:
+class LabStep:
+    """One ``[[steps]]`` table of a lab file: its action (``kind``) and checked arguments."""
+
     number: int
     kind: str
     args: dict[str, Any]
@@ -59,7 +61,7 @@ class LabPlan:
     name: str
     description: str
     scenario: Scenario
-    steps: tuple[Step, ...]
+    steps: tuple[LabStep, ...]
     source: str
 
 
@@ -79,7 +81,7 @@ def load(name_or_path: str) -> LabPlan:
     try:
         text = path.read_text("utf-8")
     except OSError as exc:
-        raise LabError(f"{name_or_path}: no such lab file or built-in lab ({exc.strerror});"
+        raise LabFileError(f"{name_or_path}: no such lab file or built-in lab ({exc.strerror});"
                        f" built-ins: {', '.join(builtin_names())}") from None
     return parse(text, name_or_path, path.parent)
 
@@ -88,14 +90,14 @@ def parse(text: str, source: str, base: Path | None) -> LabPlan:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise LabError(f"{source}: TOML syntax error: {exc}") from None
+        raise LabFileError(f"{source}: TOML syntax error: {exc}") from None
     unknown = sorted(set(data) - {"name", "description", "scenario", "steps"})
     if unknown:
-        raise LabError(f"{source}: {unknown[0]}: unknown key")
+        raise LabFileError(f"{source}: {unknown[0]}: unknown key")
     scenario = _scenario(data.get("scenario", "mixed-2003"), source, base)
     steps = data.get("steps")
     if not isinstance(steps, list) or not steps:
-        raise LabError(f"{source}: steps: a lab needs [[steps]]")
+        raise LabFileError(f"{source}: steps: a lab needs [[steps]]")
     checker = _Checker(source, scenario)
     plan = tuple(checker.step(n, raw) for n, raw in enumerate(steps, 1))
     return LabPlan(str(data.get("name", source)), str(data.get("description", "")), scenario,
@@ -107,12 +109,12 @@ def _scenario(value: Any, source: str, base: Path | None) -> Scenario:
         if isinstance(value, dict):
             return scenarios.parse(_to_toml(value), f"{source} [scenario]")
         if not isinstance(value, str):
-            raise LabError(f"{source}: scenario: a name, a path or a [scenario] table")
+            raise LabFileError(f"{source}: scenario: a name, a path or a [scenario] table")
         if value in scenarios.builtin_names() or base is None:
             return scenarios.load(value)
         return scenarios.load(str(base / value))
     except scenarios.ScenarioError as exc:
-        raise LabError(f"{source}: scenario: {exc}") from None
+        raise LabFileError(f"{source}: scenario: {exc}") from None
 
 
 def _to_toml(table: dict[str, Any], prefix: str = "") -> str:
@@ -147,10 +149,10 @@ class _Checker:
         self.moves: set[str] = set()
         self.sends: set[str] = set()
 
-    def fail(self, number: int, key: str, problem: str) -> LabError:
-        return LabError(f"{self.source}: step {number}: {key}: {problem}")
+    def fail(self, number: int, key: str, problem: str) -> LabFileError:
+        return LabFileError(f"{self.source}: step {number}: {key}: {problem}")
 
-    def step(self, number: int, raw: Any) -> Step:
+    def step(self, number: int, raw: Any) -> LabStep:
         if not isinstance(raw, dict):
             raise self.fail(number, "-", "a step is a table")
         kinds = [k for k in raw if k in (*ACTIONS, "advance", "expect", "wait_until")]
@@ -160,11 +162,11 @@ class _Checker:
         kind = kinds[0]
         value = raw[kind]
         if kind == "advance":
-            return Step(number, kind, {"seconds": self.duration(number, "advance", value)})
+            return LabStep(number, kind, {"seconds": self.duration(number, "advance", value)})
         if not isinstance(value, dict):
             raise self.fail(number, kind, "expected a table, e.g. { ... }")
         if kind in ("expect", "wait_until"):
-            return Step(number, kind, self.check(number, kind, value))
+            return LabStep(number, kind, self.check(number, kind, value))
         self.keys(number, kind, value, ACTIONS[kind])
         if kind in VERBS and value.get("action") not in VERBS[kind]:
             raise self.fail(number, f"{kind}.action", f"one of {', '.join(VERBS[kind])}")
@@ -181,7 +183,7 @@ class _Checker:
                 raise self.fail(number, "send.to", "required")
             if "name" in value:
                 self.sends.add(str(value["name"]))
-        return Step(number, kind, value)
+        return LabStep(number, kind, value)
 
     def move_step(self, number: int, value: dict[str, Any]) -> None:
         name = value.get("name")

@@ -22,13 +22,13 @@ import aiosmtplib
 from prometheus_client.parser import text_string_to_metric_families
 
 from mailflow.cli.client import parse_duration
-from mailflow.labs import LabPlan, Step
+from mailflow.labs import LabPlan, LabStep
 from mailflow.runtime.lab import Lab
 
 
 @dataclass
 class Result:
-    step: Step
+    step: LabStep
     title: str
     passed: bool
     seen: str
@@ -90,7 +90,7 @@ class Runner:
 
     # -- actions ------------------------------------------------------------------------------
 
-    async def act(self, step: Step) -> str:
+    async def act(self, step: LabStep) -> str:
         a = step.args
         if step.kind == "advance":
             await self.lab.advance(a["seconds"])
@@ -164,7 +164,7 @@ class Runner:
 
     # -- expectations -------------------------------------------------------------------------
 
-    async def expect(self, step: Step) -> Result:
+    async def expect(self, step: LabStep) -> Result:
         title, check = self.describe(step.args)
         if step.kind == "expect":
             passed, seen = await check()

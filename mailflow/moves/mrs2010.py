@@ -1,31 +1,56 @@
 """Exchange 2010 move requests, run by the Mailbox Replication Service (seed 001).
 
-In: MRS move rows, from ``run_due`` (the clock) and suspend, resume, complete
-and fail. Out: requests walked through RequestStatus and StatusDetail:
-Queued, then InProgress (InitialSeeding, CopyingMessages, IncrementalSync),
-AutoSuspended when asked to wait, CompletionInProgress (Finalization) and
-Completed. An online move locks the mailbox (PR_IN_TRANSIT) only for the final
-sync and directory update; ``online: false`` locks it from the start. Transient
-faults retry every RetryDelay up to MaxRetries; bad items over BadItemLimit
-fail the request; the per-database limits keep extra requests Queued.
+In: MRS moves (``stores.moves.MoveRecord``), from ``run_due`` (the clock) and
+suspend, resume, complete and fail. Out: requests walked through RequestStatus
+and their ``Phase`` (the StatusDetail, one ``Machine``): Queued, then InProgress
+(InitialSeeding, CopyingMessages, IncrementalSync), AutoSuspended when asked to
+wait, CompletionInProgress (Finalization) and Completed. An online move locks
+the mailbox (PR_IN_TRANSIT) only for the final sync and directory update;
+``online: false`` locks it from the start. Transient faults retry every
+RetryDelay up to MaxRetries; bad items over BadItemLimit fail the request; the
+per-database limits keep extra requests Queued.
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
+import enum
+from collections.abc import Callable
 
 from mailflow.errors import Invalid
 from mailflow.moves import common
 from mailflow.moves.states import MoveStatus
+from stores import moves as stored
 from stores.db import Tx
+from stores.machine import Machine
+from stores.moves import MoveRecord
 from stores.topology import Defaults, Scenario
 
-ENGINE = "mrs2010"
-SEEDING, COPYING, INCREMENTAL = "InitialSeeding", "CopyingMessages", "IncrementalSync"
-AUTO_SUSPENDED, FINALIZATION = "AutoSuspended", "Finalization"
+ENGINE = common.Engine.MRS_2010
+
+
+class Phase(enum.StrEnum):
+    """The phase of an MRS request, kept in the move's step."""
+
+    QUEUED = "Queued"
+    SEEDING = "InitialSeeding"
+    COPYING = "CopyingMessages"
+    INCREMENTAL = "IncrementalSync"
+    AUTO_SUSPENDED = "AutoSuspended"
+    FINALIZATION = "Finalization"
+
+
+# Each phase goes to the next; resume re-enters the phase a request was suspended in,
+# and complete jumps from any phase to Finalization.
+PHASES = Machine.of_targets("MRS phase", {
+    Phase.QUEUED: frozenset({Phase.SEEDING, Phase.FINALIZATION}),
+    Phase.SEEDING: frozenset({Phase.SEEDING, Phase.COPYING, Phase.FINALIZATION}),
+    Phase.COPYING: frozenset({Phase.COPYING, Phase.INCREMENTAL, Phase.FINALIZATION}),
+    Phase.INCREMENTAL: frozenset({Phase.INCREMENTAL, Phase.AUTO_SUSPENDED, Phase.FINALIZATION}),
+    Phase.AUTO_SUSPENDED: frozenset({Phase.FINALIZATION}),
+    Phase.FINALIZATION: frozenset(),
+})
 # Requests holding MRS capacity on their source and target databases.
-ACTIVE = (MoveStatus.IN_PROGRESS.value, MoveStatus.COMPLETION_IN_PROGRESS.value)
+ACTIVE = (MoveStatus.IN_PROGRESS, MoveStatus.COMPLETION_IN_PROGRESS)
 
 
 def transient_failures(fail_at: str | None) -> int:
@@ -38,47 +63,45 @@ def transient_failures(fail_at: str | None) -> int:
     return int(count)
 
 
-def phase_seconds(defaults: Defaults, phase: str, mailbox_bytes: int) -> float:
+def phase_seconds(defaults: Defaults, phase: Phase, mailbox_bytes: int) -> float:
     """Simulated length of one phase: the copy takes the bytes, the others half the base."""
-    if phase == COPYING:
+    if phase is Phase.COPYING:
         return mailbox_bytes / defaults.move_bytes_per_second
     return defaults.move_base_seconds / 2
 
 
-def _enter(tx: Tx, scenario: Scenario, move: sqlite3.Row, phase: str) -> sqlite3.Row:
-    size = common.progress(move).get("total_mailbox_size", 0)
-    status = MoveStatus.COMPLETION_IN_PROGRESS if phase == FINALIZATION else MoveStatus.IN_PROGRESS
-    moved = common.set_status(tx, move, status, phase, step=phase,
+def _enter(tx: Tx, scenario: Scenario, move: MoveRecord, phase: Phase) -> MoveRecord:
+    PHASES.move(move.id, Phase(move.step), phase)
+    size = move.progress.get("total_mailbox_size", 0)
+    status = (MoveStatus.COMPLETION_IN_PROGRESS if phase is Phase.FINALIZATION
+              else MoveStatus.IN_PROGRESS)
+    moved = common.set_status(tx, move, status, phase.value, step=phase.value,
                               due_at=tx.now + phase_seconds(scenario.defaults, phase, size))
-    common.event(tx, moved, common.EVENT_STEP, "Information", f"{status.value}/{phase}.")
+    common.event(tx, moved, common.EVENT_STEP, "Information", f"{status.value}/{phase.value}.")
     return moved
 
 
-def _has_capacity(conn: sqlite3.Connection, defaults: Defaults, move: sqlite3.Row) -> bool:
-    def active(column: str) -> int:
-        return int(conn.execute(
-            f"SELECT COUNT(*) FROM moves WHERE engine=? AND {column}=? AND status IN (?,?)",
-            (ENGINE, move[column], *ACTIVE),
-        ).fetchone()[0])
-
-    return (active("source") < defaults.mrs_max_active_moves_per_source_mdb
-            and active("target") < defaults.mrs_max_active_moves_per_target_mdb)
+def _has_capacity(tx: Tx, defaults: Defaults, move: MoveRecord) -> bool:
+    return (stored.count_active(tx, ENGINE, "source", move.source, ACTIVE)
+            < defaults.mrs_max_active_moves_per_source_mdb
+            and stored.count_active(tx, ENGINE, "target", move.target, ACTIVE)
+            < defaults.mrs_max_active_moves_per_target_mdb)
 
 
-def _begin(tx: Tx, scenario: Scenario, move: sqlite3.Row) -> None:
-    items, size = common.mailbox_size(tx, move)
-    common.create_target(tx, move)
+def _begin(tx: Tx, scenario: Scenario, move: MoveRecord) -> MoveRecord:
+    items, size = stored.mailbox_size(tx, move)
+    stored.create_target(tx, move)
     if not common.options(move).online:
-        common.lock_source(tx, move)
-    tx.conn.execute(
-        "UPDATE moves SET begun_at=?, progress=json_set(progress, '$.total_mailbox_size', ?,"
-        " '$.items_total', ?) WHERE id=?", (tx.now, size, items, move["id"]))
-    move = _enter(tx, scenario, common.row(tx.conn, move["id"]), SEEDING)
+        stored.lock_source(tx, move)
+    stored.update(tx, move.id, {"begun_at": tx.now, "progress": {
+        **move.progress, "total_mailbox_size": size, "items_total": items}})
+    move = _enter(tx, scenario, common.load(tx, move.id), Phase.SEEDING)
     common.event(tx, move, common.EVENT_STARTED, "Information", "move request started.")
+    return move
 
 
-def _after_copy(tx: Tx, scenario: Scenario, move: sqlite3.Row) -> None:
-    request, done = common.options(move), common.progress(move)
+def _after_copy(tx: Tx, scenario: Scenario, move: MoveRecord) -> None:
+    request, done = common.options(move), move.progress
     failures = done.get("transient_failures", 0)
     if failures < transient_failures(request.fail_at):
         failures += 1
@@ -92,7 +115,8 @@ def _after_copy(tx: Tx, scenario: Scenario, move: sqlite3.Row) -> None:
                           progress_update={"transient_failures": failures})
         return
     limit = _bad_item_limit(scenario, move)
-    moved = common.set_status(tx, move, MoveStatus.IN_PROGRESS, COPYING, progress_update={
+    moved = common.set_status(tx, move, MoveStatus.IN_PROGRESS, Phase.COPYING.value,
+                              progress_update={
         "bad_items_encountered": request.bad_items,
         "bytes_transferred": done.get("total_mailbox_size", 0),
         "items_transferred": done.get("items_total", 0),
@@ -101,103 +125,92 @@ def _after_copy(tx: Tx, scenario: Scenario, move: sqlite3.Row) -> None:
         common.roll_back(tx, scenario, moved, "FailedBadItemLimit",
                          f"{request.bad_items} bad items exceed BadItemLimit {limit}")
         return
-    _enter(tx, scenario, moved, INCREMENTAL)
+    _enter(tx, scenario, moved, Phase.INCREMENTAL)
 
 
-def _bad_item_limit(scenario: Scenario, move: sqlite3.Row) -> int:
+def _bad_item_limit(scenario: Scenario, move: MoveRecord) -> int:
     limit = common.options(move).bad_item_limit
     return scenario.defaults.mrs_bad_item_limit if limit is None else limit
 
 
-def _finalize(tx: Tx, scenario: Scenario, move: sqlite3.Row) -> None:
+def _after_incremental(tx: Tx, scenario: Scenario, move: MoveRecord) -> None:
+    if common.options(move).suspend_when_ready:
+        PHASES.move(move.id, Phase(move.step), Phase.AUTO_SUSPENDED)
+        common.set_status(tx, move, MoveStatus.AUTO_SUSPENDED, Phase.AUTO_SUSPENDED.value,
+                          step=Phase.AUTO_SUSPENDED.value, due_at=None)
+    else:
+        _finalize(tx, scenario, move)
+
+
+def _finalize(tx: Tx, scenario: Scenario, move: MoveRecord) -> None:
     """Final sync and directory update: the only time an online move locks the mailbox."""
-    common.lock_source(tx, move)
-    _enter(tx, scenario, move, FINALIZATION)
+    stored.lock_source(tx, move)
+    _enter(tx, scenario, move, Phase.FINALIZATION)
 
 
-def _complete(tx: Tx, scenario: Scenario, move: sqlite3.Row) -> None:
-    warned = common.progress(move).get("bad_items_encountered", 0) > 0
+def _complete(tx: Tx, scenario: Scenario, move: MoveRecord) -> None:
+    warned = move.progress.get("bad_items_encountered", 0) > 0
     status = MoveStatus.COMPLETED_WITH_WARNING if warned else MoveStatus.COMPLETED
     done = common.finish(tx, scenario, move, status)
-    _write_history(tx, done)
-
-
-def _write_history(tx: Tx, move: sqlite3.Row) -> None:
-    """MailboxMoveHistory: the completed request, kept on the mailbox itself."""
-    found = tx.conn.execute(
-        "SELECT attributes FROM mailboxes WHERE address=?", (move["mailbox"],)
-    ).fetchone()
-    attributes = json.loads(found[0])
-    attributes.setdefault("MailboxMoveHistory", []).append({
-        "move": move["id"], "source": move["source"], "target": move["target"],
-        "status": move["status"], "start_time": move["begun_at"], "completion_time": tx.now,
+    stored.append_move_history(tx, done.mailbox, {
+        "move": done.id, "source": done.source, "target": done.target,
+        "status": done.status.value, "start_time": done.begun_at, "completion_time": tx.now,
     })
-    tx.conn.execute("UPDATE mailboxes SET attributes=? WHERE address=?",
-                    (json.dumps(attributes), move["mailbox"]))
+
+
+def _enter_copy(tx: Tx, scenario: Scenario, move: MoveRecord) -> None:
+    _enter(tx, scenario, move, Phase.COPYING)
+
+
+# What the end of each timed phase leads to.
+_PHASE_DONE: dict[Phase, Callable[[Tx, Scenario, MoveRecord], None]] = {
+    Phase.SEEDING: _enter_copy,
+    Phase.COPYING: _after_copy,
+    Phase.INCREMENTAL: _after_incremental,
+    Phase.FINALIZATION: _complete,
+}
 
 
 def run_due(tx: Tx, scenario: Scenario) -> int:
     done = 0
-    for move in tx.conn.execute(
-        "SELECT * FROM moves WHERE engine=? AND status=? AND start_at<=? ORDER BY created_at, id",
-        (ENGINE, MoveStatus.QUEUED.value, tx.now),
-    ).fetchall():
-        if _has_capacity(tx.conn, scenario.defaults, move):
+    for move in stored.queued_due(tx, ENGINE):
+        if _has_capacity(tx, scenario.defaults, move):
             _begin(tx, scenario, move)
             done += 1
-    for move in tx.conn.execute(
-        "SELECT * FROM moves WHERE engine=? AND status IN (?,?) AND due_at<=?",
-        (ENGINE, *ACTIVE, tx.now),
-    ).fetchall():
-        _phase_done(tx, scenario, move)
+    for move in stored.phase_due(tx, ENGINE, ACTIVE):
+        handler = _PHASE_DONE.get(Phase(move.step))
+        if handler is not None:
+            handler(tx, scenario, move)
         done += 1
     return done
 
 
-def _phase_done(tx: Tx, scenario: Scenario, move: sqlite3.Row) -> None:
-    step = move["step"]
-    if step == SEEDING:
-        _enter(tx, scenario, move, COPYING)
-    elif step == COPYING:
-        _after_copy(tx, scenario, move)
-    elif step == INCREMENTAL:
-        if common.options(move).suspend_when_ready:
-            common.set_status(tx, move, MoveStatus.AUTO_SUSPENDED, AUTO_SUSPENDED,
-                              step=AUTO_SUSPENDED, due_at=None)
-        else:
-            _finalize(tx, scenario, move)
-    elif step == FINALIZATION:
-        _complete(tx, scenario, move)
-
-
-def suspend(tx: Tx, move: sqlite3.Row) -> None:
+def suspend(tx: Tx, move: MoveRecord) -> None:
     common.set_status(tx, move, MoveStatus.SUSPENDED, "Suspended", due_at=None)
 
 
-def resume(tx: Tx, scenario: Scenario, move: sqlite3.Row) -> None:
+def resume(tx: Tx, scenario: Scenario, move: MoveRecord) -> None:
     """Go on from where the request stopped; from AutoSuspended that is the final sync."""
-    step = move["step"]
-    if move["status"] == MoveStatus.AUTO_SUSPENDED.value or step == AUTO_SUSPENDED:
+    if move.status is MoveStatus.AUTO_SUSPENDED or move.step == Phase.AUTO_SUSPENDED:
         _finalize(tx, scenario, move)
-    elif move["status"] != MoveStatus.SUSPENDED.value:
-        raise Invalid(f"move {move['id']} is {move['status']}, not suspended")
-    elif move["begun_at"] is None:
+    elif move.status is not MoveStatus.SUSPENDED:
+        raise Invalid(f"move {move.id} is {move.status.value}, not suspended")
+    elif move.begun_at is None:
         common.set_status(tx, move, MoveStatus.QUEUED, "Queued")
     else:
-        _enter(tx, scenario, move, step)
+        _enter(tx, scenario, move, Phase(move.step))
 
 
-def complete(tx: Tx, scenario: Scenario, move: sqlite3.Row) -> None:
+def complete(tx: Tx, scenario: Scenario, move: MoveRecord) -> None:
     """Finish now: whatever is left of the sync is done at once."""
-    if move["status"] == MoveStatus.QUEUED.value:
-        _begin(tx, scenario, move)
-        move = common.row(tx.conn, move["id"])
-    if move["status"] == MoveStatus.COMPLETION_IN_PROGRESS.value:
+    if move.status is MoveStatus.QUEUED:
+        move = _begin(tx, scenario, move)
+    if move.status is MoveStatus.COMPLETION_IN_PROGRESS:
         _complete(tx, scenario, move)
         return
     _finalize(tx, scenario, move)
-    _complete(tx, scenario, common.row(tx.conn, move["id"]))
+    _complete(tx, scenario, common.load(tx, move.id))
 
 
-def fail(tx: Tx, scenario: Scenario, move: sqlite3.Row, reason: str) -> None:
+def fail(tx: Tx, scenario: Scenario, move: MoveRecord, reason: str) -> None:
     common.roll_back(tx, scenario, move, "FailedOther", reason)

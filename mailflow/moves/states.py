@@ -1,27 +1,17 @@
 """The move state machine: the RequestStatus values of Exchange 2010 move requests.
 
 In: a move's current status and the one an engine wants next. Out: the new
-status, or ``InvalidMoveTransition`` naming both. Every engine moves its
-requests through ``transition`` and nothing else.
+status through ``MOVES.move``, or ``stores.machine.InvalidTransition`` naming
+both. Every engine moves its requests through ``MOVES`` and nothing else.
+``MoveStatus`` and ``FINAL`` are the values the store keeps (``stores.moves``).
 """
 
 from __future__ import annotations
 
-import enum
+from stores.machine import Machine
+from stores.moves import FINAL, MoveStatus
 
-
-class MoveStatus(enum.StrEnum):
-    QUEUED = "Queued"
-    IN_PROGRESS = "InProgress"
-    AUTO_SUSPENDED = "AutoSuspended"
-    SUSPENDED = "Suspended"
-    COMPLETION_IN_PROGRESS = "CompletionInProgress"
-    COMPLETED = "Completed"
-    COMPLETED_WITH_WARNING = "CompletedWithWarning"
-    FAILED = "Failed"
-
-
-FINAL = frozenset({MoveStatus.COMPLETED, MoveStatus.COMPLETED_WITH_WARNING, MoveStatus.FAILED})
+__all__ = ["FINAL", "MOVES", "TRANSITIONS", "MoveStatus"]
 
 TRANSITIONS: dict[MoveStatus, frozenset[MoveStatus]] = {
     MoveStatus.QUEUED: frozenset(
@@ -47,15 +37,4 @@ TRANSITIONS: dict[MoveStatus, frozenset[MoveStatus]] = {
     MoveStatus.FAILED: frozenset(),
 }
 
-
-class InvalidMoveTransition(RuntimeError):
-    def __init__(self, move: str, current: MoveStatus, new: MoveStatus) -> None:
-        super().__init__(f"move {move}: invalid transition {current.value} -> {new.value}")
-        self.current = current
-        self.new = new
-
-
-def transition(move: str, current: MoveStatus, new: MoveStatus) -> MoveStatus:
-    if new not in TRANSITIONS[current]:
-        raise InvalidMoveTransition(move, current, new)
-    return new
+MOVES = Machine.of_targets("move", TRANSITIONS)

@@ -21,6 +21,7 @@ from typing import Any, AnyStr
 from aiosmtpd.smtp import SMTP
 
 from mailflow.smtp import replies
+from mailflow.smtp.replies import Reply
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,18 @@ READ_LIMIT = 16 * 1024
 RECV_SIZE = 64 * 1024
 # Commands known to SMTP that these endpoints do not offer (not advertised in EHLO).
 NOT_IMPLEMENTED = frozenset({"EXPN", "AUTH", "STARTTLS", "ETRN", "TURN", "ATRN", "BDAT"})
+# The private members of aiosmtpd's SMTP that this module and mailflow.smtp.session call,
+# read or override: aiosmtpd may rename any of them in a minor release (hence the upper
+# bound in pyproject.toml). A new use goes here too: tests/test_aiosmtpd_contract.py
+# fails, naming each, when one is gone.
+AIOSMTPD_PRIVATE_METHODS = (
+    "_call_handler_hook", "_create_envelope", "_getaddr", "_getparams", "_handle_client",
+    "_reset_timeout", "_strip_command_keyword", "_timeout_cb",
+)
+# Set on each instance: by SMTP.__init__, or (_reader, _writer) when a client connects.
+AIOSMTPD_PRIVATE_ATTRIBUTES = (
+    "__ident__", "_timeout_duration", "_timeout_handle", "_reader", "_writer",
+)
 
 
 @dataclass
@@ -143,8 +156,8 @@ class SmtpConnection(SMTP):
         if wire.get_write_buffer_size():
             wire.abort()
 
-    def _closing(self, reply: str) -> str:
-        return reply.format(hostname=self.hostname)
+    def _closing(self, reply: Reply) -> str:
+        return reply.line(hostname=self.hostname)
 
     def _close_transport(self) -> None:
         transport = self._wire
@@ -179,7 +192,7 @@ class SmtpConnection(SMTP):
             self._wire.write(b"".join(self._unsent))
         self._unsent.clear()
 
-    async def _hang_up(self, reply: str, *, linger: bool = False) -> None:
+    async def _hang_up(self, reply: Reply, *, linger: bool = False) -> None:
         """Send a closing reply (421, 221, 521) and end the session; with ``linger``,
         half-close first and drop what the client still sends (a lingering close)."""
         self._hanging_up = True
@@ -212,8 +225,8 @@ class SmtpConnection(SMTP):
     async def _handle_client(self) -> None:
         assert self.session is not None
         try:
-            greeting = replies.GREETING.format(hostname=self.hostname, banner=self.__ident__)
-            await self.push(f"220 {greeting}")
+            await self.push(replies.S220_GREETING.line(hostname=self.hostname,
+                                                       banner=self.__ident__))
             while not self._hanging_up and self.transport is not None:
                 await self._command(await self._read_line())
                 if self._errors >= self._max_errors and not self._hanging_up:
@@ -232,31 +245,31 @@ class SmtpConnection(SMTP):
             await self._hang_up(replies.S521_BARE_LF, linger=True)
             return
         if line.too_long:
-            await self.push(replies.S500_LINE_TOO_LONG)
+            await self.push(replies.S500_LINE_TOO_LONG.line())
             return
         raw = line.data[:-2]
         if b"\0" in raw:
-            await self.push(replies.S500_NUL)
+            await self.push(replies.S500_NUL.line())
             return
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            await self.push(replies.S500_SYNTAX_ERROR)
+            await self.push(replies.S500_SYNTAX_ERROR.line())
             return
         verb, _, arg = text.partition(" ")
         verb = verb.upper()
         limit = MAIL_LINE_LIMIT if verb == "MAIL" else COMMAND_LINE_LIMIT
         if len(line.data) > limit:
-            await self.push(replies.S500_LINE_TOO_LONG)
+            await self.push(replies.S500_LINE_TOO_LONG.line())
             return
         method = self._commands.get(verb)
         if method is None:
             if verb in NOT_IMPLEMENTED:
-                await self.push(replies.S502_NOT_IMPLEMENTED)
+                await self.push(replies.S502_NOT_IMPLEMENTED.line())
             elif verb.isascii() and verb.isalpha():
-                await self.push(replies.S500_UNRECOGNIZED)
+                await self.push(replies.S500_UNRECOGNIZED.line())
             else:
-                await self.push(replies.S500_SYNTAX_ERROR)
+                await self.push(replies.S500_SYNTAX_ERROR.line())
             return
         try:
             await method(arg.strip() or None)
@@ -264,7 +277,7 @@ class SmtpConnection(SMTP):
             raise
         except Exception:
             log.exception("%s on %s failed", verb, self.hostname)
-            await self.push(replies.S451_INTERNAL_ERROR)
+            await self.push(replies.S451_INTERNAL_ERROR.line())
 
 
 def read_at_most(transport: asyncio.BaseTransport, size: int) -> None:

@@ -66,22 +66,22 @@ class _Handler:
     ) -> str:
         # The null sender stays "<>" here: aiosmtpd reads an empty mail_from as "no MAIL yet".
         if address != "<>" and not self.router.valid_sender(address):
-            return replies.S553_BAD_SENDER
+            return replies.S553_BAD_SENDER.line()
         envelope.mail_from = address
         envelope.mail_options.extend(options)
-        return replies.S250_SENDER_OK
+        return replies.S250_SENDER_OK.line()
 
     async def handle_RCPT(
         self, _: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         if len(envelope.rcpt_tos) >= self.limits.max_recipients:
-            return replies.S452_TOO_MANY_RECIPIENTS
+            return replies.S452_TOO_MANY_RECIPIENTS.line()
         verdict = self.router.check_recipient(address, peer_host(session))
         if verdict is not Verdict.OK:
-            return _VERDICT_REPLIES[verdict]
+            return _VERDICT_REPLIES[verdict].line()
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
-        return replies.S250_RECIPIENT_OK
+        return replies.S250_RECIPIENT_OK.line()
 
     async def handle_DATA(self, _: SMTP, session: Session, envelope: Envelope) -> str:
         assert isinstance(envelope.original_content, bytes)
@@ -98,8 +98,8 @@ class _Handler:
         except Exception:
             # Nothing was committed: the client keeps the message and tries again.
             log.exception("accepting a message on %s failed", self.server.name)
-            return replies.S451_LOCAL_ERROR
-        return replies.S250_QUEUED.format(queue_id=queue_id)
+            return replies.S451_LOCAL_ERROR.line()
+        return replies.S250_QUEUED.line(queue_id=queue_id)
 
 
 class _Refuse(asyncio.Protocol):
@@ -147,7 +147,7 @@ class Endpoint:
 
     def _protocol(self) -> asyncio.Protocol:
         if len(self._sessions) >= self.limits.max_connections:
-            reply = replies.S421_TOO_MANY_CONNECTIONS.format(hostname=self.hostname)
+            reply = replies.S421_TOO_MANY_CONNECTIONS.line(hostname=self.hostname)
             return _Refuse(reply, self._reject)
         session = SmtpSession(
             self.limits,

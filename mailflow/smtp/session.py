@@ -21,6 +21,7 @@ from aiosmtpd.smtp import Envelope, Session
 
 from mailflow.smtp import replies
 from mailflow.smtp.connection import SmtpConnection
+from mailflow.smtp.replies import Reply
 from stores.topology import Defaults
 
 # RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets with its CRLF (998 characters),
@@ -102,30 +103,30 @@ class SmtpSession(SmtpConnection):
         assert self.session is not None
         if self.session.host_name:
             return False
-        await self.push(replies.S503_HELO_FIRST)
+        await self.push(replies.S503_HELO_FIRST.line())
         return True
 
     async def smtp_HELO(self, arg: str | None) -> None:
         assert self.session is not None
         if not arg:
-            await self.push(replies.S501_HELO_SYNTAX)
+            await self.push(replies.S501_HELO_SYNTAX.line())
             return
         self._new_envelope()
         self.session.extended_smtp = False
         self.session.host_name = arg
-        hello = replies.HELLO.format(hostname=self.hostname, peer=peer_host(self.session))
-        await self.push(f"250 {hello}")
+        await self.push(replies.S250_HELLO.line(hostname=self.hostname,
+                                                peer=peer_host(self.session)))
 
     async def smtp_EHLO(self, arg: str | None) -> None:
         assert self.session is not None
         if not arg:
-            await self.push(replies.S501_HELO_SYNTAX)
+            await self.push(replies.S501_HELO_SYNTAX.line())
             return
         self._new_envelope()
         self.session.extended_smtp = True
         self.session.host_name = arg
         lines = [
-            replies.HELLO.format(hostname=self.hostname, peer=peer_host(self.session)),
+            replies.S250_HELLO.text.format(hostname=self.hostname, peer=peer_host(self.session)),
             f"SIZE {self.data_size_limit}",
             "PIPELINING",
             "8BITMIME",
@@ -163,45 +164,45 @@ class SmtpSession(SmtpConnection):
         if await self._helo_needed():
             return
         if self.envelope.mail_from:
-            await self.push(replies.S503_NESTED_MAIL)
+            await self.push(replies.S503_NESTED_MAIL.line())
             return
         path = self._path("FROM:", arg)
         if path is None:
-            await self.push(replies.S501_MAIL_SYNTAX)
+            await self.push(replies.S501_MAIL_SYNTAX.line())
             return
         address, rest = path
         if address is None:
-            await self.push(replies.S553_BAD_SENDER)
+            await self.push(replies.S553_BAD_SENDER.line())
             return
         if rest and not self.session.extended_smtp:
-            await self.push(replies.S501_MAIL_SYNTAX)
+            await self.push(replies.S501_MAIL_SYNTAX.line())
             return
         options = rest.upper().split()
         params = self._getparams(options)
         if params is None:
-            await self.push(replies.S501_MAIL_SYNTAX)
+            await self.push(replies.S501_MAIL_SYNTAX.line())
             return
         body = params.pop("BODY", None)
         if body is not None and body not in ("7BIT", "8BITMIME"):
-            await self.push(replies.S501_BAD_BODY)
+            await self.push(replies.S501_BAD_BODY.line())
             return
         smtputf8 = params.pop("SMTPUTF8", False)
         if smtputf8 is not True and smtputf8 is not False:
-            await self.push(replies.S501_SMTPUTF8_VALUE)
+            await self.push(replies.S501_SMTPUTF8_VALUE.line())
             return
         size = params.pop("SIZE", None)
         if size is not None:
             if not isinstance(size, str) or not size.isdigit() or not size.isascii():
-                await self.push(replies.S501_BAD_SIZE)
+                await self.push(replies.S501_BAD_SIZE.line())
                 return
             if self.data_size_limit and int(size) > self.data_size_limit:
-                await self.push(replies.S552_TOO_BIG)
+                await self.push(replies.S552_TOO_BIG.line())
                 return
         if params:
-            await self.push(replies.S555_UNKNOWN_PARAMETER)
+            await self.push(replies.S555_UNKNOWN_PARAMETER.line())
             return
         if not address.isascii() and not smtputf8:
-            await self.push(replies.S553_UTF8_NOT_DECLARED)
+            await self.push(replies.S553_UTF8_NOT_DECLARED.line())
             return
         self.envelope.smtp_utf8 = smtputf8
         self.envelope.body = body if isinstance(body, str) else None
@@ -212,22 +213,22 @@ class SmtpSession(SmtpConnection):
         if await self._helo_needed():
             return
         if not self.envelope.mail_from:
-            await self.push(replies.S503_NEED_MAIL)
+            await self.push(replies.S503_NEED_MAIL.line())
             return
         path = self._path("TO:", arg)
         if path is None:
-            await self.push(replies.S501_RCPT_SYNTAX)
+            await self.push(replies.S501_RCPT_SYNTAX.line())
             return
         address, rest = path
         if address is None:
-            await self.push(replies.S553_BAD_RECIPIENT)
+            await self.push(replies.S553_BAD_RECIPIENT.line())
             return
         if rest:
             # No RCPT parameters are offered (no DSN in EHLO).
-            await self.push(replies.S555_UNKNOWN_PARAMETER)
+            await self.push(replies.S555_UNKNOWN_PARAMETER.line())
             return
         if not address.isascii() and not self.envelope.smtp_utf8:
-            await self.push(replies.S553_UTF8_NOT_DECLARED)
+            await self.push(replies.S553_UTF8_NOT_DECLARED.line())
             return
         await self.push(await self._call_handler_hook("RCPT", address, []))
 
@@ -244,22 +245,42 @@ class SmtpSession(SmtpConnection):
         if await self._helo_needed():
             return
         if not self.envelope.rcpt_tos:
-            await self.push(replies.S503_NEED_RCPT)
+            await self.push(replies.S503_NEED_RCPT.line())
             return
         if arg:
-            await self.push(replies.S501_SYNTAX)
+            await self.push(replies.S501_SYNTAX.line())
             return
-        await self.push(f"354 {replies.GO_AHEAD}")
+        await self.push(replies.S354_GO_AHEAD.line())
+        content = await self._read_content()
+        if content is None:
+            return
+        if isinstance(content, Reply):
+            self._new_envelope()
+            await self.push(content.line())
+            return
+        self.envelope.content = self.envelope.original_content = content
+        # The commit is ours, not the client's: the idle timer waits for it.
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
+        status = await self._call_handler_hook("DATA")
+        self._last_heard = self.loop.time()
+        self._reset_timeout()
+        self._new_envelope()
+        await self.push(status)
+
+    async def _read_content(self) -> bytes | Reply | None:
+        """The message after 354, up to the lone dot: its content, or the refusal it earned
+        (read to the end, nothing kept), or None when a bare LF ended the session."""
         limit = self.data_size_limit or 0
         lines: list[bytes] = []
         size = 0
-        refusal: str | None = None
+        refusal: Reply | None = None
         eight_bit = False
         while True:
             line = await self._read_line()
             if not line.crlf:
                 await self._hang_up(replies.S521_BARE_LF, linger=True)
-                return
+                return None
             if line.too_long:
                 refusal = refusal or replies.S500_TEXT_LINE_TOO_LONG
                 lines.clear()
@@ -284,43 +305,29 @@ class SmtpSession(SmtpConnection):
             lines.append(data)
         if refusal is None and eight_bit and not self._eight_bit_allowed():
             refusal = replies.S554_8BIT_NOT_DECLARED
-        if refusal is not None:
-            self._new_envelope()
-            await self.push(refusal)
-            return
-        content = b"".join(lines)
-        lines.clear()
-        self.envelope.content = self.envelope.original_content = content
-        # The commit is ours, not the client's: the idle timer waits for it.
-        if self._timeout_handle is not None:
-            self._timeout_handle.cancel()
-        status = await self._call_handler_hook("DATA")
-        self._last_heard = self.loop.time()
-        self._reset_timeout()
-        self._new_envelope()
-        await self.push(status)
+        return b"".join(lines) if refusal is None else refusal
 
     async def smtp_RSET(self, arg: str | None) -> None:
         if arg:
-            await self.push(replies.S501_SYNTAX)
+            await self.push(replies.S501_SYNTAX.line())
             return
         self._new_envelope()
-        await self.push(replies.S250_OK)
+        await self.push(replies.S250_OK.line())
 
     async def smtp_NOOP(self, arg: str | None) -> None:
-        await self.push(replies.S250_OK)
+        await self.push(replies.S250_OK.line())
 
     async def smtp_QUIT(self, arg: str | None) -> None:
         if arg:
-            await self.push(replies.S501_SYNTAX)
+            await self.push(replies.S501_SYNTAX.line())
             return
         await self._hang_up(replies.S221_BYE)
 
     async def smtp_VRFY(self, arg: str | None) -> None:
-        await self.push(replies.S252_CANNOT_VRFY if arg else replies.S501_SYNTAX)
+        await self.push((replies.S252_CANNOT_VRFY if arg else replies.S501_SYNTAX).line())
 
     async def smtp_HELP(self, arg: str | None) -> None:
-        await self.push(replies.S214_HELP)
+        await self.push(replies.S214_HELP.line())
 
 
 def plain_path(text: str) -> tuple[str, str] | None:

@@ -1,0 +1,13 @@
+"""The benchmark of the lab against reference mail servers on the same machine (issue 8).
+
+In: the command line of ``python bench/run.py`` (or ``python -m bench``). Out: the
+results as a markdown-like table on stdout, JSON (``--out``) and a plot (``--plot``).
+
+* the systems compared: ``systems`` (smtp-sink, the aiosmtpd sinks of ``sinks``),
+  ``postfix`` (a throw-away Postfix, its master.cf from ``postfix_conf``), ``lab``;
+* the measurement: ``procs`` (process control, waits), ``probes`` (CPU, RSS, the
+  machine), ``load`` (smtp-source or ``loadgen``), ``rates`` and ``drains``;
+* the report: ``results`` (the typed shapes), ``targets``, ``report``, ``plot``;
+* the command line: ``cli`` (``run.py`` and ``__main__`` only start it); ``ab`` and
+  ``profile_lab`` are tools of their own built on the same parts.
+"""

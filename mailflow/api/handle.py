@@ -1,0 +1,68 @@
+"""The lab as the API sees it: the ``LabHandle`` protocol, and how a handler reaches it.
+
+In: the running lab, stored on the aiohttp application under ``LAB``. Out: to
+every handler, ``lab(request)`` (the store, scenario, clock, registry, token
+and the few actions the API asks of the lab) and ``read`` (one store read
+answered as JSON). The API names the lab only through this protocol, so
+``mailflow.api`` never imports ``mailflow.runtime``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from stores.clock import Clock
+from stores.db import Store
+from stores.topology import Scenario
+
+# Every resource but /metrics and /healthz lives under this prefix.
+V1 = "/api/v1"
+
+
+class LabHandle(Protocol):
+    """What the API's handlers use of a running lab."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def scenario(self) -> Scenario: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def registry(self) -> CollectorRegistry: ...
+
+    @property
+    def token(self) -> str: ...
+
+    @property
+    def http_url(self) -> str: ...
+
+    @property
+    def endpoints(self) -> Mapping[str, object]: ...
+
+    def endpoint_address(self, server: str) -> tuple[str, int]: ...
+
+    async def settle(self) -> None: ...
+
+    async def advance(self, seconds: float) -> float: ...
+
+
+LAB: web.AppKey[LabHandle] = web.AppKey("lab")
+
+
+def lab(request: web.Request) -> LabHandle:
+    """The lab this request's application serves."""
+    return request.app[LAB]
+
+
+async def read(request: web.Request, fn: Callable[..., Any], *args: Any) -> web.Response:
+    """``fn(conn, *args)`` read from the store, answered as JSON."""
+    result = await lab(request).store.read(lambda conn: fn(conn, *args))
+    return web.json_response(result)

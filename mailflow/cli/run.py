@@ -1,0 +1,106 @@
+"""``mailflow run``: start a lab in this process and keep it running until Ctrl-C.
+
+In: ``--scenario``, ``--speed``, ``--http``, ``--listen``, ``--smarthost`` and the
+data directory. Out: the running lab (its endpoints, API and metrics), a few
+lines saying where it listens, and exit status 0 once stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mailflow.cli.client import CliError
+from mailflow.errors import LabError
+
+# The lab, asyncio and the scenarios (~0.4 s) are imported by the functions that run it, not
+# here: `mailflow` builds this command's parser for every command (docs/benchmarks.md,
+# hotspot 8).
+if TYPE_CHECKING:
+    from mailflow.runtime.lab import Lab
+
+
+def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    run = sub.add_parser("run", parents=[common], help="start a lab")
+    run.add_argument("--scenario", help="built-in name or TOML file (default mixed-2003)")
+    run.add_argument("--speed", type=_speed, default=1.0,
+                     help="simulated seconds per real second; 0 stops the clock (default 1)")
+    run.add_argument("--http", default="127.0.0.1:8025", help="API and /metrics HOST:PORT")
+    run.add_argument("--listen", default="127.0.0.1", help="address the SMTP endpoints bind")
+    run.add_argument("--smarthost", metavar="HOST:PORT",
+                     help="relay mail for other domains and DSNs to external senders here")
+    run.set_defaults(func=cmd_run)
+
+
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError("the clock runs at 0 (stopped) or faster")
+    return value
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from mailflow import scenarios
+    from mailflow.runtime.lab import Lab
+
+    data = Path(args.data)
+    stored = _stored_scenario(data)
+    try:
+        if args.scenario:
+            scenario = scenarios.load(args.scenario)
+        elif stored is not None:
+            scenario = scenarios.parse(stored, f"{data}/mailflow.db")
+        else:
+            scenario = scenarios.load("mixed-2003")
+    except scenarios.ScenarioError as exc:
+        raise CliError(str(exc)) from None
+    http_host, _, http_port = args.http.rpartition(":")
+    if not http_host or not http_port.isdigit():
+        raise CliError(f"--http wants HOST:PORT, not {args.http!r}")
+    try:
+        lab = Lab(scenario, data, speed=args.speed, host=args.listen,
+                  http=(http_host, int(http_port)), smarthost=args.smarthost)
+    except ValueError as exc:
+        raise CliError(f"--smarthost wants HOST:PORT: {exc}") from None
+    return asyncio.run(_run(lab))
+
+
+def _stored_scenario(data: Path) -> str | None:
+    from stores import db
+
+    return db.stored_meta(data / "mailflow.db", "scenario")
+
+
+async def _run(lab: Lab) -> int:
+    from mailflow.cli.signals import stop_event
+
+    stop = stop_event()
+    try:
+        await lab.start()
+    except (LabError, OSError) as exc:
+        raise CliError(f"cannot start the lab: {exc}") from None
+    print(f"mailflow lab '{lab.scenario.name}' running (data {lab.data_dir},"
+          f" clock x{lab.clock.speed:g})")
+    for name, endpoint in lab.endpoints.items():
+        server = lab.scenario.server(name)
+        print(f"  {name:<12} {server.version:<5} {server.site:<10}"
+              f" smtp://{endpoint.host}:{endpoint.port}")
+    if lab.scenario.smarthost:
+        print(f"  outbound smarthost: smtp://{lab.scenario.smarthost}")
+    print(f"  API and metrics: {lab.http_url}  (token in {lab.data_dir / 'api-token'})")
+    if lab.host not in ("127.0.0.1", "localhost", "::1"):
+        ports = ", ".join(str(e.port) for e in lab.endpoints.values())
+        print(f"WARNING: SMTP ports {ports} listen on {lab.host}, beyond this machine",
+              file=sys.stderr)
+    print("Ctrl-C stops the lab.", flush=True)
+    await stop.wait()
+    await lab.stop()
+    print("mailflow lab stopped.")
+    return 0

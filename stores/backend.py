@@ -1,0 +1,83 @@
+"""What a storage backend offers: the handles writes and reads see, and the backend itself.
+
+In: nothing (interfaces only). Out: ``Conn``, the DB-API-like connection the query
+modules of ``stores/`` run their SQL on; ``Read``, the handle a read sees (a
+connection inside one consistent snapshot); ``Tx``, the handle a write sees (the
+lab's time, facts, traces and events, and itself a ``Conn`` for the query modules);
+and ``Backend`` (write, write_sync, read, read_sync, close). ``stores.db`` is the
+SQLite backend. routing/ and mailflow/ only pass a ``Tx`` or a ``Read`` on to
+functions of ``stores``; only ``stores`` calls ``execute``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol, TypeVar
+
+from stores.clock import Clock
+
+T = TypeVar("T")
+
+
+class Cursor(Protocol):
+    """The result of one statement."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    @property
+    def lastrowid(self) -> int | None: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Conn(Protocol):
+    """A connection: rows support access by column name and by index."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, parameters: Any, /) -> Cursor: ...
+
+
+# A read sees a connection in one snapshot, and nothing else.
+Read = Conn
+
+
+class Tx(Conn, Protocol):
+    """What a write sees: the lab's time, and the facts, traces and events it records."""
+
+    @property
+    def now(self) -> float: ...
+
+    @property
+    def real(self) -> float: ...
+
+    def note(self, kind: str, value: float = 1.0, **labels: str) -> None: ...
+
+    def trace(self, message: str, rcpt: str | None, server: str, stage: str,
+              detail: str = "") -> None: ...
+
+    def event(self, source: str, event_id: int, level: str, server: str, text: str,
+              category: str = "") -> None: ...
+
+
+class Backend(Protocol):
+    """A lab's store: durable writes (``fn`` runs in a transaction, stamped with the lab
+    clock's time) and snapshot reads."""
+
+    @property
+    def clock(self) -> Clock: ...
+
+    async def write(self, fn: Callable[[Any], T]) -> T: ...
+
+    def write_sync(self, fn: Callable[[Any], T]) -> T: ...
+
+    async def read(self, fn: Callable[[Any], T]) -> T: ...
+
+    def read_sync(self, fn: Callable[[Any], T]) -> T: ...
+
+    def close(self) -> None: ...
