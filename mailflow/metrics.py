@@ -29,8 +29,7 @@ from prometheus_client.registry import Collector
 from mailflow import __version__
 from mailflow.moves.states import MoveStatus
 from routing import queues
-from stores.backend import Read
-from stores.db import Fact
+from stores.backend import Fact, Read
 from stores.queue_ids import DEFERRED, HOLDING
 from stores.snapshot import AGE_BUCKETS, EMPTY, Snapshot, snapshot
 from stores.topology import Scenario

@@ -4,7 +4,8 @@ In: nothing (interfaces only). Out: ``Conn``, the DB-API-like connection the que
 modules of ``stores/`` run their SQL on; ``Read``, the handle a read sees (a
 connection inside one consistent snapshot); ``Tx``, the handle a write sees (the
 lab's time, facts, traces and events, and itself a ``Conn`` for the query modules);
-and ``Backend`` (write, write_sync, read, read_sync, close). ``stores.db`` is the
+``Backend`` (write, write_sync, read, read_sync, close); and ``Fact``, what a
+committed write tells the lab (for metrics and wake-ups). ``stores.db`` is the
 SQLite backend. routing/ and mailflow/ only pass a ``Tx`` or a ``Read`` on to
 functions of ``stores``; only ``stores`` calls ``execute``.
 """
@@ -12,11 +13,21 @@ functions of ``stores``; only ``stores`` calls ``execute``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from stores.clock import Clock
 
 T = TypeVar("T")
+
+
+@dataclass
+class Fact:
+    """Something that happened inside a committed write, for metrics and wake-ups."""
+
+    kind: str
+    labels: dict[str, str]
+    value: float = 1.0
 
 
 class Cursor(Protocol):
@@ -72,12 +83,12 @@ class Backend(Protocol):
     @property
     def clock(self) -> Clock: ...
 
-    async def write(self, fn: Callable[[Any], T]) -> T: ...
+    async def write(self, fn: Callable[[Tx], T]) -> T: ...
 
-    def write_sync(self, fn: Callable[[Any], T]) -> T: ...
+    def write_sync(self, fn: Callable[[Tx], T]) -> T: ...
 
-    async def read(self, fn: Callable[[Any], T]) -> T: ...
+    async def read(self, fn: Callable[[Read], T]) -> T: ...
 
-    def read_sync(self, fn: Callable[[Any], T]) -> T: ...
+    def read_sync(self, fn: Callable[[Read], T]) -> T: ...
 
     def close(self) -> None: ...

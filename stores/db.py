@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from stores import backend
+from stores import meta
+from stores.backend import Fact
 from stores.clock import Clock
 from stores.schema import MIGRATIONS
 
@@ -37,15 +38,6 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 class StoreClosed(RuntimeError):
     pass
-
-
-@dataclass
-class Fact:
-    """Something that happened inside a committed write, for metrics and wake-ups."""
-
-    kind: str
-    labels: dict[str, str]
-    value: float = 1.0
 
 
 TraceRow = tuple[str, str | None, str, str, str, float, float]
@@ -345,24 +337,6 @@ class Store:
             self._read_conns.clear()
 
 
-def get_meta(conn: backend.Conn, key: str) -> str | None:
-    row = conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-    return None if row is None else str(row[0])
-
-
-def set_meta(conn: backend.Conn, key: str, value: str) -> None:
-    conn.execute(
-        "INSERT INTO meta(key, value) VALUES (?, ?)"
-        " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-        (key, value),
-    )
-
-
-def save_clock(tx: backend.Tx) -> None:
-    """Keep the simulated time the lab has reached, for its next start."""
-    set_meta(tx, "clock", repr(tx.now))
-
-
 @contextlib.contextmanager
 def _offline(path: Path) -> Iterator[sqlite3.Connection]:
     """The store of a data directory whose lab is not running, migrated, for one look."""
@@ -379,7 +353,7 @@ def stored_meta(path: Path, key: str) -> str | None:
     if not path.exists():
         return None
     with _offline(path) as conn:
-        return get_meta(conn, key)
+        return meta.get(conn, key)
 
 
 def saved_clock(path: Path) -> float:
@@ -391,7 +365,7 @@ def saved_clock(path: Path) -> float:
     if not path.exists():
         return 0.0
     with _offline(path) as conn:
-        saved = float(get_meta(conn, "clock") or 0.0)
+        saved = float(meta.get(conn, "clock") or 0.0)
         for table in ("trace", "events"):
             last = conn.execute(f"SELECT sim_time FROM {table} ORDER BY id DESC LIMIT 1")
             saved = max([saved, *(row[0] for row in last)])

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from stores.backend import Conn
 from stores.machine import Machine
-from stores.queue_ids import SMARTHOST, QueueId, identity
+from stores.queue_ids import LINK_PREFIX, SMARTHOST, QueueId, identity
 
 
 class QueueStatus(enum.StrEnum):
@@ -43,7 +43,7 @@ UNFROZEN = (
     " AND fq.queue = p.queue AND fq.status = 'Frozen')"
 )
 # Link queues that "Disable Outbound Mail" holds: SMTP to other servers and the smarthost.
-_OUTBOUND = f"(p.queue LIKE 'smtp:%' OR p.queue = '{SMARTHOST}')"
+_OUTBOUND = f"(p.queue LIKE '{LINK_PREFIX}%' OR p.queue = '{SMARTHOST}')"
 _OUTBOUND_ENABLED = (
     f"NOT ({_OUTBOUND} AND EXISTS (SELECT 1 FROM outbound_disabled od"
     " WHERE od.server = p.server))"

@@ -1,5 +1,5 @@
 """The plan of the code, checked from its source: the import graph of mailflow/, routing/, stores/
-(and bench/ once it is a package) has no cycle and respects the layers; no module is over 400
+and bench/ has no cycle and respects the layers; no module is over 400
 lines; no SQL is executed outside stores/. Reads only source files; imports nothing it checks.
 """
 
@@ -26,8 +26,8 @@ def module_files(packages: Iterable[str] = PACKAGES, *, only_packages: bool = Tr
                  ) -> dict[str, Path]:
     """Dotted module name → source file, for every .py file under the given top folders.
 
-    With ``only_packages``, a folder without an ``__init__.py`` (bench/ before it became a
-    package) is left out: its files are scripts, not modules that can import each other."""
+    With ``only_packages``, a folder without an ``__init__.py`` is left out: its files are
+    scripts, not modules that can import each other."""
     found: dict[str, Path] = {}
     for top in packages:
         folder = ROOT / top

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mailflow import __version__
 from mailflow.runtime.lab import Lab
-from stores.db import Fact
+from stores.backend import Fact
 from tests.conftest import require_tool
 from tests.helpers import api, hold_move, queue_depth, sample, scrape, send
 

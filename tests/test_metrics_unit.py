@@ -14,7 +14,7 @@ from mailflow import __version__
 from mailflow.metrics import DEFERRAL_BUCKETS, LATENCY_BUCKETS, MOVE_BUCKETS, Metrics
 from mailflow.moves.states import MoveStatus
 from mailflow.runtime.lab import Lab
-from stores.db import Fact
+from stores.backend import Fact
 from tests.helpers import hold_move, send
 
 ALICE = "alice@contoso.test"

@@ -7,8 +7,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from stores.backend import Fact
 from stores.clock import Clock
-from stores.db import Fact, Store, Tx
+from stores.db import Store, Tx
 
 
 def insert(key: str) -> Callable[[Tx], str]:

@@ -15,8 +15,8 @@ from typing import Any, Protocol
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from stores.backend import Backend
 from stores.clock import Clock
-from stores.db import Store
 from stores.topology import Scenario
 
 # Every resource but /metrics and /healthz lives under this prefix.
@@ -27,7 +27,7 @@ class LabHandle(Protocol):
     """What the API's handlers use of a running lab."""
 
     @property
-    def store(self) -> Store: ...
+    def store(self) -> Backend: ...
 
     @property
     def scenario(self) -> Scenario: ...

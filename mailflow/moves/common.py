@@ -18,7 +18,7 @@ from mailflow.errors import Invalid, NotFound
 from mailflow.moves.states import MOVES, MoveStatus
 from routing import categorizer, mta
 from stores import moves as stored
-from stores.db import Tx
+from stores.backend import Tx
 from stores.moves import MoveRecord
 from stores.topology import Defaults, Scenario, Version
 

@@ -21,7 +21,7 @@ from mailflow.moves.common import MoveRequest
 from mailflow.moves.states import FINAL, MOVES, MoveStatus
 from stores import directory
 from stores import moves as stored
-from stores.db import Tx
+from stores.backend import Tx
 from stores.moves import MoveRecord
 from stores.topology import Scenario
 

@@ -20,7 +20,7 @@ from mailflow.errors import Invalid
 from mailflow.moves import common
 from mailflow.moves.states import MoveStatus
 from stores import moves as stored
-from stores.db import Tx
+from stores.backend import Tx
 from stores.machine import Machine
 from stores.moves import MoveRecord
 from stores.topology import Defaults, Scenario

@@ -34,10 +34,11 @@ from mailflow.smtp.session import Limits
 from routing import categorizer
 from routing.categorizer import Submission, Verdict
 from routing.transport import OUTBOUND, Transport, host_port
-from stores import connectors, db, directory
+from stores import connectors, db, directory, meta
 from stores import mailbox as stores_mailbox
+from stores.backend import Fact, Tx
 from stores.clock import Clock
-from stores.db import Fact, Store, Tx
+from stores.db import Store
 from stores.topology import Scenario
 
 
@@ -47,8 +48,8 @@ def _seed(tx: Tx, scenario: Scenario) -> None:
         stores_mailbox.seed(tx, spec.server, spec.address, spec.items,
                             scenario.defaults.item_size, tx.now)
     connectors.seed(tx, scenario)
-    db.set_meta(tx, "scenario", scenario.source)
-    db.set_meta(tx, "scenario_name", scenario.name)
+    meta.put(tx, "scenario", scenario.source)
+    meta.put(tx, "scenario_name", scenario.name)
 
 
 class Lab:
@@ -102,7 +103,7 @@ class Lab:
         saved = db.saved_clock(self.data_dir / "mailflow.db")
         self.clock = Clock(start=max(time.time(), saved), speed=self.speed)
         self.store = Store(self.data_dir / "mailflow.db", self.clock, on_commit=self._on_commit)
-        stored = await self.store.read(lambda c: db.get_meta(c, "scenario"))
+        stored = await self.store.read(lambda c: meta.get(c, "scenario"))
         if stored is None:
             await self.store.write(lambda tx: _seed(tx, self.scenario))
         elif stored != self.scenario.source:
@@ -148,7 +149,7 @@ class Lab:
         if self._runner is not None:
             await self._runner.cleanup()
         with contextlib.suppress(Exception):
-            await self.store.write(db.save_clock)
+            await self.store.write(meta.save_clock)
         self.store.close()
         with contextlib.suppress(FileNotFoundError):
             (self.data_dir / LAB_FILE).unlink()

@@ -18,10 +18,9 @@ import time
 from mailflow.moves import dispatch as moves
 from routing import categorizer, expiry, mta
 from routing.transport import Transport, due_links
-from stores import db, queue_state
-from stores.backend import Read
+from stores import meta, queue_state
+from stores.backend import Backend, Read, Tx
 from stores.clock import Clock
-from stores.db import Store, Tx
 from stores.topology import Scenario
 
 log = logging.getLogger(__name__)
@@ -35,7 +34,7 @@ CLOCK_SAVE_SECONDS = 5.0
 class Scheduler:
     """Scheduled work of one running lab; ``wake`` is set by whoever made work due now."""
 
-    def __init__(self, store: Store, scenario: Scenario, clock: Clock, transport: Transport,
+    def __init__(self, store: Backend, scenario: Scenario, clock: Clock, transport: Transport,
                  wake: asyncio.Event) -> None:
         self.store = store
         self.scenario = scenario
@@ -79,7 +78,7 @@ class Scheduler:
             self.clock.advance(due - self.clock.now())
             await self.settle()
         self.clock.advance(max(0.0, target - self.clock.now()))
-        await self.store.write(db.save_clock)
+        await self.store.write(meta.save_clock)
         await self.settle()
         return self.clock.now()
 
@@ -102,7 +101,7 @@ class Scheduler:
                 await self.run_due()
                 if time.monotonic() - saved_at > CLOCK_SAVE_SECONDS:
                     saved_at = time.monotonic()
-                    await self.store.write(db.save_clock)
+                    await self.store.write(meta.save_clock)
             except Exception:
                 log.exception("scheduled work failed; trying again at the next tick")
 

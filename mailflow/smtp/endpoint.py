@@ -26,15 +26,15 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from mailflow.smtp import replies
 from mailflow.smtp.session import Limits, SmtpSession, peer_host
 from routing.categorizer import Submission, Verdict
-from stores.topology import Server
+from stores.topology import Server, Version
 
 log = logging.getLogger(__name__)
 
 # What a 5.5/2000/2003 server said in its banner, marked as an emulation.
 BANNERS = {
-    "5.5": "Microsoft Exchange Internet Mail Service 5.5 (mailflow emulation) ready",
-    "2000": "Microsoft ESMTP MAIL Service, Version: 5.0.2195 (mailflow emulation) ready",
-    "2003": "Microsoft ESMTP MAIL Service, Version: 6.0.3790 (mailflow emulation) ready",
+    Version.V55: "Microsoft Exchange Internet Mail Service 5.5 (mailflow emulation) ready",
+    Version.V2000: "Microsoft ESMTP MAIL Service, Version: 5.0.2195 (mailflow emulation) ready",
+    Version.V2003: "Microsoft ESMTP MAIL Service, Version: 6.0.3790 (mailflow emulation) ready",
 }
 DEFAULT_BANNER = "Microsoft ESMTP MAIL Service (mailflow emulation) ready"
 
