@@ -1,20 +1,24 @@
-"""Hypothesis stateful tests of the three state machines: moves, queues and messages."""
+"""Hypothesis stateful tests of the state machines: moves, queues, messages, the 2003 wizard's
+steps and the MRS phases."""
 
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from mailflow.moves.mrs2010 import PHASES, Phase
 from mailflow.moves.states import FINAL as MOVE_FINAL
 from mailflow.moves.states import MOVES, MoveStatus
 from mailflow.moves.states import TRANSITIONS as MOVE_TRANSITIONS
+from mailflow.moves.wizard2003 import STEPS, WizardStep
 from stores import db, messages
 from stores import queue_state as queues
 from stores.audit import audit
-from stores.machine import InvalidTransition
+from stores.machine import InvalidTransition, Machine
 from stores.messages import FINAL, Pair, PairState, queue_state
 from stores.queue_state import QueueStatus
 
@@ -136,6 +140,40 @@ class PairMachine(RuleBasedStateMachine):
         assert report.accepted == self.count
 
 
-@pytest.mark.parametrize("machine", [MoveMachine, QueueMachine, PairMachine])
+def walk(machine: Machine[Any, Any], start: Any) -> type[RuleBasedStateMachine]:
+    """A stateful test of a "go to state X" machine: every event the table allows moves there,
+    every other one raises InvalidTransition naming the machine and leaves the state as it
+    was."""
+
+    class Walk(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.state = start
+
+        @rule(event=st.sampled_from(list(type(start))))
+        def step(self, event: Any) -> None:
+            before = self.state
+            try:
+                self.state = machine.move("x", before, event)
+            except InvalidTransition as exc:
+                assert not machine.can(before, event)
+                assert machine.name in str(exc) and self.state is before
+            else:
+                assert machine.can(before, event) and self.state is event
+
+        @invariant()
+        def known_state(self) -> None:
+            assert self.state in machine.table
+
+    Walk.__name__ = f"{machine.name.title().replace(' ', '')}Walk"
+    return Walk
+
+
+WizardMachine = walk(STEPS, WizardStep.WAIT_FOR_SCHEDULE)
+PhaseMachine = walk(PHASES, Phase.QUEUED)
+
+
+@pytest.mark.parametrize("machine", [MoveMachine, QueueMachine, PairMachine, WizardMachine,
+                                     PhaseMachine])
 def test_state_machine(machine: type[RuleBasedStateMachine]) -> None:
     machine.TestCase().runTest()
