@@ -84,6 +84,9 @@ class Metrics:
         self.move_duration = Histogram("move_duration_seconds", "Simulated seconds a completed"
                                        " move took.", ["engine"], namespace=ns,
                                        registry=registry, buckets=MOVE_BUCKETS)
+        self.scheduler_errors = Counter("scheduler_errors", "Pieces of scheduled work that"
+                                        " failed (each is retried at the next tick), by work.",
+                                        ["work"], namespace=ns, registry=registry)
         Info("build", "The mailflow version serving these metrics.", namespace=ns,
              registry=registry).info({"version": __version__})
         ProcessCollector(registry=registry)
@@ -110,6 +113,9 @@ class Metrics:
                 counter.labels(**fact.labels).inc(fact.value)
             elif (histogram := self._histograms.get(fact.kind)) is not None:
                 histogram.labels(**fact.labels).observe(fact.value)
+
+    def scheduler_failed(self, work: str) -> None:
+        self.scheduler_errors.labels(work=work).inc()
 
     def rejected(self, server: str, code: int) -> None:
         self.rejections.labels(server=server, code=str(code)).inc()

@@ -1,7 +1,8 @@
 """The categorizer: accepted mail in, each recipient routed to its next place out.
 
 In: a ``Submission`` from an SMTP endpoint (new mail, or a pair arriving over
-the SMTP hop from another emulated server), a DSN the lab generated
+the SMTP hop from another emulated server, whose hop token must verify:
+``routing.hop``), a DSN the lab generated
 (``send_dsn``, ``fail``: the same intake as new mail, ``take_in``), and pairs
 handed back by deferred delivery or a move. Out: each (message, recipient)
 pair resolved through the directory to its home server and then delivered by
@@ -12,7 +13,8 @@ organization goes to queue ``smarthost`` when the lab has an outbound
 smarthost, else waits in ``unreachable``; a recipient of an accepted domain
 that the directory no longer knows is NDR'd (5.1.1, ``routing.dsn``).
 All of it happens inside the caller's transaction, so the 250 that follows the
-commit covers every step taken.
+commit covers every step taken; so does the record of what that 250 acknowledges
+(``stores.audit.acknowledge``), which the audit checks against the stored pairs.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from email.message import Message
 from email.parser import BytesHeaderParser
 from email.utils import formatdate
 
-from routing import connectors, deferred, delivery, dsn
+from routing import connectors, deferred, delivery, dsn, hop
 from routing.addresses import Verdict, check_recipient, may_relay, normalize, valid_sender
-from stores import directory, messages, pairs, queue_ids, services
+from routing.hop import HOP_HEADER
+from stores import audit, directory, messages, meta, pairs, queue_ids, services
 from stores.backend import Tx
 from stores.messages import SMARTHOST, NewMessage, Pair, PairState
 from stores.queue_ids import DEFERRED, LOCAL, UNREACHABLE, QueueId
@@ -36,10 +39,6 @@ from stores.topology import Scenario, Server, Version
 __all__ = ["HOP_HEADER", "Submission", "Verdict", "accept", "check_recipient", "fail",
            "may_relay", "normalize", "release", "release_due", "reroute_external",
            "retry_due", "route", "send_dsn", "take_in", "to_mta", "valid_sender"]
-
-# Carries a pair's identity across the SMTP hop between emulated servers, so a
-# retransmission after a lost 250 is recognised instead of delivered twice.
-HOP_HEADER = b"X-Mailflow-Hop"
 
 
 @dataclass(frozen=True)
@@ -73,34 +72,42 @@ def priority(headers: Message) -> str:
     return "normal"
 
 
-def _split_hop(data: bytes) -> tuple[str | None, bytes]:
-    """Take our hop header off the top of a message, if it is there."""
-    prefix = HOP_HEADER + b": "
-    if not data.startswith(prefix):
-        return None, data
-    line, _, rest = data.partition(b"\r\n")
-    return line[len(prefix):].decode("ascii", "replace").strip(), rest
+def _recipients(rcpts: Iterable[str]) -> tuple[str, ...]:
+    """Envelope recipients as pairs name them: normalized, each once."""
+    return tuple(dict.fromkeys(normalize(r, smtputf8=True) or r.lower() for r in rcpts))
 
 
 def accept(tx: Tx, scenario: Scenario, sub: Submission) -> str:
-    """Commit a submission and route it; returns the queue id the 250 reply names."""
-    token, data = _split_hop(sub.data)
+    """Commit a submission and route it; returns the queue id the 250 reply names, after
+    recording what that reply acknowledges. A hop header whose MAC does not verify is
+    dropped, and its mail taken as new mail."""
+    value, data = hop.split(sub.data)
+    token = None if value is None else hop.verify(meta.hop_secret(tx), value, sub.server)
     if token is not None:
-        message = _take_hop(tx, scenario, sub, token, data)
-        if message is not None:
+        taken = _take_hop(tx, scenario, sub, token, data)
+        if taken is not None:
+            message, duplicate = taken
+            audit.acknowledge(tx, message, sub.server, _recipients(sub.rcpts), hop=token,
+                              duplicate=duplicate)
             return message
     queue_id = secrets.token_hex(8).upper()
     raw = _received(sub, queue_id, scenario.domains[0]) + data
     tx.note("accepted", server=sub.server)
+    if value is not None and token is None:
+        tx.trace(queue_id, None, sub.server, "hop-refused",
+                 f"{HOP_HEADER.decode()} header that does not verify removed: new mail")
     client = f"{sub.helo or 'unknown'} [{sub.peer}]"
-    take_in(tx, scenario, sub, queue_id, raw, f"SMTP from <{sub.mail_from}>, client {client}")
+    rcpts = take_in(tx, scenario, sub, queue_id, raw,
+                    f"SMTP from <{sub.mail_from}>, client {client}")
+    audit.acknowledge(tx, queue_id, sub.server, rcpts)
     return queue_id
 
 
 def take_in(tx: Tx, scenario: Scenario, sub: Submission, queue_id: str, raw: bytes,
-            how: str, *, dsn_of: str | None = None, summary: str | None = None) -> None:
+            how: str, *, dsn_of: str | None = None, summary: str | None = None
+            ) -> tuple[str, ...]:
     """The intake of new mail and of DSNs alike: insert the message and one pair per
-    recipient, each traced and routed."""
+    recipient, each traced and routed; returns the recipients, as their pairs name them."""
     # Only the header section is parsed: the body can be megabytes, and nothing here needs it.
     headers = BytesHeaderParser().parsebytes(raw.partition(b"\r\n\r\n")[0])
     urgency = priority(headers)
@@ -108,7 +115,8 @@ def take_in(tx: Tx, scenario: Scenario, sub: Submission, queue_id: str, raw: byt
         queue_id, str(headers.get("Message-ID", "")).strip(), sub.mail_from,
         str(headers.get("Subject", "")), raw, sub.server, urgency, dsn_of, summary))
     at = scenario.server(sub.server)
-    for rcpt in dict.fromkeys(normalize(r, smtputf8=True) or r.lower() for r in sub.rcpts):
+    rcpts = _recipients(sub.rcpts)
+    for rcpt in rcpts:
         tx.trace(queue_id, rcpt, sub.server, "accepted", how)
         # In "local" now; its row is written once routing has placed it (messages.place_*).
         pair = Pair(id=0, message=queue_id, rcpt=rcpt, mailbox=None, state=PairState.LOCAL,
@@ -116,10 +124,13 @@ def take_in(tx: Tx, scenario: Scenario, sub: Submission, queue_id: str, raw: byt
                     next_attempt=None, first_refused_at=None, frozen=False,
                     accepted_at=tx.now, size=len(raw), priority=urgency, stored=False)
         route(tx, scenario, pair, at)
+    return rcpts
 
 
-def _take_hop(tx: Tx, scenario: Scenario, sub: Submission, token: str, data: bytes) -> str | None:
-    """Receive pairs relayed from another emulated server; None if the token is not ours."""
+def _take_hop(tx: Tx, scenario: Scenario, sub: Submission, token: str, data: bytes
+              ) -> tuple[str, bool] | None:
+    """Receive pairs relayed from another emulated server under a verified ``token``: the
+    message and whether it was a resend that changed nothing; None if no message has it."""
     message = token.split(".", 1)[0]
     hopped = pairs.by_hop_token(tx, token, queue_ids.link(sub.server))
     if not hopped:
@@ -127,7 +138,7 @@ def _take_hop(tx: Tx, scenario: Scenario, sub: Submission, token: str, data: byt
             return None
         # Already taken: the sender lost our 250 and sent again. Answer 250, change nothing.
         tx.trace(message, None, sub.server, "duplicate", "retransmission over the SMTP hop ignored")
-        return message
+        return message, True
     raw = _received(sub, message, scenario.domains[0]) + data
     messages.set_raw(tx, message, raw)
     tx.note("accepted", server=sub.server)
@@ -139,7 +150,7 @@ def _take_hop(tx: Tx, scenario: Scenario, sub: Submission, token: str, data: byt
         tx.trace(message, pair.rcpt, sub.server, "received", f"from {source} [{sub.peer}]")
         tx.note("rerouted", server=source, transport="smtp")
         route(tx, scenario, pair, at)
-    return message
+    return message, False
 
 
 # -- DSNs: sent through the same intake as new mail ---------------------------------------------

@@ -38,12 +38,13 @@ def defer(tx: Tx, pair: Pair, server: str, interval: float, error: MapiError) ->
         QUEUE,
         next_attempt=next_retry(tx.now, interval),
         last_error=f"{error.describe()}: the mailbox is in transit",
-        count_attempt=retried,
+        # Every refusal is a delivery attempt: the first makes attempts 1, as the trace says.
+        count_attempt=True,
     )
     if pair.first_refused_at is None:
         pairs.set_first_refused(tx, pair, tx.now)
     tx.trace(pair.message, pair.rcpt, server, "deferred",
-             f"queue {QUEUE}, attempt {pair.attempts + 1}, next retry in {interval / 60:g} min")
+             f"queue {QUEUE}, attempt {pair.attempts}, next retry in {interval / 60:g} min")
     if not retried:
         tx.note("deferred", server=server, queue=QUEUE)
 

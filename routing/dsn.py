@@ -17,6 +17,7 @@ delivered ends as NDR without a report (Exchange's badmail).
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from email.charset import QP, Charset
 from email.header import Header
@@ -26,6 +27,9 @@ from email.mime.text import MIMEText
 from email.utils import formatdate, make_msgid
 
 from stores.topology import Defaults, Server
+
+# Unicode categories a header value must not carry: controls, line and paragraph separators.
+_LINE_BREAKING = frozenset({"Cc", "Zl", "Zp"})
 
 # -- when: pure functions of the lab clock ---------------------------------------------------
 
@@ -196,8 +200,12 @@ def _subject(report: Report) -> str:
 
 
 def _header(value: str) -> str:
-    """A header value, RFC 2047-encoded when it is not ASCII."""
-    clean = value.encode("utf-8", "replace").decode("utf-8")
+    """A header value, RFC 2047-encoded when it is not ASCII. Control characters and line
+    separators from the original (a Subject with a vertical tab, a smarthost's reply) become
+    spaces: the email package reads them as line ends, and would refuse the whole DSN as a
+    header injection."""
+    clean = "".join(" " if unicodedata.category(c) in _LINE_BREAKING else c
+                    for c in value.encode("utf-8", "replace").decode("utf-8"))
     return clean if clean.isascii() else Header(clean, "utf-8").encode()
 
 
@@ -233,10 +241,10 @@ def build(report: Report) -> bytes:
     status.attach(per_message)
     for r in report.recipients:
         block = Message()
-        block["Final-Recipient"] = f"rfc822; {r.rcpt}"
+        block["Final-Recipient"] = _header(f"rfc822; {r.rcpt}")
         block["Action"] = r.action
         block["Status"] = r.status
-        block["Diagnostic-Code"] = r.diagnostic
+        block["Diagnostic-Code"] = _header(r.diagnostic)
         block["Last-Attempt-Date"] = _date(r.last_attempt)
         if r.will_retry_until is not None:
             block["Will-Retry-Until"] = _date(r.will_retry_until)

@@ -15,6 +15,8 @@ that server, which never drains when the sites share no RPC path.
 
 from __future__ import annotations
 
+import math
+
 from routing import categorizer, connectors, deferred, dsn
 from stores import connectors as stored_connectors
 from stores import directory, messages, pairs, queue_ids, queue_state, services
@@ -27,8 +29,18 @@ from stores.topology import Defaults, Scenario, Server
 RPC_SERVER_UNAVAILABLE = 1722  # NT error: "The RPC server is unavailable"
 
 
-def next_open(failed_at: float, defaults: Defaults) -> float:
-    return failed_at + defaults.mta_open_interval_seconds
+def next_open(now: float, failed: list[Pair], defaults: Defaults) -> float:
+    """When the MTA opens the queue again after the open of ``failed`` failed at ``now``:
+    an interval after the open was due, not after the tick that ran it (which comes late
+    by up to a tick, and would drift at a fast clock); an interval after ``now`` on the
+    first failure. Opens missed while the lab was stopped are skipped, keeping the step."""
+    interval = defaults.mta_open_interval_seconds
+    retried = [p.next_attempt for p in failed if p.attempts and p.next_attempt is not None]
+    if not retried or interval <= 0:
+        return now + interval
+    due = min(retried)
+    missed = max(0, math.floor((now - due) / interval))
+    return due + (missed + 1) * interval
 
 
 def release_holding(tx: Tx, scenario: Scenario, mailbox: str) -> None:
@@ -141,7 +153,7 @@ def _open_failed(tx: Tx, scenario: Scenario, at: Server, target: Server, queue: 
              f" NT/MTA error code: {code}.", category="Interface")
     for event_id in ("9318", "9322"):
         tx.note("mta_failure", server=at.name, target=target.name, event_id=event_id)
-    retry_at = next_open(tx.now, scenario.defaults)
+    retry_at = next_open(tx.now, failed, scenario.defaults)
     error = f"Unable to bind over RPC to {target.name} (NT/MTA error code {code})"
     for pair in failed:
         messages.place_queued(tx, pair, at.name, queue, next_attempt=retry_at, last_error=error,

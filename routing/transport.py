@@ -10,13 +10,14 @@ pairs and the raw bytes of its messages, and several connections of the link
 open from batch to batch, send disjoint slices of it at once, so that the
 receiving endpoint commits many messages per fsync. The lab's scheduler learns
 from ``due_links`` which links have mail due. The receiving endpoint moves the
-pairs to itself inside the commit that precedes its 250 (the hop token header
-makes a retransmission harmless), so a successful send to a server needs no
-write here; what the smarthost takes ends as RELAYED, what it refuses for good
-is NDR'd (``routing.dsn``). When any connection of a link fails, the link stops
-and goes to Retry with its next retry time and error, like an Exchange 2003 link
-queue; its other connections finish their slices first. Frozen mail, frozen
-queues and servers whose outbound mail is disabled wait.
+pairs to itself inside the commit that precedes its 250 (the hop token header,
+signed with the lab's secret by ``routing.hop``, makes a retransmission
+harmless), so a successful send to a server needs no write here; what the
+smarthost takes ends as RELAYED, what it refuses for good is NDR'd
+(``routing.dsn``). When any connection of a link fails, the link stops and goes
+to Retry with its next retry time and error, like an Exchange 2003 link queue;
+its other connections finish their slices first. Frozen mail, frozen queues and
+servers whose outbound mail is disabled wait.
 """
 
 from __future__ import annotations
@@ -28,11 +29,10 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
-from routing import categorizer, dsn
-from routing.categorizer import HOP_HEADER
+from routing import categorizer, dsn, hop
 from routing.pipelining import Outgoing
 from routing.sender import LinkError, Sender, Slot, SMTPReply
-from stores import links, messages, pairs, queue_ids, queue_state
+from stores import links, messages, meta, pairs, queue_ids, queue_state
 from stores.backend import Backend, Read, Tx
 from stores.messages import SMARTHOST, PairState
 from stores.queue_ids import QueueId
@@ -157,12 +157,22 @@ class Transport:
         self.local_domain = local_domain
         self._tasks: dict[Link, asyncio.Task[None]] = {}
         self._again: set[Link] = set()
+        self._hop_key: bytes | None = None
         self.sender = Sender()
 
     async def start(self) -> None:
-        """Start the sender's worker now, so that the first link to drain need not wait for
-        it (it comes up on another core while the lab serves)."""
+        """Read (on a first start, make) the lab's hop secret, and start the sender's
+        worker now, so that the first link to drain need not wait for it (it comes up on
+        another core while the lab serves)."""
+        await self.hop_key()
         await self.sender.start()
+
+    async def hop_key(self) -> bytes:
+        """The lab's secret that signs the hop tokens this transport sends, from the store
+        (made there on first use, so a restarted lab signs as it did)."""
+        if self._hop_key is None:
+            self._hop_key = await self.store.write(meta.hop_secret)
+        return self._hop_key
 
     def kick(self, server: str, target: str) -> None:
         """Drain link queue ``smtp:<target>`` of ``server`` (``OUTBOUND``: its smarthost)."""
@@ -226,11 +236,13 @@ class Transport:
         """Send ``outs`` one after the other on connection ``slot``; a failure is added to
         ``failures``. What the smarthost answers is written as each message is sent."""
         server, target, _ = slot
+        # A link may drain before ``start`` has read the key: the endpoints open first.
+        key = await self.hop_key()
         outgoing: list[Outgoing] = []
         for out in outs:
             data = raw[out.message]
             if target != OUTBOUND:
-                data = HOP_HEADER + b": " + out.token.encode() + b"\r\n" + data
+                data = hop.header(key, out.token, target) + data
             outgoing.append((out.mail_from, out.rcpts, data))
         try:
             async for index, refused in self._send_on(slot, outgoing):

@@ -5,14 +5,20 @@ server, or delivered into exactly one mailbox item that sits in a store
 holding that mailbox, or relayed out of the organization through the outbound
 smarthost, or finally NDR'd or deleted. Every pair must have been
 accepted exactly once, and every mailbox item must belong to a delivered pair.
+
+Every 250 after DATA must name stored pairs: ``acknowledge`` records, in the
+transaction that commits before the reply, the queue id answered and its
+recipients; the audit finds a pair for each, and a resend of a hop (which
+stores nothing new) must point at a hop the same server took before.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from stores.backend import Conn
+from stores.backend import Conn, Tx
 from stores.messages import FINAL, PairState, queue_state
 
 
@@ -23,6 +29,7 @@ class AuditReport:
     relayed: int = 0
     ndr: int = 0
     deleted: int = 0
+    acknowledged: int = 0  # 250 replies after DATA on record
     queued: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
@@ -38,13 +45,47 @@ class AuditReport:
             "relayed": self.relayed,
             "ndr": self.ndr,
             "deleted": self.deleted,
+            "acknowledged": self.acknowledged,
             "queued": self.queued,
             "problems": self.problems,
         }
 
 
+def acknowledge(tx: Tx, queue_id: str, server: str, rcpts: Sequence[str], *,
+                hop: str | None = None, duplicate: bool = False) -> None:
+    """Record that ``server`` answered 250 naming ``queue_id`` for ``rcpts`` (normalized as
+    the pairs are); ``hop``: the verified hop token the mail came with; ``duplicate``: a
+    resend of that hop, which stored nothing new. One insert, in the accept's transaction."""
+    tx.execute("INSERT INTO acks(queue_id, server, rcpts, hop, duplicate) VALUES (?,?,?,?,?)",
+               (queue_id, server, "\n".join(rcpts), hop, int(duplicate)))
+
+
+def _check_acks(conn: Conn, stored: set[tuple[str, str]], report: AuditReport) -> None:
+    """Every acknowledged recipient has a pair of the queue id answered; every resent hop
+    was taken before by the server that answered it."""
+    taken: set[tuple[str, str]] = set()
+    resent: list[tuple[str, str, str]] = []
+    for queue_id, server, rcpts, hop, duplicate in conn.execute(
+        "SELECT queue_id, server, rcpts, hop, duplicate FROM acks ORDER BY id"
+    ):
+        report.acknowledged += 1
+        lost = [rcpt for rcpt in rcpts.split("\n") if rcpt and (queue_id, rcpt) not in stored]
+        if lost:
+            report.problems.append(f"{server} answered 250 for {queue_id} to {', '.join(lost)}"
+                                   " but stored no such pair")
+        if duplicate:
+            resent.append((queue_id, server, hop))
+        elif hop is not None:
+            taken.add((server, hop))
+    for queue_id, server, hop in resent:
+        if (server, hop) not in taken:
+            report.problems.append(f"{server} answered 250 for {queue_id} as a resend of hop"
+                                   f" {hop}, which it never took: nothing was stored")
+
+
 def audit(conn: Conn, servers: set[str]) -> AuditReport:
     report = AuditReport()
+    stored: set[tuple[str, str]] = set()
     items: dict[int, int] = dict(
         conn.execute("SELECT pair, COUNT(*) FROM items WHERE pair IS NOT NULL GROUP BY pair")
     )
@@ -59,6 +100,7 @@ def audit(conn: Conn, servers: set[str]) -> AuditReport:
         "SELECT id, message, rcpt, state, server, queue FROM pairs"
     ):
         report.accepted += 1
+        stored.add((message, rcpt))
         where = f"pair {pair_id} ({message} to {rcpt})"
         if accepted.get((message, rcpt), 0) != 1:
             report.problems.append(
@@ -100,4 +142,5 @@ def audit(conn: Conn, servers: set[str]) -> AuditReport:
         " ON s.server = i.server AND s.mailbox = i.mailbox WHERE s.mailbox IS NULL"
     ):
         report.problems.append(f"items of {mailbox} sit on {server}, whose store lacks it")
+    _check_acks(conn, stored, report)
     return report

@@ -2,12 +2,13 @@
 
 In: callables that take a ``Tx`` (writes) or a connection (reads), from the
 event loop. Out: their results, after the write has been committed and
-fsynced. One writer thread owns the only writing connection; it takes every
-write waiting in its inbox, runs each inside its own savepoint of one
-transaction, commits once and then wakes all their callers. A caller therefore
-never hears "done" before its data is on disk, and one failing write never
-undoes its neighbours. Reads run on a small pool of read-only connections, so
-a scrape or a listing never waits behind the writer.
+fsynced; a write the disk has no room for fails with ``StoreFull``. One writer
+thread owns the only writing connection; it takes every write waiting in its
+inbox, runs each inside its own savepoint of one transaction, commits once and
+then wakes all their callers. A caller therefore never hears "done" before its
+data is on disk, and one failing write never undoes its neighbours. Reads run
+on a small pool of read-only connections, so a scrape or a listing never waits
+behind the writer.
 
 Schema changes are versioned migrations applied in order at open.
 """
@@ -38,6 +39,21 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 class StoreClosed(RuntimeError):
     pass
+
+
+class StoreFull(sqlite3.OperationalError):
+    """A write the disk had no room for (SQLITE_FULL): nothing was committed, and it may
+    work later, so SMTP answers it 452 4.3.1 rather than 451 4.3.0."""
+
+
+def _classified(exc: Exception) -> Exception:
+    """``exc``, or a StoreFull when SQLite says the disk (or the database) is full."""
+    if isinstance(exc, sqlite3.Error) and not isinstance(exc, StoreFull) and getattr(
+            exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        full = StoreFull(str(exc))
+        full.__cause__ = exc
+        return full
+    return exc
 
 
 TraceRow = tuple[str, str | None, str, str, str, float, float]
@@ -242,7 +258,7 @@ class Store:
                 conn.execute("ROLLBACK")
             facts = []
             for item in batch:
-                item.error = item.error or exc
+                item.error = item.error or _classified(exc)
         if facts and self.on_commit is not None:
             self._deliver_facts(batch, facts)
         self._finish(batch)
@@ -278,7 +294,7 @@ class Store:
             except Exception as exc:  # one bad write must not undo its neighbours
                 conn.execute("ROLLBACK TO w")
                 conn.execute("RELEASE w")
-                item.error = exc
+                item.error = _classified(exc)
 
     def _deliver_facts(self, batch: list[_Write], facts: list[Fact]) -> None:
         assert self.on_commit is not None

@@ -38,6 +38,10 @@ def _server_dn55(scenario: Scenario, server: Server) -> str:
     return f"/o={org}/ou={site}/cn=Configuration/cn=Servers/cn={server.name}"
 
 
+# The last RDN of a 5.5 homeMDB: the server's one Private Information Store.
+PRIVATE_MDB_55 = "/cn=Microsoft Private MDB"
+
+
 def home_attributes(scenario: Scenario, server: Server) -> dict[str, str]:
     """homeMDB, homeMTA and msExchHomeServerName of a mailbox homed on ``server``.
 
@@ -46,7 +50,7 @@ def home_attributes(scenario: Scenario, server: Server) -> dict[str, str]:
     home_server_name = _server_dn55(scenario, server)
     if server.version is Version.V55:
         return {
-            "home_mdb": f"{home_server_name}/cn=Microsoft Private MDB",
+            "home_mdb": f"{home_server_name}{PRIVATE_MDB_55}",
             "home_mta": f"{home_server_name}/cn=Microsoft MTA",
             "home_server_name": home_server_name,
         }

@@ -1,11 +1,18 @@
-"""The store's key/value notes about itself: the scenario it was seeded from, the clock.
+"""The store's key/value notes about itself: the scenario it was seeded from, the clock,
+the secret that signs hop tokens.
 
 In: a key (and a value to keep). Out: the value kept, or None.
 """
 
 from __future__ import annotations
 
+import secrets
+
 from stores.backend import Conn, Tx
+
+# The lab's own secret for the MAC of a hop token (``routing.hop``). Kept in the store, not in
+# a file of its own: it lives and dies with the mail it protects, and survives restarts.
+HOP_SECRET = "hop_secret"
 
 
 def get(conn: Conn, key: str) -> str | None:
@@ -24,3 +31,12 @@ def put(conn: Conn, key: str, value: str) -> None:
 def save_clock(tx: Tx) -> None:
     """Keep the simulated time the lab has reached, for its next start."""
     put(tx, "clock", repr(tx.now))
+
+
+def hop_secret(tx: Tx) -> bytes:
+    """The lab's hop-token secret (32 random bytes), made on the first call and kept."""
+    value = get(tx, HOP_SECRET)
+    if value is None:
+        value = secrets.token_bytes(32).hex()
+        put(tx, HOP_SECRET, value)
+    return bytes.fromhex(value)

@@ -114,6 +114,15 @@ def exists(conn: Conn, server: str, queue: str) -> bool:
     ).fetchone() is not None
 
 
+def waits_for_transit(conn: Conn, server: str, queue: str) -> bool:
+    """Whether a pair in ``queue`` on ``server`` waits for a mailbox that is in transit
+    there (what "the mailbox is in transit" says of it)."""
+    return conn.execute(
+        f"SELECT 1 FROM pairs p WHERE p.server = ? AND p.queue = ? AND NOT ({NOT_IN_TRANSIT})"
+        " LIMIT 1", (server, queue),
+    ).fetchone() is not None
+
+
 def outbound_disabled(conn: Conn, server: str) -> bool:
     row = conn.execute("SELECT 1 FROM outbound_disabled WHERE server=?", (server,)).fetchone()
     return row is not None

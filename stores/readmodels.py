@@ -19,8 +19,12 @@ def rpc(conn: Read) -> list[dict[str, Any]]:
             for r in conn.execute("SELECT * FROM rpc")]
 
 
-def store_name(server: str) -> str:
-    """The mailbox store of a server, as Exchange System Manager names it."""
+def store_name(server: str, home_mdb: str) -> str:
+    """The mailbox store a mailbox's homeMDB names, as its admin tool named it: 5.5 had one
+    "Private Information Store" per server and no storage groups (its homeMDB is in 5.5 DS
+    form, ``.../cn=Microsoft Private MDB``); 2000 and 2003 name it as System Manager does."""
+    if home_mdb.endswith(directory.PRIVATE_MDB_55):
+        return "Private Information Store"
     return f"First Storage Group\\Mailbox Store ({server})"
 
 
@@ -41,7 +45,7 @@ def mailbox(conn: Read, address: str) -> dict[str, Any] | None:
     transit = conn.execute(
         "SELECT server, in_transit FROM store_mailboxes WHERE mailbox=?", (row["address"],)
     ).fetchall()
-    doc["store"] = store_name(row["server"])
+    doc["store"] = store_name(row["server"], row["home_mdb"])
     # The flag of the store mail is delivered to; "stores" shows a move's target copy too.
     doc["in_transit"] = any(r[1] for r in transit if r[0] == row["server"])
     doc["stores"] = [{"server": r[0], "in_transit": bool(r[1])} for r in transit]

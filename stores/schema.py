@@ -177,4 +177,19 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY(mailbox, queue)
     );
     """,
+    # 6: what each 250 after DATA acknowledged, written in the accept's own transaction, so
+    # the audit can see an acknowledged message that was not stored: the queue id answered,
+    # the endpoint that answered, its recipients (one per line), and for mail that came
+    # over the SMTP hop its (verified) hop token and whether it was a resend of a hop
+    # already taken. No index: one insert per message on the accept path, read by the audit.
+    """
+    CREATE TABLE acks(
+        id INTEGER PRIMARY KEY,
+        queue_id TEXT NOT NULL,
+        server TEXT NOT NULL,
+        rcpts TEXT NOT NULL,
+        hop TEXT,
+        duplicate INTEGER NOT NULL DEFAULT 0
+    );
+    """,
 ]

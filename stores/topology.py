@@ -114,6 +114,13 @@ class Defaults:
     # most this many sessions at once (the next connection gets 421 4.3.2).
     smtp_idle_timeout_seconds: float = 300.0
     smtp_max_connections: int = 200
+    # Address probing (RCPT after RCPT answered 550 5.1.1 "User unknown"): after this many
+    # in one session each further one is answered this many *real* seconds late, and the
+    # session is closed with 421 4.7.0 at the maximum (as Postfix's smtpd_soft_error_limit,
+    # smtpd_error_sleep_time and smtpd_hard_error_limit). The lab's own hop is exempt.
+    smtp_unknown_recipients_before_delay: int = 10
+    smtp_unknown_recipient_delay_seconds: float = 1.0
+    smtp_max_unknown_recipients: int = 20
     # Move Mailbox wizard (seed 000, KB 821829): bad-item limit and threads per batch.
     wizard_bad_item_limit: int = 3
     wizard_threads: int = 4
@@ -131,6 +138,44 @@ class Defaults:
     # 2007/2010 transport: DelayNotificationTimeOut 4 h, MessageExpirationTimeOut 2 days.
     delay_notification_2007_seconds: float = 4 * 3600.0
     expiration_2007_seconds: float = 2 * 86400.0
+
+
+_DAY = 86400.0
+# The range (lowest, highest), inclusive, of every ``Defaults`` key a scenario may set
+# (docs/scenarios.md gives the reasons). Retry intervals start at Exchange's own minimum of
+# one minute, so that a retry cannot run every tick; durations stop at 90 days and sizes at
+# 100 MiB, so that every derived time stays a date and every message fits in memory.
+DEFAULT_RANGES: dict[str, tuple[float, float]] = {
+    "deferred_retry_seconds": (60, _DAY),
+    "link_retry_seconds": (60, _DAY),
+    "max_message_size": (1024, 100 * 1024 * 1024),
+    "max_recipients": (1, 10_000),
+    "move_base_seconds": (1, _DAY),
+    "move_bytes_per_second": (1024, 10 * 1024**3),
+    "item_size": (1, 1024 * 1024),
+    "mta_open_interval_seconds": (60, _DAY),
+    "mta_max_open_retries": (1, 10_000),
+    "mta_timeout_urgent_seconds": (60, 90 * _DAY),
+    "mta_timeout_normal_seconds": (60, 90 * _DAY),
+    "mta_timeout_nonurgent_seconds": (60, 90 * _DAY),
+    "mta_flush_timeout_seconds": (60, 90 * _DAY),
+    "smtp_idle_timeout_seconds": (1, 3600),
+    "smtp_max_connections": (1, 1000),
+    "smtp_unknown_recipients_before_delay": (0, 10_000),
+    "smtp_unknown_recipient_delay_seconds": (0, 60),
+    "smtp_max_unknown_recipients": (0, 100_000),
+    "wizard_bad_item_limit": (0, 100_000),
+    "wizard_threads": (1, 64),
+    "mrs_bad_item_limit": (0, 100_000),
+    "mrs_max_retries": (0, 1000),
+    "mrs_retry_delay_seconds": (1, _DAY),
+    "mrs_max_active_moves_per_source_mdb": (1, 100),
+    "mrs_max_active_moves_per_target_mdb": (1, 100),
+    "delay_notification_seconds": (60, 90 * _DAY),
+    "expiration_seconds": (60, 90 * _DAY),
+    "delay_notification_2007_seconds": (60, 90 * _DAY),
+    "expiration_2007_seconds": (60, 90 * _DAY),
+}
 
 
 @dataclass(frozen=True)

@@ -322,3 +322,25 @@ def test_delay_and_expiry_by_version() -> None:
     assert dsn.expiry_due(0.0, by_version["5.5"], "urgent", defaults) == 2 * DAY
     assert dsn.expiry_due(0.0, by_version["5.5"], "normal", defaults) == 7 * DAY
     assert dsn.expiry_due(0.0, by_version["5.5"], "non-urgent", defaults) == 10 * DAY
+
+
+@pytest.mark.parametrize("version", [Version.V2003, Version.V2010])
+@pytest.mark.parametrize("char", ["\x0b", "\x0c", "\x1c", "\r", "\n", "\x00", "\u2028"])
+def test_control_characters_of_the_original_never_break_a_dsn(version: Version,
+                                                              char: str) -> None:
+    # A Subject with a vertical tab (or a smarthost reply with one) made the email package
+    # refuse the whole DSN as a header injection, so the sender was never told.
+    report = dsn.Report(
+        server=Server("S", version, "X", 0), domain="contoso.test", sender="a@fabrikam.test",
+        subject=f"hi{char}X-Evil: 1", arrival=0.0, now=0.0,
+        original_headers=b"Subject: hi\r\n",
+        recipients=(dsn.RecipientStatus(
+            rcpt="c@contoso.test", action="failed", status="5.1.1",
+            diagnostic=f"smtp; 550 5.1.1 no{char}X-Evil: 2", text="t", last_attempt=0.0),),
+    )
+    parsed = email.message_from_bytes(dsn.build(report))
+    headers = [parsed, *(part for part in parsed.walk())]
+    status = next(p for p in parsed.walk() if p.get_content_type() == "message/delivery-status")
+    headers += status.get_payload()
+    assert all(part["X-Evil"] is None for part in headers)
+    assert parsed["Subject"].startswith("Undeliverable: hi")

@@ -180,7 +180,7 @@ async def test_2003_wizard_rolls_back_at_the_directory_update(lab: Lab) -> None:
 async def test_2003_wizard_fails_over_the_bad_item_limit(lab: Lab) -> None:
     move = await start(lab, "bob@contoso.test", "EX2003-B", bad_items=4)
     failed = await run_until(lab, move["id"], "Failed")
-    assert failed["status_detail"] == "FailedBadItemLimit" and failed["bad_item_limit"] is None
+    assert failed["status_detail"] == "FailedBadItemLimit" and failed["bad_item_limit"] == 3
     assert "limit of 3" in failed["failure_reason"]
     assert (await mailbox(lab, "bob@contoso.test"))["server"] == "EX2003-A"
 

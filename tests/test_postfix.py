@@ -1,10 +1,11 @@
 """A real upstream MTA: a throw-away Postfix relays into the lab during a held move.
 
-The Postfix instance has its own config, queue and data directories, listens on a
-free port on 127.0.0.1, relays for 127.0.0.0/8, and its transport map sends
-contoso.test to the lab's EX2003-A endpoint. Postfix daemons run as the postfix
-user, which cannot enter pytest's private temporary directory, so the instance
-lives in a directory of its own under /tmp, removed afterwards.
+The Postfix instance runs with the main.cf and master.cf of docs/upstream-postfix.md,
+read from that page (``doc_config``), with only its directory and its two ports replaced:
+its own config, queue and data directories, a free port on 127.0.0.1, relaying for
+127.0.0.0/8, and a transport map sending contoso.test to the lab's EX2003-A endpoint.
+Postfix daemons run as the postfix user, which cannot enter pytest's private temporary
+directory, so the instance lives in a directory of its own under /tmp, removed afterwards.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 
-from bench.postfix_conf import master_cf
 from mailflow.runtime.lab import Lab
 from tests.conftest import require_tool
 from tests.helpers import api, hold_move, mailbox, queue_depth
@@ -34,6 +34,32 @@ DEADLINE = 60.0
 EMPTY = "Mail queue is empty"
 
 pytestmark = pytest.mark.tools
+
+
+# The page whose configuration the test runs, and what it names that the test replaces.
+DOC = Path(__file__).resolve().parent.parent / "docs" / "upstream-postfix.md"
+DOC_DIRECTORY, DOC_PORT, DOC_LAB_PORT = "/tmp/upstream-postfix", "2500", "2525"
+
+
+def doc_config(name: str, directory: Path, port: int, lab_port: int) -> str:
+    """The ``name`` (main.cf or master.cf) block of docs/upstream-postfix.md: the fenced
+    block after its ``<!-- config: NAME -->`` marker, for an instance in ``directory``
+    listening on ``port`` and relaying to the lab on ``lab_port``."""
+    text = DOC.read_text()
+    marker = f"<!-- config: {name} -->\n```\n"
+    start = text.index(marker) + len(marker)
+    block = text[start:text.index("```", start)]
+    return (block.replace(DOC_DIRECTORY, str(directory))
+            .replace(f"127.0.0.1:{DOC_PORT} inet", f"127.0.0.1:{port} inet")
+            .replace(f"[127.0.0.1]:{DOC_LAB_PORT}", f"[127.0.0.1]:{lab_port}"))
+
+
+def test_the_doc_config_is_complete() -> None:
+    """Every setting the test depends on is in the page, so a replacement never misses."""
+    main = doc_config("main.cf", Path("/x"), 1, 2)
+    assert "queue_directory = /x/spool" in main and "[127.0.0.1]:2}" in main
+    assert main.count("/x") == 4 and DOC_DIRECTORY not in main
+    assert doc_config("master.cf", Path("/x"), 1, 2).startswith("127.0.0.1:1 inet")
 
 
 def _free_port() -> int:
@@ -63,42 +89,20 @@ async def _running(postfix: str, config: Path) -> bool:
 @contextlib.asynccontextmanager
 async def postfix_instance(lab_port: int) -> AsyncIterator[tuple[Path, int]]:
     """A started Postfix relaying contoso.test to 127.0.0.1:lab_port; yields (config, port)."""
-    postfix, postconf = require_tool("postfix"), require_tool("postconf")
+    postfix = require_tool("postfix")
     require_tool("postqueue")
     if os.geteuid() != 0:
         pytest.skip("starting a Postfix instance needs root")
     top = Path(tempfile.mkdtemp(prefix="mailflow-postfix-"))
     top.chmod(0o755)  # the postfix user must reach its queue and data directories
-    config, spool, data = top / "etc", top / "spool", top / "lib"
+    config, spool = top / "etc", top / "spool"
     config.mkdir()
     spool.mkdir()  # postfix check creates what goes in it, not the directory itself
     port = _free_port()
     started = False
     try:
-        shutil.copy("/etc/postfix/main.cf", config / "main.cf")
-        (config / "master.cf").write_text(
-            master_cf(Path("/etc/postfix/master.cf").read_text(), port))
-        settings = {
-            "queue_directory": str(spool),
-            "data_directory": str(data),
-            "maillog_file": str(top / "maillog"),
-            "maillog_file_prefixes": str(top),
-            "syslog_name": f"mailflow-test-postfix-{port}",
-            "myhostname": "upstream.example.net",
-            "inet_interfaces": "127.0.0.1",
-            "inet_protocols": "ipv4",
-            "mydestination": "",
-            "mynetworks": "127.0.0.0/8",
-            "relay_domains": "contoso.test",
-            "smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination",
-            "transport_maps": f"inline:{{contoso.test=smtp:[127.0.0.1]:{lab_port}}}",
-            "alias_maps": "",
-            "alias_database": "",
-            "smtp_tls_security_level": "none",
-            "smtpd_tls_security_level": "none",
-        }
-        await _run(postconf, "-c", str(config), "-e",
-                   *(f"{key} = {value}" for key, value in settings.items()))
+        (config / "main.cf").write_text(doc_config("main.cf", top, port, lab_port))
+        (config / "master.cf").write_text(doc_config("master.cf", top, port, lab_port))
         await _run(postfix, "-c", str(config), "check")
         await _run(postfix, "-c", str(config), "start")
         started = True

@@ -4,6 +4,8 @@ NDR, freeze and thaw (message and queue), Find Messages, Disable Outbound Mail, 
 from __future__ import annotations
 
 from mailflow.runtime.lab import Lab
+from routing.queues import shown_status
+from stores.queue_state import QueueStatus, Stats
 from tests.helpers import (
     api,
     events,
@@ -215,3 +217,24 @@ async def test_retry_of_unreachable_routes_it_again(lab: Lab) -> None:
     assert status == 200 and doc["retried"] == 1
     assert await queue_depth(lab, "EX2003-A", "unreachable") == 1  # still no smarthost
     assert len(await events(lab, 1020)) == 1
+
+
+def test_a_draining_link_queue_is_active() -> None:
+    """Issue 16, item 12: Queue Viewer shows Active while a connection drains a queue. Due,
+    unfrozen mail in a Ready link, smarthost or MTA queue is that; not-yet-due mail,
+    a queue held by Disable Outbound Mail and local queues stay as they were."""
+    due = Stats(depth=300, oldest_at=0.0, next_attempt=10.0, last_error=None)
+    later = due._replace(next_attempt=99.0)
+    frozen = due._replace(next_attempt=None)
+    for queue in ("smtp:EX2003-B", "smarthost", "mta:EX2003-B", "mta:x400:LON-RED X.400"):
+        assert shown_status("EX2003-A", queue, due, None, 10.0, outbound_off=False,
+                            in_transit=False)[0] == QueueStatus.ACTIVE
+    assert shown_status("EX2003-A", "smtp:EX2003-B", later, None, 10.0, outbound_off=False,
+                        in_transit=False)[0] == QueueStatus.READY
+    assert shown_status("EX2003-A", "smtp:EX2003-B", frozen, None, 10.0, outbound_off=False,
+                        in_transit=False)[0] == QueueStatus.READY
+    assert shown_status("EX2003-A", "smtp:EX2003-B", due, None, 10.0, outbound_off=True,
+                        in_transit=False) == (QueueStatus.READY, None,
+                                              "Outbound mail is disabled on EX2003-A")
+    assert shown_status("EX2003-A", "local", due, None, 10.0, outbound_off=False,
+                        in_transit=False)[0] == QueueStatus.READY

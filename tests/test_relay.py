@@ -5,6 +5,7 @@ from __future__ import annotations
 import aiosmtplib
 
 from mailflow.runtime.lab import Lab
+from routing import hop
 from routing.categorizer import HOP_HEADER
 from tests.helpers import api, mailbox, queue_depth, queue_id, send
 
@@ -22,12 +23,13 @@ async def test_a_retransmitted_hop_is_delivered_once(lab: Lab) -> None:
     await peer.start(host, 0)
 
     # What EX2003-A would send when the 250 of its first try was lost: the same hop twice.
+    signed = hop.header(await lab.transport.hop_key(), token, "EX2003-B")
     for _ in range(2):
         async with aiosmtplib.SMTP(hostname=host, port=peer.port, start_tls=False,
                                    local_hostname="EX2003-A.contoso.test") as smtp:
             _, reply = await smtp.sendmail(
                 "tester@example.net", ["carol@contoso.test"],
-                HOP_HEADER + b": " + token.encode() + b"\r\n" + bytes(raw))
+                signed + bytes(raw))
             assert message in reply
     await lab.advance(lab.scenario.defaults.link_retry_seconds)
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from mailflow.scenarios import ScenarioError, builtin_names, load, parse
-from stores.topology import ConnectorSpec, Defaults, Server, Version
+from stores.topology import DEFAULT_RANGES, ConnectorSpec, Defaults, Server, Version
 
 MINIMAL = """
 name = "tiny"
@@ -214,10 +215,10 @@ def test_rpc_unknown_server(tmp_path: Path) -> None:
     assert "unknown server 'EX55-LON'" in err.problem
 
 
-def test_default_must_be_positive(tmp_path: Path) -> None:
+def test_default_must_be_in_range(tmp_path: Path) -> None:
     err = load_error(tmp_path, MINIMAL + "[defaults]\nitem_size = 0\n")
     assert err.key == "defaults.item_size"
-    assert "positive" in err.problem
+    assert err.problem == "must be 1..1048576, got 0"
 
 
 def test_builtin_errors_name_builtin() -> None:
@@ -235,3 +236,70 @@ def test_smarthost_key(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError) as error:
         load(str(bad))
     assert error.value.key == "smarthost" and "HOST:PORT" in error.value.problem
+
+
+# -- ranges: every number has one, and nothing unbounded gets in (issue 16, item 4) ---------
+
+
+def test_every_default_has_a_range_that_holds_its_default() -> None:
+    defaults = Defaults()
+    assert set(DEFAULT_RANGES) == {f.name for f in fields(Defaults)}
+    for name, (low, high) in DEFAULT_RANGES.items():
+        assert low <= getattr(defaults, name) <= high, name
+
+
+@pytest.mark.parametrize(("setting", "problem"), [
+    ("deferred_retry_seconds = 1e-300", "must be 60..86400, got 1e-300"),
+    ("link_retry_seconds = inf", "must be 60..86400, got inf"),
+    ("mta_open_interval_seconds = nan", "must be 60..86400, got nan"),
+    ("expiration_seconds = 1e300", "must be 60..7.776e+06, got 1e+300"),
+    ("max_message_size = 100000000000", "must be 1024..104857600, got 100000000000"),
+    ("max_recipients = 1.5", "expected an integer, got float"),
+    ("smtp_max_connections = -1", "must be 1..1000, got -1"),
+])
+def test_defaults_out_of_range(tmp_path: Path, setting: str, problem: str) -> None:
+    err = load_error(tmp_path, MINIMAL + f"[defaults]\n{setting}\n")
+    assert (err.key, err.problem) == (f"defaults.{setting.split()[0]}", problem)
+
+
+def test_a_bad_item_limit_of_zero_is_allowed() -> None:
+    scenario = parse(MINIMAL + "[defaults]\nmrs_bad_item_limit = 0\nwizard_bad_item_limit = 0\n",
+                     "x.toml")
+    assert (scenario.defaults.mrs_bad_item_limit, scenario.defaults.wizard_bad_item_limit) == (0, 0)
+
+
+MAILBOX = '[[mailboxes]]\naddress = "a@contoso.test"\nserver = "EX2003-A"\n'
+
+
+@pytest.mark.parametrize(("extra", "key", "problem"), [
+    (MAILBOX + "items = 1000000000\n", "mailboxes[0].items", "must be 0..100000, got 1000000000"),
+    (MAILBOX + "items = -1\n", "mailboxes[0].items", "must be 0..100000, got -1"),
+    ("[[users]]\ncount = 100001\n", "users[0].count", "must be 1..100000, got 100001"),
+    ("[[users]]\ncount = -1\n", "users[0].count", "must be 1..100000, got -1"),
+    ('[[users]]\ncount = "x"\n', "users[0].count", "expected an integer, got string"),
+    ("[[users]]\ndigits = 400\n", "users[0].digits", "must be 1..9, got 400"),
+    ("[[users]]\ncount = 11\nitems = 100000\n", "users[0].items",
+     "the mailboxes would hold 1100000 items; at most 1000000 in all"),
+    (MAILBOX + "[[users]]\ncount = 100000\n", "users[0].count",
+     "the scenario would have 100001 mailboxes; at most 100000"),
+    ('[[connectors]]\ntype = "site"\nsites = ["REDMOND", "LONDON"]\ncost = 101\n',
+     "connectors[0].cost", "must be 1..100, got 101"),
+    (MAILBOX + 'display_name = "Eve\\r\\nBcc: x"\n', "mailboxes[0].display_name",
+     "must not contain control characters (line breaks, tabs)"),
+    ('[[sites]]\nname = "' + "L" * 65 + '"\n', "sites[2].name", "at most 64 characters, got 65"),
+])
+def test_counts_and_names_out_of_range(tmp_path: Path, extra: str, key: str, problem: str
+                                       ) -> None:
+    text = MINIMAL + '[[sites]]\nname = "LONDON"\n' + extra
+    err = load_error(tmp_path, text)
+    assert (err.key, err.problem) == (key, problem)
+
+
+def test_deeply_nested_arrays_are_one_error_not_a_recursion_error(tmp_path: Path) -> None:
+    err = load_error(tmp_path, MINIMAL + "[rpc]\nallow = " + "[" * 5000 + "]" * 5000 + "\n")
+    assert (err.key, err.problem) == ("-", "arrays or tables nested too deeply")
+
+
+def test_a_file_over_a_mebibyte_is_refused(tmp_path: Path) -> None:
+    err = load_error(tmp_path, MINIMAL + "#" * (1024 * 1024) + "\n")
+    assert (err.key, err.problem) == ("-", "larger than 1048576 bytes")

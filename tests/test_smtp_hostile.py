@@ -144,7 +144,7 @@ async def test_too_many_errors_end_the_session_with_421(lab: Lab) -> None:
         assert (await wire.command(f"RCPT TO:<{ALICE}>"))[0] == 250
         # Refusals by policy are not protocol errors: they do not count.
         for _ in range(30):
-            assert (await wire.command("RCPT TO:<nobody@contoso.test>"))[0] == 550
+            assert (await wire.command("RCPT TO:<someone@example.org>"))[0] == 550
         for n in range(1, 20):
             assert (await wire.command(b"\x80junk"))[0] == 500, n
         assert (await wire.command("XYZZY"))[0] == 500  # the 20th
@@ -703,6 +703,8 @@ ADDRESSES = {
     "nobody@contoso.test": None,
     "someone@example.org": None,
     "a..b@contoso.test": None,
+    "=?utf-8?q?alice?=@contoso.test": None,  # email's parser would decode it to alice
+    "alice@contoso.test> (comment)": None,
     "zoë@contoso.test": None,
     "": None,
 }
@@ -731,7 +733,8 @@ RCPT_STEP = st.sampled_from(sorted(ADDRESSES)).map(lambda a: ("LINE", f"RCPT TO:
 STEPS = st.one_of(
     st.sampled_from(["EHLO client.example.net", "HELO client.example.net", "EHLO", "RSET",
                      "NOOP", "QUIT", "VRFY alice", "HELP", "EXPN staff", "DATA", "RSET x",
-                     "MAIL", "MAIL FROM:", "RCPT TO:<>"]).map(lambda c: ("LINE", c.encode())),
+                     "MAIL", "MAIL FROM:", "RCPT TO:<>", "EHLO evil\rX-Injected: yes",
+                     "RCPT TO:alice@contoso.test"]).map(lambda c: ("LINE", c.encode())),
     MAIL_STEP,
     RCPT_STEP,
     data_step(),
@@ -779,7 +782,7 @@ async def play(lab: Lab, steps: list[tuple[str, bytes]], tally: Tally) -> None:
     wire = await connect(lab)
     rcpts: set[str] = set()
     errors = 0
-    closing = {"S221_BYE", "S421_TOO_MANY_ERRORS", "S521_BARE_LF"}
+    closing = {"S221_BYE", "S421_TOO_MANY_ERRORS", "S421_TOO_MANY_UNKNOWN", "S521_BARE_LF"}
 
     async def answer() -> tuple[int, str, str]:
         nonlocal errors
@@ -810,9 +813,9 @@ async def play(lab: Lab, steps: list[tuple[str, bytes]], tally: Tally) -> None:
                     code, _, name = await answer()
                     command = payload[:4].upper()
                     if code == 250 and command == b"RCPT":
-                        address = payload.decode()[9:-1]
-                        assert ADDRESSES[address] is not None, payload
-                        rcpts.add(ADDRESSES[address])
+                        reached = ADDRESSES[payload.decode()[9:-1]]
+                        assert reached is not None, payload
+                        rcpts.add(reached)
                     elif code == 250 and command in (b"RSET", b"HELO", b"EHLO"):
                         rcpts.clear()
             except ConnectionError:

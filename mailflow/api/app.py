@@ -3,8 +3,9 @@
 In: a running lab (any ``mailflow.api.handle.LabHandle``) and an address. Out:
 the aiohttp application with the middlewares (``mailflow.api.middleware``: JSON
 errors, bearer-token auth) and every resource module's ``RouteTableDef``, and
-``serve``, which starts it and tells where it listens. Reads are open; every
-request that changes state needs ``Authorization: Bearer <token>`` (the token in
+``serve``, which starts it and tells where it listens (``http://[::1]:port`` for
+IPv6). Reads are open unless the lab requires the token for reads; every request
+that changes state needs ``Authorization: Bearer <token>`` (the token in
 ``<data>/api-token``). Also serves ``/metrics`` for Prometheus and ``/healthz``.
 """
 
@@ -27,7 +28,7 @@ from mailflow.api import (
     topology,
 )
 from mailflow.api.handle import LAB, LabHandle
-from mailflow.api.middleware import auth, errors
+from mailflow.api.middleware import auth, errors, host_check
 
 MAX_BODY = 1024 * 1024
 # In the order they were registered when the API was one module.
@@ -37,7 +38,7 @@ RESOURCES = (health, topology, mailboxes, messages, queues, moves, connectors, e
 
 def build_app(lab: LabHandle) -> web.Application:
     """The API's application for ``lab``."""
-    app = web.Application(middlewares=[errors, auth], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[errors, host_check, auth], client_max_size=MAX_BODY)
     app[LAB] = lab
     for resource in RESOURCES:
         app.add_routes(resource.routes)
@@ -53,4 +54,6 @@ async def serve(lab: LabHandle, host: str, port: int) -> tuple[web.AppRunner, st
     server = site._server
     assert isinstance(server, asyncio.Server)
     bound_host, bound_port = server.sockets[0].getsockname()[:2]
+    if ":" in bound_host:
+        bound_host = f"[{bound_host}]"
     return runner, f"http://{bound_host}:{bound_port}"

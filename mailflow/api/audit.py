@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from mailflow.api.handle import V1, lab
+from mailflow.api.handle import V1, json_response, lab
 from stores.audit import audit
 
 routes = web.RouteTableDef()
@@ -17,4 +17,4 @@ routes = web.RouteTableDef()
 async def audit_report(request: web.Request) -> web.Response:
     servers = {s.name for s in lab(request).scenario.servers}
     report = await lab(request).store.read(lambda c: audit(c, servers))
-    return web.json_response(report.as_dict())
+    return json_response(report.as_dict())

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from mailflow.api.handle import V1, lab
-from mailflow.api.request import body, is_number
+from mailflow import limits
+from mailflow.api.handle import V1, json_response, lab
+from mailflow.api.request import body, number
 from mailflow.errors import Invalid
 
 routes = web.RouteTableDef()
@@ -18,14 +19,14 @@ routes = web.RouteTableDef()
 @routes.get(f"{V1}/clock")
 async def clock_show(request: web.Request) -> web.Response:
     running = lab(request)
-    return web.json_response({"now": running.clock.now(), "speed": running.clock.speed})
+    return json_response({"now": running.clock.now(), "speed": running.clock.speed})
 
 
 @routes.post(f"{V1}/clock/advance")
 async def clock_advance(request: web.Request) -> web.Response:
     doc = await body(request)
-    seconds = doc.get("seconds")
-    if not is_number(seconds) or seconds < 0:
-        raise Invalid("seconds must be a number >= 0")
+    seconds = number(doc, "seconds", limits.ADVANCE_SECONDS)
+    if lab(request).clock.now() + seconds > limits.MAX_SIM_TIME:
+        raise Invalid("the clock cannot go past the year 9999")
     now = await lab(request).advance(float(seconds))
-    return web.json_response({"now": now, "speed": lab(request).clock.speed})
+    return json_response({"now": now, "speed": lab(request).clock.speed})

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from mailflow import limits
 from mailflow.actions import organization as operations
-from mailflow.api.handle import V1, lab, read
-from mailflow.api.request import body, text
+from mailflow.api.handle import V1, json_response, lab, read
+from mailflow.api.request import body, number, text
 from mailflow.errors import Invalid
 
 routes = web.RouteTableDef()
@@ -26,25 +27,23 @@ async def connector_list(request: web.Request) -> web.Response:
 @routes.post(f"{V1}/connectors")
 async def connector_add(request: web.Request) -> web.Response:
     running, doc = lab(request), await body(request)
-    cost = doc.get("cost", 1)
-    if isinstance(cost, bool) or not isinstance(cost, int):
-        raise Invalid("cost must be a whole number")
+    cost = int(number(doc, "cost", limits.CONNECTOR_COST, default=1))
     kind, a, b = text(doc, "type"), text(doc, "site_a"), text(doc, "site_b")
     name = text(doc, "name", "")
     added = await running.store.write(
         lambda tx: operations.add_connector(tx, running.scenario, kind, a, b, cost, name)
     )
-    return web.json_response(added, status=201)
+    return json_response(added, status=201)
 
 
 @routes.delete(f"{V1}/connectors/{{id}}")
 async def connector_remove(request: web.Request) -> web.Response:
     try:
-        connector_id = int(request.match_info["id"])
-    except ValueError as exc:
+        connector_id = int(limits.CONNECTOR_ID.parse(request.match_info["id"]))
+    except ValueError as exc:  # not the id of any connector there can be
         raise web.HTTPNotFound() from exc
     await lab(request).store.write(lambda tx: operations.remove_connector(tx, connector_id))
-    return web.json_response({"removed": connector_id})
+    return json_response({"removed": connector_id})
 
 
 @routes.post(f"{V1}/rpc")
@@ -55,7 +54,7 @@ async def rpc_set(request: web.Request) -> web.Response:
         raise Invalid("allowed must be true or false")
     result = await running.store.write(
         lambda tx: operations.set_rpc(tx, running.scenario, a, b, allowed))
-    return web.json_response(result)
+    return json_response(result)
 
 
 @routes.post(f"{V1}/services/{{server}}/{{service}}/{{action:start|stop}}")
@@ -67,4 +66,4 @@ async def service_action(request: web.Request) -> web.Response:
                                           run)
     )
     await running.settle()
-    return web.json_response(doc)
+    return json_response(doc)

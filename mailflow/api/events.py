@@ -7,18 +7,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from mailflow import views
+from mailflow import limits, views
 from mailflow.api.handle import V1, read
-from mailflow.api.request import page
-from mailflow.errors import Invalid
+from mailflow.api.request import page, query_number
 
 routes = web.RouteTableDef()
 
 
 @routes.get(f"{V1}/events")
 async def event_list(request: web.Request) -> web.Response:
-    try:
-        after = int(request.query.get("after", "0"))
-    except ValueError as exc:
-        raise Invalid("after must be an event id") from exc
+    after = query_number(request, "after", "0", limits.EVENT_AFTER)
     return await read(request, views.events, *page(request), after)

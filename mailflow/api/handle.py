@@ -3,12 +3,14 @@
 In: the running lab, stored on the aiohttp application under ``LAB``. Out: to
 every handler, ``lab(request)`` (the store, scenario, clock, registry, token
 and the few actions the API asks of the lab) and ``read`` (one store read
-answered as JSON). The API names the lab only through this protocol, so
+answered as JSON), and ``json_response``, the one way an answer becomes JSON.
+The API names the lab only through this protocol, so
 ``mailflow.api`` never imports ``mailflow.runtime``.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -42,6 +44,12 @@ class LabHandle(Protocol):
     def token(self) -> str: ...
 
     @property
+    def token_for_reads(self) -> bool: ...
+
+    @property
+    def http_names(self) -> frozenset[str]: ...
+
+    @property
     def http_url(self) -> str: ...
 
     @property
@@ -65,4 +73,14 @@ def lab(request: web.Request) -> LabHandle:
 async def read(request: web.Request, fn: Callable[..., Any], *args: Any) -> web.Response:
     """``fn(conn, *args)`` read from the store, answered as JSON."""
     result = await lab(request).store.read(lambda conn: fn(conn, *args))
-    return web.json_response(result)
+    return json_response(result)
+
+
+def _dumps(doc: Any) -> str:
+    return json.dumps(doc) + "\n"
+
+
+def json_response(doc: Any, status: int = 200) -> web.Response:
+    """``doc`` as the JSON body of every API answer: one line that ends with a newline, so
+    that ``curl`` output and shells' prompts do not run together."""
+    return web.json_response(doc, status=status, dumps=_dumps)

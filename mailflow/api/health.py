@@ -11,14 +11,14 @@ import asyncio
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
-from mailflow.api.handle import lab
+from mailflow.api.handle import json_response, lab
 
 routes = web.RouteTableDef()
 
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 @routes.get("/metrics")

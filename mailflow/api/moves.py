@@ -13,8 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-from mailflow import views
-from mailflow.api.handle import V1, lab, read
+from mailflow import limits, views
+from mailflow.api.handle import V1, json_response, lab, read
 from mailflow.api.request import body, count, flag, optional_text, page, text, time_field
 from mailflow.errors import Invalid
 from mailflow.moves import dispatch as moves
@@ -34,8 +34,8 @@ def move_request(doc: dict[str, Any]) -> moves.MoveRequest:
         at=time_field(doc, "at"),
         engine=optional_text(doc, "engine"),
         online=flag(doc, "online", True),
-        bad_items=count(doc, "bad_items") or 0,
-        bad_item_limit=count(doc, "bad_item_limit"),
+        bad_items=count(doc, "bad_items", limits.BAD_ITEMS) or 0,
+        bad_item_limit=count(doc, "bad_item_limit", limits.BAD_ITEM_LIMIT),
         suspend_when_ready=flag(doc, "suspend_when_ready", False),
         fail_at=optional_text(doc, "fail_at"),
         batch=optional_text(doc, "batch"),
@@ -53,7 +53,7 @@ async def move_create(request: web.Request) -> web.Response:
         lambda tx: moves.start(tx, running.scenario, address, target, wanted)
     )
     move = await running.store.read(lambda c: views.move(c, move_id, running.clock.now()))
-    return web.json_response(move, status=201)
+    return json_response(move, status=201)
 
 
 @routes.get(f"{V1}/moves")
@@ -76,7 +76,7 @@ def _move_action(
         move_id = request.match_info["id"]
         await running.store.write(lambda tx: action(tx, running.scenario, move_id))
         doc = await running.store.read(lambda c: views.move(c, move_id, running.clock.now()))
-        return web.json_response(doc)
+        return json_response(doc)
 
     return handler
 
@@ -91,7 +91,7 @@ routes.post(f"{V1}/moves/{{id}}/resume")(_move_action(moves.resume))
 async def move_remove(request: web.Request) -> web.Response:
     running, move_id = lab(request), request.match_info["id"]
     await running.store.write(lambda tx: moves.remove(tx, running.scenario, move_id))
-    return web.json_response({"removed": move_id})
+    return json_response({"removed": move_id})
 
 
 @routes.get(f"{V1}/moves/{{id}}/report")

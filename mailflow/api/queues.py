@@ -15,9 +15,11 @@ from aiohttp import web
 
 from mailflow import queue_views
 from mailflow.actions import queues as queue_ops
-from mailflow.api.handle import V1, lab
+from mailflow.api.handle import V1, json_response, lab
 from mailflow.api.request import page, query_flag, query_seconds
+from mailflow.errors import NotFound
 from routing import queues
+from stores.backend import Read
 
 routes = web.RouteTableDef()
 QUEUE = f"{V1}/queues/{{server}}/{{queue}}"
@@ -29,7 +31,7 @@ async def queue_list(request: web.Request) -> web.Response:
     limit, offset = page(request)
     rows = await running.store.read(
         lambda c: queues.list_queues(c, running.scenario, running.clock.now()))
-    return web.json_response(rows[offset:offset + limit])
+    return json_response(rows[offset:offset + limit])
 
 
 @routes.get(f"{QUEUE}/messages")
@@ -37,17 +39,27 @@ async def queue_messages(request: web.Request) -> web.Response:
     running, info, query = lab(request), request.match_info, request.query
     limit, offset = page(request)
     older = query_seconds(query.get("older_than"), "older_than")
-    rows = await running.store.read(lambda c: queue_views.queue_messages(
-        c, running.scenario, info["server"], info["queue"], running.clock.now(), limit, offset,
-        sender=query.get("sender"), recipient=query.get("recipient"), older_than=older))
-    return web.json_response(rows)
+
+    def messages(c: Read) -> list[dict[str, Any]]:
+        # An unknown queue (a typo such as "defered") is a 404, as retry|freeze|thaw answer.
+        if running.scenario.has_server(info["server"]) and not queue_ops.known_queue(
+                c, running.scenario, running.scenario.server(info["server"]).name,
+                info["queue"]):
+            raise NotFound(f"no queue {info['queue']!r} on"
+                           f" {running.scenario.server(info['server']).name}")
+        return queue_views.queue_messages(
+            c, running.scenario, info["server"], info["queue"], running.clock.now(), limit,
+            offset, sender=query.get("sender"), recipient=query.get("recipient"),
+            older_than=older)
+
+    return json_response(await running.store.read(messages))
 
 
 async def _act(request: web.Request, action: Any, *args: Any) -> web.Response:
     running = lab(request)
     doc = await running.store.write(lambda tx: action(tx, running.scenario, *args))
     await running.settle()
-    return web.json_response(doc)
+    return json_response(doc)
 
 
 @routes.post(f"{QUEUE}/{{action:retry|freeze|thaw}}")
@@ -86,7 +98,7 @@ async def qshape(request: web.Request) -> web.Response:
     doc = await running.store.read(lambda c: queue_views.qshape(
         c, running.scenario, running.clock.now(), server=query.get("server"),
         queue=query.get("queue"), by=query.get("by", "recipient-domain")))
-    return web.json_response(doc)
+    return json_response(doc)
 
 
 @routes.get(f"{V1}/messages")
@@ -96,4 +108,4 @@ async def message_search(request: web.Request) -> web.Response:
     rows = await running.store.read(lambda c: queue_views.search_messages(
         c, limit, offset, text=query.get("search"), sender=query.get("sender"),
         recipient=query.get("recipient"), subject=query.get("subject")))
-    return web.json_response(rows)
+    return json_response(rows)

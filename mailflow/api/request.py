@@ -2,7 +2,8 @@
 
 In: the query string (paging, flags, seconds) and the JSON body of a request.
 Out: typed values, or ``mailflow.errors.Invalid`` (a 400 naming the field) for
-anything malformed, out of range, or of the wrong JSON type.
+anything malformed, out of range (the ranges are ``mailflow.limits``'), nested too
+deep, or of the wrong JSON type.
 """
 
 from __future__ import annotations
@@ -13,36 +14,65 @@ from typing import Any, TypeGuard
 
 from aiohttp import web
 
+from mailflow import limits
 from mailflow.errors import Invalid
+from mailflow.limits import Range
 
-MAX_LIMIT = 100_000
-# SQLite's integers are 64-bit.
-MAX_OFFSET = 2**63 - 1
+
+def query_number(request: web.Request, name: str, default: str, limit: Range) -> int:
+    """A whole number of ``limit``'s range from the query string."""
+    try:
+        return int(limit.parse(request.query.get(name, default)))
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
 
 
 def page(request: web.Request) -> tuple[int, int]:
     """``limit`` and ``offset`` from the query string (defaults 1000 and 0)."""
-    try:
-        limit = int(request.query.get("limit", "1000"))
-        offset = int(request.query.get("offset", "0"))
-    except ValueError as exc:
-        raise Invalid("limit and offset must be whole numbers") from exc
-    if not 0 < limit <= MAX_LIMIT or not 0 <= offset <= MAX_OFFSET:
-        raise Invalid(f"limit must be 1..{MAX_LIMIT} and offset 0..{MAX_OFFSET}")
-    return limit, offset
+    return (query_number(request, "limit", "1000", limits.PAGE_LIMIT),
+            query_number(request, "offset", "0", limits.PAGE_OFFSET))
 
 
 async def body(request: web.Request) -> dict[str, Any]:
-    """The JSON object the request carries ({} without a body)."""
+    """The JSON object the request carries ({} without a body), nested at most
+    ``MAX_JSON_DEPTH`` deep."""
     if not request.can_read_body:
         return {}
     try:
-        doc = await request.json()
+        doc = json.loads(await request.text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise Invalid(f"malformed JSON: {exc}") from exc
+    except RecursionError:  # the decoder's own limit, far deeper than ours
+        doc = None
+    if doc is None or _depth(doc) > limits.MAX_JSON_DEPTH:
+        raise Invalid(f"JSON nested more than {limits.MAX_JSON_DEPTH} levels deep")
     if not isinstance(doc, dict):
         raise Invalid("the body must be a JSON object")
     return doc
+
+
+def _depth(doc: object) -> int:
+    """How deep a decoded JSON document nests (iterative: the decoder allows ~1000 levels)."""
+    deepest, todo = 0, [(doc, 1)]
+    while todo:
+        value, level = todo.pop()
+        children = (value.values() if isinstance(value, dict)
+                    else value if isinstance(value, list) else None)
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        if deepest > limits.MAX_JSON_DEPTH:
+            break
+        todo.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def number(doc: dict[str, Any], key: str, limit: Range, default: object = None) -> float:
+    """A JSON number of ``limit``'s range (``default`` when absent)."""
+    try:
+        return limit.check(doc.get(key, default))
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
 
 
 def is_number(value: object) -> TypeGuard[float]:
@@ -51,13 +81,12 @@ def is_number(value: object) -> TypeGuard[float]:
 
 
 def time_field(doc: dict[str, Any], key: str) -> float | None:
-    """An optional simulated time (epoch seconds)."""
-    value = doc.get(key)
-    if value is None:
+    """An optional simulated time (epoch seconds, ``limits.SIM_TIME``)."""
+    if doc.get(key) is None:
         return None
-    if not is_number(value):
+    if not is_number(doc[key]):
         raise Invalid(f"{key} must be simulated epoch seconds")
-    return float(value)
+    return float(number(doc, key, limits.SIM_TIME))
 
 
 def flag(doc: dict[str, Any], key: str, default: bool) -> bool:
@@ -68,13 +97,11 @@ def flag(doc: dict[str, Any], key: str, default: bool) -> bool:
     return value
 
 
-def count(doc: dict[str, Any], key: str) -> int | None:
-    """An optional whole number >= 0."""
-    value = doc.get(key)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                              or value < 0):
-        raise Invalid(f"{key} must be a whole number >= 0")
-    return value
+def count(doc: dict[str, Any], key: str, limit: Range) -> int | None:
+    """An optional whole number of ``limit``'s range."""
+    if doc.get(key) is None:
+        return None
+    return int(number(doc, key, limit))
 
 
 def text(doc: dict[str, Any], key: str, default: str | None = None) -> str:
@@ -109,6 +136,6 @@ def query_seconds(value: str | None, name: str) -> float | None:
         seconds = float(value)
     except ValueError as exc:
         raise Invalid(f"{name} must be a number of seconds") from exc
-    if not math.isfinite(seconds) or seconds < 0:
-        raise Invalid(f"{name} must be a number of seconds >= 0")
+    if not math.isfinite(seconds) or not 0 <= seconds <= limits.QUERY_SECONDS.high:
+        raise Invalid(f"{name} must be a number of seconds, 0..{limits.QUERY_SECONDS.high:g}")
     return seconds

@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from mailflow import views
-from mailflow.api.handle import V1, lab, read
+from mailflow.api.handle import V1, json_response, lab, read
 
 routes = web.RouteTableDef()
 
@@ -21,7 +21,7 @@ async def status(request: web.Request) -> web.Response:
         lambda c: views.status(c, running.scenario, running.clock.now()))
     doc["endpoints"] = {name: running.endpoint_address(name) for name in running.endpoints}
     doc["api"] = running.http_url
-    return web.json_response(doc)
+    return json_response(doc)
 
 
 @routes.get(f"{V1}/topology")

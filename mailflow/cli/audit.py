@@ -1,7 +1,9 @@
 """``mailflow audit``: prove that no accepted recipient was lost.
 
 In: the command and the common flags. Out: ``GET /api/v1/audit`` printed (JSON
-with ``--json``); exit status 1 when the audit finds a problem.
+with ``--json``): where every accepted recipient is, how many 250 replies after
+DATA are on record (each must name stored mail), and any problem; exit status 1
+when the audit finds one.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     queued = "\n".join(f"  {k}: {v}" for k, v in sorted(doc["queued"].items()))
     text = (f"accepted {doc['accepted']}, delivered {doc['delivered']},"
             f" relayed {doc['relayed']}, NDR {doc['ndr']},"
-            f" deleted {doc['deleted']}, queued {sum(doc['queued'].values())}\n{queued}\n")
+            f" deleted {doc['deleted']}, queued {sum(doc['queued'].values())},"
+            f" acknowledged {doc['acknowledged']} (250 replies)\n{queued}\n")
     text += "audit clean: every accepted recipient is in exactly one place" if doc["clean"] \
         else "AUDIT FAILED:\n" + "\n".join(f"  {p}" for p in doc["problems"])
     show(args, doc, text.replace("\n\n", "\n"))

@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from mailflow.runtime.datadir import LAB_FILE, lab_running, read_token
+from mailflow.runtime.datadir import LAB_FILE, DataDirError, lab_running, read_token
 
 DEFAULT_DATA = "mailflow-data"
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
@@ -44,33 +44,48 @@ def parse_duration(text: str) -> float:
 
 
 class Client:
+    """The API of the lab ``--api`` (or ``MAILFLOW_API``) names, or of the lab running on
+    ``--data``; its token from ``MAILFLOW_TOKEN`` or the data directory, sent with every
+    request (a lab may want it for reads too). A data directory this user cannot read
+    is a CliError of one line."""
+
     def __init__(self, args: argparse.Namespace) -> None:
         self.data = Path(args.data)
         self.api = args.api or os.environ.get("MAILFLOW_API")
-        if not self.api:
-            if not lab_running(self.data):
-                raise CliError(
-                    f"no running lab in {self.data} (start one with 'mailflow run',"
-                    " or pass --data DIR / --api URL)"
-                )
-            try:
-                self.api = json.loads((self.data / LAB_FILE).read_text())["api"]
-            except FileNotFoundError:
-                raise CliError(f"the lab in {self.data} is still starting; try again") from None
-        self.token = os.environ.get("MAILFLOW_TOKEN") or self._token_file()
+        try:
+            if not self.api:
+                self.api = self._running_api()
+            self.token = os.environ.get("MAILFLOW_TOKEN") or self._token_file()
+        except PermissionError as exc:
+            raise CliError(f"cannot read {exc.filename or self.data}: permission denied"
+                           " (does the lab belong to another user?)") from None
+
+    def _running_api(self) -> str:
+        if not lab_running(self.data):
+            raise CliError(
+                f"no running lab in {self.data} (start one with 'mailflow run',"
+                " or pass --data DIR / --api URL)"
+            )
+        try:
+            api: str = json.loads((self.data / LAB_FILE).read_text())["api"]
+        except FileNotFoundError:
+            raise CliError(f"the lab in {self.data} is still starting; try again") from None
+        return api
 
     def _token_file(self) -> str | None:
         try:
             return read_token(self.data)
         except FileNotFoundError:
             return None
+        except DataDirError as exc:
+            raise CliError(str(exc)) from None
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         request = urllib.request.Request(f"{self.api}{path}", method=method)
         if body is not None:
             request.data = json.dumps(body).encode()
             request.add_header("Content-Type", "application/json")
-        if method != "GET" and self.token:
+        if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
             with urllib.request.urlopen(request, timeout=60) as response:

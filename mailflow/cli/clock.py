@@ -9,20 +9,22 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from mailflow.cli.client import Client, parse_duration, show, when
+from mailflow.cli import limits
+from mailflow.cli.client import Client, show, when
 
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     clock = sub.add_parser("clock", parents=[common], help="show or advance the lab clock")
-    clock.add_argument("--advance", metavar="DURATION", help="e.g. 30m: run what falls due")
+    clock.add_argument("--advance", metavar="DURATION",
+                       type=limits.duration("--advance"),
+                       help="e.g. 30m: run what falls due (forward only, 0 up to 10 years)")
     clock.set_defaults(func=cmd_clock)
 
 
 def cmd_clock(args: argparse.Namespace) -> int:
     client = Client(args)
-    if args.advance:
-        doc = client.call("POST", "/api/v1/clock/advance",
-                          {"seconds": parse_duration(args.advance)})
+    if args.advance is not None:
+        doc = client.call("POST", "/api/v1/clock/advance", {"seconds": args.advance})
     else:
         doc = client.call("GET", "/api/v1/clock")
     show(args, doc, f"{when(doc['now'])} (x{doc['speed']:g})")

@@ -15,11 +15,13 @@ import argparse
 import os
 import sys
 
+import mailflow
 from mailflow.cli import (
     audit,
     clock,
     events,
     labs,
+    limits,
     mailboxes,
     moves,
     organization,
@@ -36,13 +38,21 @@ from mailflow.cli.client import DEFAULT_DATA, CliError
 # commands import them (docs/benchmarks.md, hotspot 8).
 
 
+# What `mailflow --help` says first: plain text (the module docstring is reST for the docs).
+DESCRIPTION = ("mailflow: emulate Exchange mail flow while mailboxes move. 'mailflow run'"
+               " starts a lab; every other command talks to a running lab and prints its"
+               " answer as a table, or JSON with --json.")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The whole ``mailflow`` parser: every command group's subparser under one program."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data", default=os.environ.get("MAILFLOW_DATA", DEFAULT_DATA),
                         help="the lab's data directory (default $MAILFLOW_DATA or ./mailflow-data)")
     common.add_argument("--api", help="talk to the lab at this URL instead")
     common.add_argument("--json", action="store_true", help="print JSON")
-    parser = argparse.ArgumentParser(prog="mailflow", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="mailflow", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"mailflow {mailflow.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     # In the order `mailflow --help` lists them.
     run.add_parser(sub, common)
@@ -61,7 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command line (``sys.argv[1:]`` by default); returns the exit status. A bad
+    value (out of range, not a number) or any ``CliError`` is one line on stderr."""
+    argv = limits.join_negative(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except CliError as exc:  # raised by the ``type`` of a numeric option (mailflow.cli.limits)
+        # The command is the first word: the top-level parser has no option taking a value.
+        command = next((a for a in argv if not a.startswith("-")), "")
+        print(f"mailflow {command}: {exc}", file=sys.stderr)
+        return exc.status
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import secrets
+import sys
 from typing import Any
 
-from mailflow.cli.client import Client, CliError, fields, parse_duration, quoted, show, table, when
+from mailflow.cli import limits, waiting
+from mailflow.cli.client import Client, CliError, fields, quoted, show, table, when
 
 ACTIONS = ("show", "complete", "fail", "suspend", "resume", "remove", "report")
 
@@ -27,9 +29,10 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     start.add_argument("--at", help="start at an ISO time or +DURATION of simulated time")
     start.add_argument("--engine", choices=["wizard2003", "movemailbox2007", "mrs2010"],
                        help="default: the tool of the source and target versions")
-    start.add_argument("--bad-items", type=int, default=0, help="corrupt items to inject")
-    start.add_argument("--bad-item-limit", type=int,
-                       help="default 3 (2003 wizard) or 0 (2010 MRS)")
+    start.add_argument("--bad-items", type=limits.whole("--bad-items"), default=0,
+                       help="corrupt items to inject (0..100000)")
+    start.add_argument("--bad-item-limit", type=limits.whole("--bad-item-limit"),
+                       help="0..100000; default 3 (2003 wizard) or 0 (2010 MRS)")
     online = start.add_mutually_exclusive_group()
     online.add_argument("--online", dest="online", action="store_true", default=True,
                         help="MRS: mailbox usable until the final sync (default)")
@@ -47,6 +50,12 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     for action in ACTIONS:
         one = move.add_parser(action, parents=[common], help=f"{action} a move")
         one.add_argument("id", metavar="ID")
+        if action in ("complete", "fail"):
+            one.add_argument("--wait", action="store_true",
+                             help="return when the move has ended and the mail for its"
+                                  " mailbox has reached its final place")
+            one.add_argument("--timeout", type=limits.timeout, default=60.0,
+                             metavar="DURATION", help="how long --wait waits (default 60s)")
         one.set_defaults(func=cmd_move)
 
 
@@ -55,7 +64,9 @@ def _text(doc: dict[str, Any]) -> str:
             "percent_complete", "bad_items_encountered", "failure_reason"]
     history = "\n".join(f"  {when(h['time'])}  {h['status']} / {h['status_detail']}"
                         for h in doc["history"])
-    return f"{fields(doc, keys)}\nhistory:\n{history}"
+    # A field with no value (no failure yet) shows "-", as the tables do, not "None".
+    shown = {k: "-" if doc.get(k) is None else doc[k] for k in keys}
+    return f"{fields(shown, keys)}\nhistory:\n{history}"
 
 
 def cmd_move(args: argparse.Namespace) -> int:
@@ -80,6 +91,10 @@ def cmd_move(args: argparse.Namespace) -> int:
     else:
         doc = client.call("POST", f"{path}/{args.action}")
     show(args, doc, _text(doc))
+    if getattr(args, "wait", False):
+        # With --json the move document stays the only thing on stdout.
+        return waiting.wait_for_move(client, doc["id"], args.timeout,
+                                     sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -112,7 +127,8 @@ def _start(client: Client, args: argparse.Namespace) -> int:
 
 def _when_to_epoch(client: Client, text: str) -> float:
     if text.startswith("+"):
-        return float(client.call("GET", "/api/v1/clock")["now"]) + parse_duration(text[1:])
+        return float(client.call("GET", "/api/v1/clock")["now"]) + limits.duration("--at")(
+            text[1:])
     try:
         moment = dt.datetime.fromisoformat(text)
     except ValueError:

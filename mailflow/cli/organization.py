@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from mailflow.cli import limits
 from mailflow.cli.client import Client, quoted, show, table
 
 
@@ -21,7 +22,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     add.add_argument("site_a", metavar="SITE-A")
     add.add_argument("site_b", metavar="SITE-B")
     add.add_argument("--type", required=True, choices=["site", "x400", "smtp"])
-    add.add_argument("--cost", type=int, default=1)
+    add.add_argument("--cost", type=limits.whole("--cost"), default=1, help="1..100")
     add.add_argument("--name", help="default: '<SITE-A>-<SITE-B> <Type>'")
     add.set_defaults(func=cmd_connector)
     remove = connector.add_parser("remove", parents=[common], help="remove a connector")

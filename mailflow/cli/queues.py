@@ -11,7 +11,8 @@ import argparse
 import urllib.parse
 from typing import Any
 
-from mailflow.cli.client import Client, age, parse_duration, quoted, show, table, when
+from mailflow.cli import limits
+from mailflow.cli.client import Client, age, quoted, show, table, when
 from mailflow.queue_views import GROUPINGS, render_qshape
 
 
@@ -44,6 +45,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
             one.add_argument("--sender", help="sender contains this text")
             one.add_argument("--recipient", help="a recipient contains this text")
             one.add_argument("--older-than", metavar="DURATION",
+                             type=limits.duration("--older-than"),
                              help="in the queue at least this long, e.g. 30m, 12h")
         one.set_defaults(func=cmd_queue)
 
@@ -91,9 +93,8 @@ def cmd_queue(args: argparse.Namespace) -> int:
     client = Client(args)
     path = f"/api/v1/queues/{quoted(args.server, 'SERVER')}/{quoted(args.queue_id, 'QUEUE')}"
     if args.action == "show":
-        older = None if args.older_than is None else parse_duration(args.older_than)
         rows = client.call("GET", f"{path}/messages" + _query(
-            sender=args.sender, recipient=args.recipient, older_than=older))
+            sender=args.sender, recipient=args.recipient, older_than=args.older_than))
         view = [{**r, "arrived": when(r["arrival_time"]), "next": when(r["next_attempt"]),
                  "frozen": "yes" if r["frozen"] else ""} for r in rows]
         show(args, rows, table(view, ["id", "message_id", "sender", "recipient", "subject", "size",

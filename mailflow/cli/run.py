@@ -1,13 +1,18 @@
 """``mailflow run``: start a lab in this process and keep it running until Ctrl-C.
 
-In: ``--scenario``, ``--speed``, ``--http``, ``--listen``, ``--smarthost`` and the
+In: ``--scenario``, ``--speed``, ``--http`` (``HOST:PORT``, ``[v6]:PORT``),
+``--http-name``, ``--token-for-reads``, ``--listen``, ``--smarthost`` and the
 data directory. Out: the running lab (its endpoints, API and metrics), a few
-lines saying where it listens, and exit status 0 once stopped.
+lines saying where it listens (and a warning on stderr for anything that listens
+beyond this machine), and exit status 0 once stopped. Every file the lab makes
+is private to its user (umask 077).
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +32,13 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     run.add_argument("--scenario", help="built-in name or TOML file (default mixed-2003)")
     run.add_argument("--speed", type=_speed, default=1.0,
                      help="simulated seconds per real second; 0 stops the clock (default 1)")
-    run.add_argument("--http", default="127.0.0.1:8025", help="API and /metrics HOST:PORT")
+    run.add_argument("--http", default="127.0.0.1:8025",
+                     help="API and /metrics HOST:PORT ([::1]:PORT for IPv6)")
+    run.add_argument("--http-name", action="append", default=[], metavar="NAME",
+                     help="a host name the API answers to besides IP addresses and localhost"
+                     " (repeatable; other Host headers get 421, against DNS rebinding)")
+    run.add_argument("--token-for-reads", action="store_true",
+                     help="require the API token for reads too (all but /healthz)")
     run.add_argument("--listen", default="127.0.0.1", help="address the SMTP endpoints bind")
     run.add_argument("--smarthost", metavar="HOST:PORT",
                      help="relay mail for other domains and DSNs to external senders here")
@@ -61,21 +72,49 @@ def cmd_run(args: argparse.Namespace) -> int:
             scenario = scenarios.load("mixed-2003")
     except scenarios.ScenarioError as exc:
         raise CliError(str(exc)) from None
-    http_host, _, http_port = args.http.rpartition(":")
-    if not http_host or not http_port.isdigit():
-        raise CliError(f"--http wants HOST:PORT, not {args.http!r}")
+    http = parse_http(args.http)
     try:
-        lab = Lab(scenario, data, speed=args.speed, host=args.listen,
-                  http=(http_host, int(http_port)), smarthost=args.smarthost)
+        lab = Lab(scenario, data, speed=args.speed, host=args.listen, http=http,
+                  smarthost=args.smarthost, token_for_reads=args.token_for_reads,
+                  http_names=tuple(args.http_name))
     except ValueError as exc:
         raise CliError(f"--smarthost wants HOST:PORT: {exc}") from None
+    # The lab's files (store, WAL, lab.json, token) are its user's alone.
+    os.umask(0o077)
     return asyncio.run(_run(lab))
 
 
+def parse_http(text: str) -> tuple[str, int]:
+    """``--http``: ``HOST:PORT`` or ``[V6]:PORT`` as (host, port); CliError otherwise."""
+    host, _, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        host = ""  # an IPv6 address needs its brackets: where would the port start?
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise CliError(f"--http wants HOST:PORT or [IPv6]:PORT, not {text!r}")
+    return host, int(port)
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` is reached from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _stored_scenario(data: Path) -> str | None:
+    import sqlite3
+
     from stores import db
 
-    return db.stored_meta(data / "mailflow.db", "scenario")
+    try:
+        return db.stored_meta(data / "mailflow.db", "scenario")
+    except (sqlite3.Error, OSError) as exc:
+        raise CliError(f"cannot read {data / 'mailflow.db'}: {exc}") from None
 
 
 async def _run(lab: Lab) -> int:
@@ -95,10 +134,15 @@ async def _run(lab: Lab) -> int:
     if lab.scenario.smarthost:
         print(f"  outbound smarthost: smtp://{lab.scenario.smarthost}")
     print(f"  API and metrics: {lab.http_url}  (token in {lab.data_dir / 'api-token'})")
-    if lab.host not in ("127.0.0.1", "localhost", "::1"):
+    if not _loopback(lab.host):
         ports = ", ".join(str(e.port) for e in lab.endpoints.values())
         print(f"WARNING: SMTP ports {ports} listen on {lab.host}, beyond this machine",
               file=sys.stderr)
+    if lab.http is not None and not _loopback(lab.http[0]):
+        reads = ("reads need the token" if lab.token_for_reads else
+                 "anyone who reaches it can read every message; --token-for-reads closes it")
+        print(f"WARNING: the API at {lab.http_url} listens on {lab.http[0]}, beyond this"
+              f" machine: {reads}", file=sys.stderr)
     print("Ctrl-C stops the lab.", flush=True)
     await stop.wait()
     await lab.stop()

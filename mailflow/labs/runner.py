@@ -12,7 +12,7 @@ import asyncio
 import tempfile
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mailflow.cli.client import parse_duration
 from mailflow.labs import LabPlan, LabStep
+from mailflow.refusals import refusal_line
 from mailflow.runtime.lab import Lab
 
 
@@ -40,10 +41,14 @@ class Run:
     results: list[Result] = field(default_factory=list)
     real_seconds: float = 0.0
     simulated_seconds: float = 0.0
+    # Set when an action was refused ("step N: KIND: what"): the run stopped there, and
+    # the exit status it calls for (2, or 1 for a mail server's SMTP refusal).
+    error: str = ""
+    error_status: int = 0
 
     @property
     def passed(self) -> bool:
-        return all(r.passed for r in self.results)
+        return not self.error and all(r.passed for r in self.results)
 
 
 class StepError(RuntimeError):
@@ -72,21 +77,32 @@ class Runner:
             return payload
 
     async def run(self) -> Run:
+        """Every step in order, a line each; a refused action stops the run (``Run.error``)."""
         run = Run(self.plan)
         started, sim_start = time.monotonic(), self.lab.clock.now()
         async with aiohttp.ClientSession() as self.session:
             for step in self.plan.steps:
-                prefix = f"  [{step.number:>2}] "
-                if step.kind in ("expect", "wait_until"):
-                    result = await self.expect(step)
-                    run.results.append(result)
-                    verdict = "ok" if result.passed else "FAILED"
-                    self.say(f"{prefix}{result.title} ... {verdict} ({result.seen})")
-                else:
-                    self.say(f"{prefix}{await self.act(step)}")
+                try:
+                    line = await self.line(step, run)
+                except StepError as exc:
+                    run.error, run.error_status = f"step {step.number}: {step.kind}: {exc}", 2
+                    break
+                except aiosmtplib.SMTPException as exc:
+                    run.error = f"step {step.number}: {step.kind}: {refusal_line(exc)}"
+                    run.error_status = 1
+                    break
+                self.say(f"  [{step.number:>2}] {line}")
         run.real_seconds = time.monotonic() - started
         run.simulated_seconds = self.lab.clock.now() - sim_start
         return run
+
+    async def line(self, step: LabStep, run: Run) -> str:
+        """Run one step; what it did, or what it checked and saw."""
+        if step.kind not in ("expect", "wait_until"):
+            return await self.act(step)
+        result = await self.expect(step)
+        run.results.append(result)
+        return f"{result.title} ... {'ok' if result.passed else 'FAILED'} ({result.seen})"
 
     # -- actions ------------------------------------------------------------------------------
 
@@ -257,20 +273,29 @@ def _compare(wanted: dict[str, Any], seen: dict[str, Any]) -> tuple[bool, str]:
 
 
 async def run_lab(plan: LabPlan, say: Callable[[str], None], *, data: Path | None = None,
-                  speed: float = 0.0, keep: Callable[[Lab], Any] | None = None) -> Run:
-    """Start a fresh lab for ``plan``, run it, stop the lab (or hand it to ``keep``)."""
+                  speed: float = 0.0,
+                  after: Callable[[Lab, Run], Awaitable[None]] | None = None) -> Run:
+    """Start a fresh lab for ``plan`` (in a temporary directory unless ``data``), run its
+    steps, hand the lab and the run to ``after`` while the lab still runs, stop the lab.
+    Cancelled (SIGTERM), it still stops the lab and removes the temporary directory."""
     with tempfile.TemporaryDirectory(prefix="mailflow-lab-") as scratch:
         lab = Lab(plan.scenario, data or Path(scratch) / "data", speed=speed,
                   http=("127.0.0.1", 0), smtp_port_override=0)
-        await lab.start()
+        starting = asyncio.ensure_future(lab.start())
+        try:
+            await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            # A lab half started cannot be stopped in order: let it finish, then stop it.
+            await starting
+            await lab.stop()
+            raise
         try:
             say(f"lab {plan.name}: {plan.description} (scenario {plan.scenario.name},"
                 f" data {lab.data_dir}, API {lab.http_url})")
-            try:
-                return await Runner(plan, lab, say).run()
-            finally:
-                if keep is not None:
-                    await keep(lab)
+            run = await Runner(plan, lab, say).run()
+            if after is not None:
+                await after(lab, run)
+            return run
         finally:
             await lab.stop()
 

@@ -53,7 +53,8 @@ def describe(move: MoveRecord, now: float) -> dict[str, Any]:
         "status_detail": move.status_detail,
         "step": move.step,
         "hold": request.hold,
-        "online": request.online,
+        # Only MRS moves online; a request stored before that was checked may say otherwise.
+        "online": request.online and move.engine == MRS,
         "suspend_when_ready": request.suspend_when_ready,
         "percent_complete": percent_complete(move, now),
         "bytes_transferred": done.get("bytes_transferred", 0),

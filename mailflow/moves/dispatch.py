@@ -45,6 +45,18 @@ def _check(scenario: Scenario, request: MoveRequest, engine: str) -> None:
         raise Invalid("bad_items and bad_item_limit must be >= 0")
 
 
+def _effective(scenario: Scenario, request: MoveRequest, engine: str) -> MoveRequest:
+    """The request as its engine runs it, so the move shows what applies: only MRS moves
+    online (the 2003 wizard and 2007's Move-Mailbox lock the mailbox for the whole move),
+    and an unset bad-item limit is the engine's default from the scenario."""
+    limit = request.bad_item_limit
+    if limit is None:
+        limit = (scenario.defaults.mrs_bad_item_limit if engine == mrs2010.ENGINE
+                 else scenario.defaults.wizard_bad_item_limit)
+    return dataclasses.replace(request, online=request.online and engine == mrs2010.ENGINE,
+                               bad_item_limit=limit)
+
+
 def start(tx: Tx, scenario: Scenario, address: str, target: str,
           request: MoveRequest | None = None) -> str:
     request = request or MoveRequest()
@@ -59,6 +71,7 @@ def start(tx: Tx, scenario: Scenario, address: str, target: str,
     engine = request.engine or common.pick_engine(
         scenario.server(home.server).version, scenario.server(target).version)
     _check(scenario, request, engine)
+    request = _effective(scenario, request, engine)
     _refuse_second_request(tx, home.address, engine)
     step = (wizard2003.WizardStep.WAIT_FOR_SCHEDULE.value if engine != mrs2010.ENGINE
             else mrs2010.Phase.QUEUED.value)

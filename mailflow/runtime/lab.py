@@ -5,9 +5,12 @@ start), opens one SMTP endpoint per server on its own event loop, runs the
 scheduler that begins and completes moves, retries deferred delivery, and
 sends delay notifications and expires old mail (``routing.dsn``) on the lab
 clock, drives the SMTP transport between servers and to the outbound
-smarthost (``smarthost="HOST:PORT"``), and serves the HTTP API. It is also
-the router the endpoints hand their mail to. The scheduled work itself is
-``mailflow.runtime.scheduler``'s.
+smarthost (``smarthost="HOST:PORT"``), and serves the HTTP API (answering only
+to IP addresses, localhost and ``http_names``; reads too need the token with
+``token_for_reads``). It is also the router the endpoints hand their mail to.
+The scheduled work itself is ``mailflow.runtime.scheduler``'s. A data directory
+the lab cannot write, or whose token is unusable, stops ``start`` with a
+``LabError`` of one line.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -24,9 +28,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from mailflow.api.app import serve
-from mailflow.errors import Conflict
+from mailflow.errors import Conflict, LabError
 from mailflow.metrics import Metrics
 from mailflow.moves import dispatch as moves
+from mailflow.runtime import datadir
 from mailflow.runtime.datadir import LAB_FILE, ensure_token, lock
 from mailflow.runtime.scheduler import Scheduler
 from mailflow.smtp.endpoint import Endpoint
@@ -66,6 +71,8 @@ class Lab:
         smtp_port_override: int | None = None,
         registry: CollectorRegistry | None = None,
         smarthost: str | None = None,
+        token_for_reads: bool = False,
+        http_names: tuple[str, ...] = (),
     ) -> None:
         if smarthost:
             host_port(smarthost)  # HOST:PORT, or ValueError
@@ -75,6 +82,8 @@ class Lab:
         self.speed = speed
         self.host = host
         self.http = http
+        self.token_for_reads = token_for_reads
+        self.http_names = frozenset(name.lower().rstrip(".") for name in http_names)
         self.smtp_port_override = smtp_port_override
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
@@ -86,6 +95,9 @@ class Lab:
         self._runner: Any = None
         self._lock_fd: int | None = None
         self._wake = asyncio.Event()
+        # Until the endpoints and the transport are up, commits do not kick links: the
+        # first run_due after start finds every link with mail due.
+        self._serving = False
         self.store: Store
         self.clock: Clock
         self.transport: Transport
@@ -94,34 +106,22 @@ class Lab:
     # -- life cycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        datadir.prepare(self.data_dir)
         lock_fd = lock(self.data_dir)
         if lock_fd is None:
             raise Conflict(f"another lab is running on {self.data_dir}")
         self._lock_fd = lock_fd
-        self.token = ensure_token(self.data_dir)
-        saved = db.saved_clock(self.data_dir / "mailflow.db")
-        self.clock = Clock(start=max(time.time(), saved), speed=self.speed)
-        self.store = Store(self.data_dir / "mailflow.db", self.clock, on_commit=self._on_commit)
-        stored = await self.store.read(lambda c: meta.get(c, "scenario"))
-        if stored is None:
-            await self.store.write(lambda tx: _seed(tx, self.scenario))
-        elif stored != self.scenario.source:
-            self.store.close()
+        try:
+            await self._open_store()
+        except BaseException:
             self._unlock()
-            raise Conflict(
-                f"{self.data_dir} holds a lab of another scenario; run it without --scenario,"
-                " or give a new --data directory"
-            )
-        else:
-            # Moves that were running when the last run ended: as their engines did.
-            await self.store.write(lambda tx: moves.recover(tx, self.scenario))
-            # Mail for other domains follows this run's smarthost, or waits for one.
-            await self.store.write(lambda tx: categorizer.reroute_external(tx, self.scenario))
+            raise
         self._known = await self.store.read(directory.smtp_addresses)
         self.metrics.watch_store(self.scenario, self.store.read_sync, self.clock.now)
         domain = self.scenario.domains[0]
-        self.transport = Transport(self.store, self.scenario, self.endpoint_address, domain)
+        # The hop goes to each endpoint's own loopback port, never to the clients' slots.
+        self.transport = Transport(self.store, self.scenario,
+                                   lambda server: self.endpoints[server].hop_address, domain)
         limits = Limits.from_defaults(self.scenario.defaults)
         for server in self.scenario.servers:
             endpoint = Endpoint(server, self, limits, domain, self.metrics.rejected)
@@ -132,11 +132,51 @@ class Lab:
             self._runner, self.http_url = await serve(self, *self.http)
         self._write_lab_file()
         await self.transport.start()
+        self._serving = True
         self.scheduler = Scheduler(self.store, self.scenario, self.clock, self.transport,
-                                   self._wake)
+                                   self._wake, failed=self.metrics.scheduler_failed)
         # Even a stopped clock has work due "now" (MTA transfers, retries forced by hand).
         self._tasks.append(asyncio.get_running_loop().create_task(self.scheduler.tick_loop()))
         await self.scheduler.run_due()
+
+    async def _open_store(self) -> None:
+        """Check the token, open (or seed) the store and prove it takes a write; the store
+        is closed again if it does not."""
+        self.token = ensure_token(self.data_dir)
+        path = self.data_dir / "mailflow.db"
+        datadir.private(path)
+        try:
+            saved = db.saved_clock(path)
+            self.clock = Clock(start=max(time.time(), saved), speed=self.speed)
+            self.store = Store(path, self.clock, on_commit=self._on_commit)
+        except sqlite3.Error as exc:  # not a database, or one this user cannot open
+            raise LabError(f"cannot open {path}: {exc}") from None
+        try:
+            # A read-only file or a full disk fails here, not at the first 250.
+            await self.store.write(meta.save_clock)
+            await self._load()
+        except sqlite3.Error as exc:
+            self.store.close()
+            raise LabError(f"cannot write {path}: {exc}") from None
+        except BaseException:
+            self.store.close()
+            raise
+
+    async def _load(self) -> None:
+        """Seed a new store, or pick up where the last run of this scenario ended."""
+        stored = await self.store.read(lambda c: meta.get(c, "scenario"))
+        if stored is None:
+            await self.store.write(lambda tx: _seed(tx, self.scenario))
+        elif stored != self.scenario.source:
+            raise Conflict(
+                f"{self.data_dir} holds a lab of another scenario; run it without --scenario,"
+                " or give a new --data directory"
+            )
+        else:
+            # Moves that were running when the last run ended: as their engines did.
+            await self.store.write(lambda tx: moves.recover(tx, self.scenario))
+            # Mail for other domains follows this run's smarthost, or waits for one.
+            await self.store.write(lambda tx: categorizer.reroute_external(tx, self.scenario))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -169,7 +209,8 @@ class Lab:
         }
         # Written aside and renamed: the CLI and tests read it as soon as it exists.
         partial = self.data_dir / f"{LAB_FILE}.new"
-        partial.write_text(json.dumps(info, indent=2) + "\n")
+        with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(json.dumps(info, indent=2) + "\n")
         partial.replace(self.data_dir / LAB_FILE)
 
     def endpoint_address(self, server: str) -> tuple[str, int]:
@@ -191,6 +232,8 @@ class Lab:
 
     def _on_commit(self, facts: list[Fact]) -> None:
         self.metrics.observe(facts)
+        if not self._serving:
+            return
         for fact in facts:
             if fact.kind == "link":
                 self.transport.kick(fact.labels["server"], fact.labels["target"])

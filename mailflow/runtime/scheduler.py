@@ -6,6 +6,12 @@ expiry from ``routing.dsn``) and kicks the SMTP transport for due links. It
 advances the simulated clock stopping at every due time on the way, settles
 until nothing more happens at an instant, and ticks in the background when
 nothing wakes it.
+
+Each piece of due work runs in a write of its own, so a piece that fails (a
+value the store cannot take, a bug) undoes only itself: it is logged, counted
+(``failed(work)``, the ``mailflow_scheduler_errors_total{work}`` metric),
+evented (mailflow event 1020, once per run of failures) and tried again at the
+next tick, while the other pieces go on.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from mailflow.moves import dispatch as moves
 from routing import categorizer, expiry, mta
@@ -29,36 +36,80 @@ log = logging.getLogger(__name__)
 TICK_SECONDS = 0.2
 # How often (real seconds) the simulated time is saved for the next start.
 CLOCK_SAVE_SECONDS = 5.0
+# The mailflow event of a piece of scheduled work that failed.
+WORK_FAILED_EVENT = 1020
+
+# The pieces of scheduled work, in the order they run; each one write of its own.
+WORK: tuple[tuple[str, Callable[[Tx, Scenario], int]], ...] = (
+    ("moves", moves.run_due),
+    ("retries", categorizer.retry_due),
+    ("releases", categorizer.release_due),
+    ("holding", mta.release_due),
+    ("mta", mta.run_due),
+    ("expiry", expiry.run_due),
+)
 
 
 class Scheduler:
     """Scheduled work of one running lab; ``wake`` is set by whoever made work due now."""
 
     def __init__(self, store: Backend, scenario: Scenario, clock: Clock, transport: Transport,
-                 wake: asyncio.Event) -> None:
+                 wake: asyncio.Event, failed: Callable[[str], None] = lambda work: None) -> None:
         self.store = store
         self.scenario = scenario
         self.clock = clock
         self.transport = transport
         self._wake = wake
+        self._failed = failed
+        # The pieces failing now: evented once when they start failing, not at every tick.
+        self.failing: set[str] = set()
 
     async def run_due(self) -> int:
-        """Do every piece of scheduled work whose time has come; returns how many."""
-        done = await self.store.write(self._due_writes)
-        links = await self.store.read(lambda c: due_links(c, self.scenario, self.clock.now()))
-        for server, target in links:
-            self.transport.kick(server, target)
-        return done + len(links)
+        """Do every piece of scheduled work whose time has come; returns how many were done
+        (a piece that failed counts none, and is tried again at the next call)."""
+        # Handed to the store together, the writes share one group commit, each in a
+        # savepoint of its own when one fails (stores.db), in the order of WORK.
+        results = await asyncio.gather(
+            *(self._write(work) for _, work in WORK), return_exceptions=True)
+        done = 0
+        for (name, _), result in zip(WORK, results, strict=True):
+            if isinstance(result, Exception):
+                await self._report(name, result)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                self.failing.discard(name)
+                done += result
+        return done + await self._isolated_links()
 
-    def _due_writes(self, tx: Tx) -> int:
-        return (
-            moves.run_due(tx, self.scenario)
-            + categorizer.retry_due(tx, self.scenario)
-            + categorizer.release_due(tx, self.scenario)
-            + mta.release_due(tx, self.scenario)
-            + mta.run_due(tx, self.scenario)
-            + expiry.run_due(tx, self.scenario)
-        )
+    async def _write(self, work: Callable[[Tx, Scenario], int]) -> int:
+        return await self.store.write(lambda tx: work(tx, self.scenario))
+
+    async def _isolated_links(self) -> int:
+        """Kick every link with mail due; a failure is reported, not raised."""
+        try:
+            links = await self.store.read(lambda c: due_links(c, self.scenario,
+                                                              self.clock.now()))
+            for server, target in links:
+                self.transport.kick(server, target)
+        except Exception as exc:  # as in _isolated
+            await self._report("links", exc)
+            return 0
+        self.failing.discard("links")
+        return len(links)
+
+    async def _report(self, name: str, exc: Exception) -> None:
+        """Count a failure; log and event the first of a run of them."""
+        self._failed(name)
+        if name in self.failing:
+            return
+        self.failing.add(name)
+        log.error("scheduled work %r failed; trying again at every tick", name, exc_info=exc)
+        text = (f"Scheduled work {name!r} failed and is retried at every tick:"
+                f" {type(exc).__name__}: {str(exc)[:200]}")
+        with contextlib.suppress(Exception):  # a store that takes no write cannot log it
+            await self.store.write(
+                lambda tx: tx.event("mailflow", WORK_FAILED_EVENT, "Error", "-", text))
 
     async def settle(self) -> None:
         """Run due work and wait for the transport until nothing more happens at this instant."""
@@ -97,13 +148,11 @@ class Scheduler:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
             self._wake.clear()
-            try:
-                await self.run_due()
-                if time.monotonic() - saved_at > CLOCK_SAVE_SECONDS:
-                    saved_at = time.monotonic()
+            await self.run_due()
+            if time.monotonic() - saved_at > CLOCK_SAVE_SECONDS:
+                saved_at = time.monotonic()
+                with contextlib.suppress(Exception):  # a failing store is evented above
                     await self.store.write(meta.save_clock)
-            except Exception:
-                log.exception("scheduled work failed; trying again at the next tick")
 
 
 def next_due(db: Read, scenario: Scenario, after: float) -> float | None:

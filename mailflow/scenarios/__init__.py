@@ -10,7 +10,6 @@ The format is documented in docs/scenarios.md.
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
 import tomllib
 from importlib import resources
@@ -19,10 +18,12 @@ from typing import Any, get_type_hints
 
 from email_validator import EmailNotValidError, validate_email
 
+from mailflow.scenarios.table import NAME_LENGTH, ScenarioError, Table
 from routing.transport import host_port
 from stores.topology import (
     CONNECTOR_LABELS,
     CONNECTOR_TYPES,
+    DEFAULT_RANGES,
     VERSIONS,
     ConnectorSpec,
     Defaults,
@@ -35,6 +36,14 @@ from stores.topology import (
 __all__ = ["ScenarioError", "builtin_names", "load", "parse"]
 
 _DEFAULT_TYPES: dict[str, Any] = get_type_hints(Defaults)
+# Limits that keep a lab's memory, disk and start-up time bounded (docs/scenarios.md).
+MAX_FILE_BYTES = 1024 * 1024
+MAX_MAILBOXES = 100_000  # individual and generated together
+MAX_ITEMS = 100_000  # pre-existing items of one mailbox
+MAX_TOTAL_ITEMS = 1_000_000  # of all mailboxes: a row each in the store
+MAX_SERVERS = 50  # each one listens on a port
+MAX_ENTRIES = 100  # domains, sites, relay networks, [[users]] entries
+MAX_CONNECTORS = 1000  # connectors and RPC pairs
 # Server names go into queue ids (smtp:<SERVER>) and URL paths, so keep them NetBIOS-like.
 _SERVER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _TOP_KEYS = (
@@ -52,16 +61,6 @@ _TOP_KEYS = (
 )
 
 
-class ScenarioError(ValueError):
-    """A scenario that cannot be loaded; names the file, the key path and the problem."""
-
-    def __init__(self, file: str, key: str, problem: str) -> None:
-        super().__init__(f"{file}: {key}: {problem}")
-        self.file = file
-        self.key = key
-        self.problem = problem
-
-
 def builtin_names() -> list[str]:
     return sorted(
         entry.name.removesuffix(".toml")
@@ -76,7 +75,8 @@ def load(name_or_path: str) -> Scenario:
         text = resources.files(__name__).joinpath(f"{name_or_path}.toml").read_text("utf-8")
         return parse(text, f"builtin:{name_or_path}")
     try:
-        text = Path(name_or_path).read_text(encoding="utf-8")
+        with Path(name_or_path).open("rb") as file:  # at most one byte more than allowed
+            text = file.read(MAX_FILE_BYTES + 1).decode("utf-8")
     except FileNotFoundError:
         builtins = ", ".join(builtin_names())
         raise ScenarioError(
@@ -87,73 +87,7 @@ def load(name_or_path: str) -> Scenario:
     return parse(text, name_or_path)
 
 
-def _kind(value: object) -> str:
-    """TOML's name for a value's type, for error messages."""
-    names = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array"}
-    return "table" if isinstance(value, dict) else names.get(type(value), type(value).__name__)
-
-
-class _Table:
-    """One TOML table being read: rejects unknown keys and checks types, naming the key path."""
-
-    def __init__(self, file: str, key: str, value: object, allowed: tuple[str, ...]) -> None:
-        self.file, self.key = file, key
-        if not isinstance(value, dict):
-            raise ScenarioError(file, key or "-", f"expected a table, got {_kind(value)}")
-        self.data: dict[str, Any] = value
-        for name in value:
-            if name not in allowed:
-                expected = ", ".join(allowed)
-                raise self.error(name, f"unknown key (expected one of: {expected})")
-
-    def path(self, name: str) -> str:
-        return f"{self.key}.{name}" if self.key else name
-
-    def error(self, name: str, problem: str) -> ScenarioError:
-        return ScenarioError(self.file, self.path(name), problem)
-
-    def get(self, name: str, default: Any, kinds: tuple[type, ...], what: str) -> Any:
-        if name not in self.data:
-            if default is None:
-                raise self.error(name, "required key is missing")
-            return default
-        value = self.data[name]
-        # bool is an int subclass in Python, but `port = true` is a mistake in TOML.
-        if isinstance(value, bool) or not isinstance(value, kinds):
-            raise self.error(name, f"expected {what}, got {_kind(value)}")
-        return value
-
-    def text(self, name: str, default: str | None = None) -> str:
-        value: str = self.get(name, default, (str,), "a string")
-        if not value.strip():
-            raise self.error(name, "must not be empty")
-        return value
-
-    def integer(self, name: str, default: int | None = None, minimum: int = 1) -> int:
-        value: int = self.get(name, default, (int,), "an integer")
-        if value < minimum:
-            raise self.error(name, f"must be at least {minimum}, got {value}")
-        return value
-
-    def strings(self, name: str, default: list[str] | None = None) -> list[str]:
-        values: list[Any] = self.get(name, default, (list,), "an array of strings")
-        for i, value in enumerate(values):
-            if not isinstance(value, str):
-                raise self.error(f"{name}[{i}]", f"expected a string, got {_kind(value)}")
-        return values
-
-    def table(self, name: str, allowed: tuple[str, ...]) -> _Table:
-        return _Table(self.file, self.path(name), self.data.get(name, {}), allowed)
-
-    def tables(self, name: str, allowed: tuple[str, ...]) -> list[_Table]:
-        values = self.data.get(name, [])
-        if not isinstance(values, list):
-            raise self.error(name, f"expected an array of tables ([[{name}]]), got {_kind(values)}")
-        path = self.path(name)
-        return [_Table(self.file, f"{path}[{i}]", v, allowed) for i, v in enumerate(values)]
-
-
-def _address(table: _Table, name: str, value: str) -> tuple[str, str]:
+def _address(table: Table, name: str, value: str) -> tuple[str, str]:
     """Normalised (address, domain); test_environment admits the RFC 2606 ``.test`` domains."""
     try:
         valid = validate_email(value, check_deliverability=False, test_environment=True)
@@ -162,7 +96,7 @@ def _address(table: _Table, name: str, value: str) -> tuple[str, str]:
     return valid.normalized.lower(), valid.domain.lower()
 
 
-def _domain(table: _Table, key: str, domain: str) -> str:
+def _domain(table: Table, key: str, domain: str) -> str:
     """Normalised accepted domain, checked by the same rules as the addresses in it."""
     try:
         valid = validate_email(
@@ -173,7 +107,7 @@ def _domain(table: _Table, key: str, domain: str) -> str:
     return valid.domain.lower()
 
 
-def _find(names: dict[str, str], table: _Table, key: str, value: str, what: str) -> str:
+def _find(names: dict[str, str], table: Table, key: str, value: str, what: str) -> str:
     """Canonical spelling of a site or server reference; names are case-insensitive."""
     try:
         return names[value.upper()]
@@ -184,24 +118,27 @@ def _find(names: dict[str, str], table: _Table, key: str, value: str, what: str)
 
 def parse(text: str, source: str) -> Scenario:
     """Parse and validate scenario TOML; ``source`` names it in errors (a path or builtin:NAME)."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
+        raise ScenarioError(source, "-", f"larger than {MAX_FILE_BYTES} bytes")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(source, "-", f"TOML syntax error: {exc}") from None
-    top = _Table(source, "", data, _TOP_KEYS)
+    except RecursionError:  # tomllib recurses once per level of nested arrays or tables
+        raise ScenarioError(source, "-", "arrays or tables nested too deeply") from None
+    top = Table(source, "", data, _TOP_KEYS)
     name = top.text("name")
     if "organization" not in top.data:
         raise top.error("organization", "required table is missing")
     org = top.table("organization", ("name", "domains"))
     organization = org.text("name")
-    domains = [
-        _domain(org, f"domains[{i}]", domain) for i, domain in enumerate(org.strings("domains"))
-    ]
+    domains = [_domain(org, f"domains[{i}]", domain)
+               for i, domain in enumerate(org.strings("domains", None, MAX_ENTRIES))]
     if not domains:
         raise org.error("domains", "at least one accepted domain is required")
     sites: dict[str, str] = {}
-    for entry in top.tables("sites", ("name",)):
-        site = entry.text("name")
+    for entry in top.tables("sites", ("name",), MAX_ENTRIES):
+        site = entry.text("name", longest=NAME_LENGTH)
         if site.upper() in sites:
             raise entry.error("name", f"duplicate site {site!r}")
         sites[site.upper()] = site
@@ -216,14 +153,14 @@ def parse(text: str, source: str) -> Scenario:
         connectors=_connectors(top, sites),
         rpc_allow=_rpc(top.table("rpc", ("allow",)), server_names),
         mailboxes=_mailboxes(top, domains, server_names),
-        defaults=_defaults(top.table("defaults", tuple(_DEFAULT_TYPES))),
+        defaults=_defaults(top.table("defaults", tuple(DEFAULT_RANGES))),
         source=text,
         relay_networks=_relay_networks(top),
         smarthost=_smarthost(top),
     )
 
 
-def _smarthost(top: _Table) -> str:
+def _smarthost(top: Table) -> str:
     """HOST:PORT of the outbound smarthost, or "" for none."""
     if "smarthost" not in top.data:
         return ""
@@ -237,10 +174,10 @@ def _smarthost(top: _Table) -> str:
     return value
 
 
-def _relay_networks(top: _Table) -> tuple[str, ...]:
+def _relay_networks(top: Table) -> tuple[str, ...]:
     """Client networks that may relay, as canonical CIDR strings ("127.0.0.0/8")."""
     networks: dict[str, None] = {}
-    for i, value in enumerate(top.strings("relay_networks", [])):
+    for i, value in enumerate(top.strings("relay_networks", [], MAX_ENTRIES)):
         try:
             network = ipaddress.ip_network(value.strip())
         except ValueError as exc:
@@ -252,11 +189,11 @@ def _relay_networks(top: _Table) -> tuple[str, ...]:
     return tuple(networks)
 
 
-def _servers(top: _Table, sites: dict[str, str]) -> tuple[Server, ...]:
+def _servers(top: Table, sites: dict[str, str]) -> tuple[Server, ...]:
     servers: dict[str, Server] = {}
     ports: dict[int, str] = {}
-    for srv in top.tables("servers", ("name", "version", "site", "smtp_port")):
-        name = srv.text("name")
+    for srv in top.tables("servers", ("name", "version", "site", "smtp_port"), MAX_SERVERS):
+        name = srv.text("name", longest=NAME_LENGTH)
         if not _SERVER_NAME.fullmatch(name):
             raise srv.error("name", f"{name!r}: use letters, digits, '-' and '_' only")
         if name.upper() in servers:
@@ -267,9 +204,7 @@ def _servers(top: _Table, sites: dict[str, str]) -> tuple[Server, ...]:
             expected = ", ".join(VERSIONS)
             raise srv.error("version", f"unknown version {version!r} (expected: {expected})")
         site = _find(sites, srv, "site", srv.text("site"), "site")
-        port = srv.integer("smtp_port", 0, minimum=0)
-        if port > 65535:
-            raise srv.error("smtp_port", f"must be 0 (any free port) or 1..65535, got {port}")
+        port = srv.integer("smtp_port", 0, 0, 65535)  # 0: any free port
         if port in ports:
             raise srv.error("smtp_port", f"port {port} is already used by {ports[port]}")
         if port:  # 0 asks for a free port at start-up, so several servers may share it
@@ -281,9 +216,9 @@ def _servers(top: _Table, sites: dict[str, str]) -> tuple[Server, ...]:
     return tuple(servers.values())
 
 
-def _connectors(top: _Table, sites: dict[str, str]) -> tuple[ConnectorSpec, ...]:
+def _connectors(top: Table, sites: dict[str, str]) -> tuple[ConnectorSpec, ...]:
     connectors: dict[str, ConnectorSpec] = {}
-    for con in top.tables("connectors", ("type", "sites", "cost", "name")):
+    for con in top.tables("connectors", ("type", "sites", "cost", "name"), MAX_CONNECTORS):
         kind = con.text("type")
         if kind not in CONNECTOR_TYPES:
             expected = ", ".join(CONNECTOR_TYPES)
@@ -295,17 +230,20 @@ def _connectors(top: _Table, sites: dict[str, str]) -> tuple[ConnectorSpec, ...]
         if a == b:
             raise con.error("sites", f"a connector joins two different sites, got {a!r} twice")
         # Connector names appear in queue ids (mta:x400:<CONNECTOR>), so they must be unique.
-        name = con.text("name", f"{a}-{b} {CONNECTOR_LABELS[kind]}")
+        name = con.text("name", f"{a}-{b} {CONNECTOR_LABELS[kind]}", NAME_LENGTH)
         if name.upper() in connectors:
             raise con.error("name", f"duplicate connector name {name!r}")
-        cost = con.integer("cost", 1)
+        cost = con.integer("cost", 1, 1, 100)  # Exchange's connector costs are 1..100
         connectors[name.upper()] = ConnectorSpec(kind, a, b, cost=cost, name=name)
     return tuple(connectors.values())
 
 
-def _rpc(rpc: _Table, servers: dict[str, str]) -> tuple[tuple[str, str], ...]:
+def _rpc(rpc: Table, servers: dict[str, str]) -> tuple[tuple[str, str], ...]:
     pairs: list[tuple[str, str]] = []
-    for i, pair in enumerate(rpc.get("allow", [], (list,), "an array of server pairs")):
+    allowed: list[Any] = rpc.get("allow", [], (list,), "an array of server pairs")
+    if len(allowed) > MAX_CONNECTORS:
+        raise rpc.error("allow", f"at most {MAX_CONNECTORS} pairs, got {len(allowed)}")
+    for i, pair in enumerate(allowed):
         key = f"allow[{i}]"
         if not (
             isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)
@@ -318,48 +256,71 @@ def _rpc(rpc: _Table, servers: dict[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def _mailboxes(top: _Table, domains: list[str], servers: dict[str, str]) -> tuple[MailboxSpec, ...]:
-    mailboxes: dict[str, MailboxSpec] = {}
-    defined_at: dict[str, str] = {}  # address -> key path that defined it, for duplicate errors
+class _Mailboxes:
+    """The mailboxes being defined, individual and generated, within the scenario's limits."""
 
-    def add(table: _Table, key: str, raw: str, server: str, display: str, items: int) -> None:
+    def __init__(self, domains: list[str]) -> None:
+        self.domains = domains
+        self.specs: dict[str, MailboxSpec] = {}
+        self.defined_at: dict[str, str] = {}  # address -> key path, for duplicate errors
+        self.items = 0
+
+    def reserve(self, table: Table, key: str, count: int, items: int) -> None:
+        """Refuse ``count`` more mailboxes of ``items`` items each beyond the limits."""
+        if len(self.specs) + count > MAX_MAILBOXES:
+            raise table.error(key, f"the scenario would have {len(self.specs) + count}"
+                                   f" mailboxes; at most {MAX_MAILBOXES}")
+        self.items += count * items
+        if self.items > MAX_TOTAL_ITEMS:
+            raise table.error("items", f"the mailboxes would hold {self.items} items;"
+                                       f" at most {MAX_TOTAL_ITEMS} in all")
+
+    def add(self, table: Table, key: str, raw: str, server: str, display: str, items: int
+            ) -> None:
         address, domain = _address(table, key, raw)
-        if domain not in domains:
-            accepted = ", ".join(domains)
+        if domain not in self.domains:
+            accepted = ", ".join(self.domains)
             raise table.error(key, f"domain {domain!r} is not accepted (domains: {accepted})")
-        if address in mailboxes:
-            raise table.error(key, f"duplicate address {address} (also {defined_at[address]})")
-        defined_at[address] = table.path(key)
+        if address in self.specs:
+            raise table.error(key, f"duplicate address {address}"
+                                   f" (also {self.defined_at[address]})")
+        self.defined_at[address] = table.path(key)
         display = display or address.split("@")[0].capitalize()
-        mailboxes[address] = MailboxSpec(address, server, display, items)
+        self.specs[address] = MailboxSpec(address, server, display, items)
 
-    for box in top.tables("mailboxes", ("address", "server", "display_name", "items")):
+
+def _mailboxes(top: Table, domains: list[str], servers: dict[str, str]) -> tuple[MailboxSpec, ...]:
+    boxes = _Mailboxes(domains)
+    for box in top.tables("mailboxes", ("address", "server", "display_name", "items"),
+                          MAX_MAILBOXES):
         server = _find(servers, box, "server", box.text("server"), "server")
         display = box.text("display_name") if "display_name" in box.data else ""
-        add(box, "address", box.text("address"), server, display, box.integer("items", 0, 0))
+        items = box.integer("items", 0, 0, MAX_ITEMS)
+        boxes.reserve(box, "address", 1, items)
+        boxes.add(box, "address", box.text("address"), server, display, items)
 
-    for gen in top.tables("users", ("prefix", "count", "digits", "servers", "items")):
-        prefix, digits = gen.text("prefix", "user"), gen.integer("digits", 3)
-        count, items = gen.integer("count", 100), gen.integer("items", 0, minimum=0)
-        names = gen.strings("servers", list(servers.values()))
+    for gen in top.tables("users", ("prefix", "count", "digits", "servers", "items"),
+                          MAX_ENTRIES):
+        prefix, digits = gen.text("prefix", "user", 32), gen.integer("digits", 3, 1, 9)
+        count = gen.integer("count", 100, 1, MAX_MAILBOXES)
+        items = gen.integer("items", 0, 0, MAX_ITEMS)
+        boxes.reserve(gen, "count", count, items)
+        names = gen.strings("servers", list(servers.values()), MAX_SERVERS)
         if not names:
             raise gen.error("servers", "at least one server is required")
         homes = [_find(servers, gen, f"servers[{i}]", n, "server") for i, n in enumerate(names)]
         for n in range(count):
             # Round-robin, so every server gets a share of the generated users.
             address = f"{prefix}{n + 1:0{digits}d}@{domains[0]}"
-            add(gen, "prefix", address, homes[n % len(homes)], "", items)
-    return tuple(mailboxes.values())
+            boxes.add(gen, "prefix", address, homes[n % len(homes)], "", items)
+    return tuple(boxes.specs.values())
 
 
-def _defaults(table: _Table) -> Defaults:
+def _defaults(table: Table) -> Defaults:
+    """The ``[defaults]`` a scenario sets, each of its type and in ``DEFAULT_RANGES``."""
     values: dict[str, int | float] = {}
     for name in table.data:
-        if _DEFAULT_TYPES[name] is int:
-            value: int | float = table.get(name, None, (int,), "an integer")
-        else:  # float fields (durations in seconds, rates) also take an integer
-            value = table.get(name, None, (int, float), "a number")
-        if not (value > 0 and math.isfinite(value)):
-            raise table.error(name, f"must be a positive finite number, got {value}")
-        values[name] = float(value) if _DEFAULT_TYPES[name] is float else value
+        low, high = DEFAULT_RANGES[name]
+        # Float fields (durations in seconds, rates) also take an integer.
+        values[name] = table.number(name, _DEFAULT_TYPES[name] is int, low, high)
     return Defaults(**values)  # type: ignore[arg-type]

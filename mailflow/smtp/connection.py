@@ -272,7 +272,9 @@ class SmtpConnection(SMTP):
                 await self.push(replies.S500_SYNTAX_ERROR.line())
             return
         try:
-            await method(arg.strip() or None)
+            # Only blanks are trimmed: a CR or other control left in the argument is the
+            # command's to refuse (in HELO/EHLO it would reach the Received: header).
+            await method(arg.strip(" \t") or None)
         except (asyncio.CancelledError, ConnectionError, asyncio.IncompleteReadError):
             raise
         except Exception:

@@ -9,16 +9,20 @@ message, and the reply names its queue id.
 
 Hostile input is answered here, before anything reaches the router: lines
 over the RFC 5321 limits, NUL, bare LF (the session ends: SMTP smuggling),
-8-bit data that was not declared, undeclared UTF-8 addresses, an idle
-client, too many errors, too many connections. A message over the size
+8-bit data that was not declared, undeclared UTF-8 addresses, control
+characters in HELO/EHLO, paths that are not RFC 5321 paths, an idle
+client, too many errors, too many unknown recipients (address probing),
+too many connections. A message over the size
 limit is read to its end and dropped line by line, never held whole.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Protocol
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -26,6 +30,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from mailflow.smtp import replies
 from mailflow.smtp.session import Limits, SmtpSession, peer_host
 from routing.categorizer import Submission, Verdict
+from stores.db import StoreFull
 from stores.topology import Server, Version
 
 log = logging.getLogger(__name__)
@@ -37,7 +42,6 @@ BANNERS = {
     Version.V2003: "Microsoft ESMTP MAIL Service, Version: 6.0.3790 (mailflow emulation) ready",
 }
 DEFAULT_BANNER = "Microsoft ESMTP MAIL Service (mailflow emulation) ready"
-
 
 
 class Router(Protocol):
@@ -95,6 +99,9 @@ class _Handler:
         )
         try:
             queue_id = await self.router.accept(submission)
+        except StoreFull:
+            log.error("accepting a message on %s: the store's disk is full", self.server.name)
+            return replies.S452_STORAGE_FULL.line()
         except Exception:
             # Nothing was committed: the client keeps the message and tries again.
             log.exception("accepting a message on %s failed", self.server.name)
@@ -116,8 +123,29 @@ class _Refuse(asyncio.Protocol):
         transport.close()
 
 
+class _Door:
+    """One listening socket of an endpoint and the sessions it let in, each door with
+    its own budget of ``limits.max_connections`` sessions."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.listener: asyncio.Server | None = None
+        self.sessions: set[SmtpSession] = set()
+        self.host = ""
+        self.port = 0
+
+
+def loopback(host: str) -> str:
+    """The loopback address of the family of ``host`` (an IP address or a name)."""
+    return "::1" if ":" in host else "127.0.0.1"
+
+
 class Endpoint:
-    """The SMTP listener of one emulated server."""
+    """The SMTP listener of one emulated server: its public port, for clients, and its
+    hop port, on loopback, for the lab's own transport only (``hop_address``). Clients
+    that hold every public slot (idle, unauthenticated) cannot push the lab's own links
+    into Retry: the hop port has a budget of its own, is published nowhere (not in
+    lab.json, not in the API), and its sessions are not limited as address probes."""
 
     def __init__(
         self,
@@ -132,27 +160,38 @@ class Endpoint:
         self.limits = limits
         self.hostname = f"{server.name}.{domain}"
         self.on_reject = on_reject
-        self._listener: asyncio.Server | None = None
-        self._sessions: set[SmtpSession] = set()
-        self.host = ""
-        self.port = 0
+        self._public = _Door(limits)
+        self._hop = _Door(dataclasses.replace(limits, max_unknown_recipients=0))
+
+    @property
+    def host(self) -> str:
+        return self._public.host
+
+    @property
+    def port(self) -> int:
+        return self._public.port
+
+    @property
+    def hop_address(self) -> tuple[str, int]:
+        """Where the lab's own transport sends to this server (not for clients)."""
+        return self._hop.host, self._hop.port
 
     @property
     def connections(self) -> int:
-        """Sessions open now (each counts until its connection is closed)."""
-        return len(self._sessions)
+        """Sessions open now on both ports (each counts until its connection is closed)."""
+        return len(self._public.sessions) + len(self._hop.sessions)
 
     def _reject(self, code: int) -> None:
         self.on_reject(self.server.name, code)
 
-    def _protocol(self) -> asyncio.Protocol:
-        if len(self._sessions) >= self.limits.max_connections:
+    def _protocol(self, door: _Door) -> asyncio.Protocol:
+        if len(door.sessions) >= door.limits.max_connections:
             reply = replies.S421_TOO_MANY_CONNECTIONS.line(hostname=self.hostname)
             return _Refuse(reply, self._reject)
         session = SmtpSession(
-            self.limits,
+            door.limits,
             self._reject,
-            self._sessions.discard,
+            door.sessions.discard,
             handler=self.handler,
             hostname=self.hostname,
             ident=BANNERS.get(self.server.version, DEFAULT_BANNER),
@@ -160,20 +199,27 @@ class Endpoint:
             enable_SMTPUTF8=True,
             timeout=self.limits.idle_timeout,
         )
-        self._sessions.add(session)
+        door.sessions.add(session)
         return session
 
-    async def start(self, host: str, port: int) -> None:
+    async def _open(self, door: _Door, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
-        self._listener = await loop.create_server(self._protocol, host, port)
-        self.host, self.port = self._listener.sockets[0].getsockname()[:2]
+        door.listener = await loop.create_server(partial(self._protocol, door), host, port)
+        door.host, door.port = door.listener.sockets[0].getsockname()[:2]
+
+    async def start(self, host: str, port: int) -> None:
+        """Listen on ``host``:``port`` for clients, and on a free loopback port for the hop."""
+        await self._open(self._public, host, port)
+        await self._open(self._hop, loopback(host), 0)
 
     async def stop(self) -> None:
-        if self._listener is None:
-            return
-        self._listener.close()
-        # Say goodbye to clients still connected, or wait_closed() would wait for them (3.12+).
-        for session in list(self._sessions):
-            session.shutdown()
-        await self._listener.wait_closed()
-        self._listener = None
+        for door in (self._public, self._hop):
+            if door.listener is None:
+                continue
+            door.listener.close()
+            # Say goodbye to clients still connected, or wait_closed() would wait for them
+            # (3.12+).
+            for session in list(door.sessions):
+                session.shutdown()
+            await door.listener.wait_closed()
+            door.listener = None

@@ -38,12 +38,17 @@ S252_CANNOT_VRFY = Reply(
 S421_IDLE_TIMEOUT = Reply(421, "4.4.2 {hostname} Idle timeout, closing connection")
 S421_TOO_MANY_CONNECTIONS = Reply(421, "4.3.2 {hostname} Too many connections, try again later")
 S421_TOO_MANY_ERRORS = Reply(421, "4.7.0 {hostname} Too many errors, closing connection")
+# Too many 550 5.1.1 in one session: a client probing for valid addresses.
+S421_TOO_MANY_UNKNOWN = Reply(
+    421, "4.7.0 {hostname} Too many unknown recipients, closing connection")
 S421_SHUTTING_DOWN = Reply(421, "4.3.2 {hostname} Service shutting down, closing connection")
 
 S451_LOCAL_ERROR = Reply(
     451, "4.3.0 Local error in processing; message not accepted, try again later")
 S451_INTERNAL_ERROR = Reply(451, "4.3.0 Local error in processing, try again later")
 S452_TOO_MANY_RECIPIENTS = Reply(452, "4.5.3 Too many recipients")
+# The store's disk is full (RFC 3463 4.3.1): nothing was committed; try again later.
+S452_STORAGE_FULL = Reply(452, "4.3.1 Insufficient system storage")
 
 # Protocol errors: each counts toward the session's error limit.
 # RFC 5321 §4.5.3.1.4: a command line holds at most 512 octets with its CRLF.
@@ -55,6 +60,9 @@ S500_NUL = Reply(500, "5.5.2 Syntax error: NUL character in command")
 S500_UNRECOGNIZED = Reply(500, "5.5.1 Command unrecognized")
 S501_SYNTAX = Reply(501, "5.5.4 Syntax error in parameters or arguments")
 S501_HELO_SYNTAX = Reply(501, "5.5.4 Syntax: HELO|EHLO <domain>")
+# The HELO/EHLO name goes into the Received: header: a CR, LF or other control or
+# invisible character in it could start a header line of the client's choosing.
+S501_HELO_CONTROL = Reply(501, "5.5.4 Syntax: HELO|EHLO <domain>: control characters not allowed")
 S501_MAIL_SYNTAX = Reply(501, "5.5.4 Syntax: MAIL FROM:<address> [parameters]")
 S501_RCPT_SYNTAX = Reply(501, "5.5.4 Syntax: RCPT TO:<address>")
 S501_BAD_BODY = Reply(501, "5.5.4 BODY must be 7BIT or 8BITMIME")

@@ -2,16 +2,17 @@
 
 ``mailflow.smtp.connection`` reads the lines and handles what is wrong with a line
 whatever its command; here are the commands, so every reply comes from
-``mailflow.smtp.replies`` and RFC 5321 holds: HELO/EHLO first, the order of MAIL, RCPT and
-DATA, the syntax of paths and ESMTP parameters (SIZE, BODY, SMTPUTF8), undeclared 8-bit
-data and UTF-8 addresses, text line lengths. A message over the size limit is read to its
+``mailflow.smtp.replies`` and RFC 5321 holds: HELO/EHLO first and printable, the order of
+MAIL, RCPT and DATA, the syntax of paths (``mailflow.smtp.paths``) and ESMTP parameters
+(SIZE, BODY, SMTPUTF8), undeclared 8-bit data and UTF-8 addresses, text line lengths,
+address probing (too many unknown recipients). A message over the size limit is read to its
 end and dropped line by line, never held whole. MAIL, RCPT and DATA go to the endpoint's
 handler (``mailflow.smtp``), which asks the router.
 """
 
 from __future__ import annotations
 
-import re
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -21,18 +22,15 @@ from aiosmtpd.smtp import Envelope, Session
 
 from mailflow.smtp import replies
 from mailflow.smtp.connection import SmtpConnection
+from mailflow.smtp.paths import plain_path, strict_path
 from mailflow.smtp.replies import Reply
 from stores.topology import Defaults
 
 # RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets with its CRLF (998 characters),
 # not counting the dot a client adds for transparency.
 TEXT_LINE_LIMIT = 1000
-# The path nearly every client sends: <local@domain>, the local part a dot-atom of ASCII
-# atext (RFC 5322 §3.2.3) not opening with "=?" (email's parser decodes an RFC 2047 word
-# there), the domain dot-separated labels of letters, digits, "-" and "_".
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_LABEL = r"[A-Za-z0-9_-]+"
-_PLAIN_PATH = re.compile(rf"<((?!=\?){_ATEXT}(?:\.{_ATEXT})*@{_LABEL}(?:\.{_LABEL})*)>")
+# What the router's verdict "unknown user" is answered (counted against address probing).
+_UNKNOWN_USER = replies.S550_UNKNOWN_USER.line()
 
 
 @dataclass(frozen=True)
@@ -45,6 +43,12 @@ class Limits:
     max_connections: int = 200
     # Protocol errors (500-504) after which a session is closed with 421 4.7.0.
     max_errors: int = 20
+    # Address probing: after this many 550 5.1.1 in a session each further one waits
+    # ``unknown_recipient_delay`` real seconds, and the session is closed with 421 4.7.0
+    # at ``max_unknown_recipients`` of them (0: no limit, as on the lab's own hop).
+    unknown_recipients_before_delay: int = 10
+    unknown_recipient_delay: float = 1.0
+    max_unknown_recipients: int = 20
 
     @classmethod
     def from_defaults(cls, defaults: Defaults) -> Limits:
@@ -53,6 +57,9 @@ class Limits:
             max_recipients=defaults.max_recipients,
             idle_timeout=defaults.smtp_idle_timeout_seconds,
             max_connections=defaults.smtp_max_connections,
+            unknown_recipients_before_delay=defaults.smtp_unknown_recipients_before_delay,
+            unknown_recipient_delay=defaults.smtp_unknown_recipient_delay_seconds,
+            max_unknown_recipients=defaults.smtp_max_unknown_recipients,
         )
 
 
@@ -75,6 +82,9 @@ class SmtpSession(SmtpConnection):
     ) -> None:
         super().__init__(on_reject, partial(on_close, self), max_errors=limits.max_errors,
                          **kwargs)
+        self._limits = limits
+        # 550 5.1.1 answered in this session (address probing, see Limits).
+        self._unknown_recipients = 0
         self._commands = {
             "HELO": self.smtp_HELO,
             "EHLO": self.smtp_EHLO,
@@ -106,10 +116,22 @@ class SmtpSession(SmtpConnection):
         await self.push(replies.S503_HELO_FIRST.line())
         return True
 
-    async def smtp_HELO(self, arg: str | None) -> None:
-        assert self.session is not None
+    async def _bad_hello(self, arg: str | None) -> bool:
+        """Answer 501 to a HELO/EHLO without a name, or whose name holds a character that
+        is not printable: a lone CR (the line reader splits at LF only), another control,
+        a line or paragraph separator, a bidi override. The name is written into the
+        Received: header, where any of them could forge a header line."""
         if not arg:
             await self.push(replies.S501_HELO_SYNTAX.line())
+            return True
+        if not arg.isprintable():
+            await self.push(replies.S501_HELO_CONTROL.line())
+            return True
+        return False
+
+    async def smtp_HELO(self, arg: str | None) -> None:
+        assert self.session is not None
+        if await self._bad_hello(arg):
             return
         self._new_envelope()
         self.session.extended_smtp = False
@@ -119,8 +141,7 @@ class SmtpSession(SmtpConnection):
 
     async def smtp_EHLO(self, arg: str | None) -> None:
         assert self.session is not None
-        if not arg:
-            await self.push(replies.S501_HELO_SYNTAX.line())
+        if await self._bad_hello(arg):
             return
         self._new_envelope()
         self.session.extended_smtp = True
@@ -139,25 +160,30 @@ class SmtpSession(SmtpConnection):
                                     for i, text in enumerate(lines)))
 
     def _path(self, keyword: str, arg: str | None) -> tuple[str | None, str] | None:
-        """(address, parameters) of MAIL FROM:/RCPT TO:; None when the syntax is wrong,
-        address None when the path cannot be parsed."""
+        """(address, parameters) of MAIL FROM:/RCPT TO:; None when the text is not an
+        RFC 5321 path (501), address None when it is one but not a mailbox name (553)."""
         if arg is None:
             return None
         rest = self._strip_command_keyword(keyword, arg)
-        if not rest:
+        path = strict_path(rest) if rest else None
+        if path is None:
             return None
         # aiosmtpd's _getaddr builds a class and runs email's header parser for every path
         # (~7 % of the accept profile, docs/benchmarks.md hotspot 9); an ordinary path does
         # not need it. plain_path knows nothing of aiosmtpd's local_part_limit (unset here),
         # so with one set every path would go to _getaddr.
-        plain = None if self.local_part_limit else plain_path(rest)
+        plain = None if self.local_part_limit else plain_path(path.path)
         if plain is not None:
-            return plain
+            return plain[0], path.params
         try:
-            address, params = self._getaddr(rest)
+            address, _ = self._getaddr(path.path)
         except Exception:  # email's header parser on hostile input
             return None, ""
-        return address, params or ""
+        # email's parser decodes RFC 2047 encoded-words: what it made of the mailbox must
+        # be what the client wrote, or the mail would go to another address.
+        if address != path.mailbox:
+            return None, ""
+        return address, path.params
 
     async def smtp_MAIL(self, arg: str | None) -> None:
         assert self.session is not None and isinstance(self.envelope, _Envelope)
@@ -230,7 +256,27 @@ class SmtpSession(SmtpConnection):
         if not address.isascii() and not self.envelope.smtp_utf8:
             await self.push(replies.S553_UTF8_NOT_DECLARED.line())
             return
-        await self.push(await self._call_handler_hook("RCPT", address, []))
+        status = await self._call_handler_hook("RCPT", address, [])
+        if status == _UNKNOWN_USER:
+            await self._unknown_recipient(status)
+            return
+        await self.push(status)
+
+    async def _unknown_recipient(self, status: str) -> None:
+        """Answer a 550 5.1.1: late, once the session has had more than a few (a client
+        probing for addresses), and then 421 4.7.0 and the end of the session at the
+        limit. The lab's own hop has no limit (``max_unknown_recipients`` 0)."""
+        limits = self._limits
+        if not limits.max_unknown_recipients:
+            await self.push(status)
+            return
+        self._unknown_recipients += 1
+        if self._unknown_recipients > limits.unknown_recipients_before_delay:
+            self._flush()  # the replies before this one are not held back
+            await asyncio.sleep(limits.unknown_recipient_delay)
+        await self.push(status)
+        if self._unknown_recipients >= limits.max_unknown_recipients:
+            await self._hang_up(replies.S421_TOO_MANY_UNKNOWN, linger=True)
 
     def _eight_bit_allowed(self) -> bool:
         """RFC 6152: 8-bit content needs EHLO. Undeclared is taken as 8BITMIME (as
@@ -328,26 +374,6 @@ class SmtpSession(SmtpConnection):
 
     async def smtp_HELP(self, arg: str | None) -> None:
         await self.push(replies.S214_HELP.line())
-
-
-def plain_path(text: str) -> tuple[str, str] | None:
-    """(address, parameters) of ``<local@domain>``, alone or followed by whitespace and
-    ESMTP parameters, exactly as aiosmtpd's ``_getaddr`` returns them; None for any other
-    text (quoted local part, source route, comment, no brackets, domain literal, UTF-8, ...),
-    which only ``_getaddr`` parses."""
-    match = _PLAIN_PATH.match(text)
-    if match is None:
-        return None
-    params = text[match.end():]
-    if params:
-        # email's parser skips the whitespace (str.lstrip) and comments after the ">";
-        # parameters glued to it, or a comment, are left to _getaddr.
-        if params[0] not in " \t":
-            return None
-        params = params.lstrip()
-        if params.startswith("("):
-            return None
-    return match.group(1), params
 
 
 def peer_host(session: Session) -> str:
