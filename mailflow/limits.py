@@ -21,6 +21,11 @@ MAX_ADVANCE_SECONDS = 10 * 365 * 86400.0
 MAX_JSON_DEPTH = 32
 
 
+def bound_text(value: float) -> str:
+    """A bound as a person reads it: ``315360000``, not ``3.1536e+08``."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
 @dataclass(frozen=True)
 class Range:
     """A closed range ``low..high`` of whole numbers (``whole``) or finite numbers."""
@@ -31,7 +36,7 @@ class Range:
     whole: bool = True
 
     def __str__(self) -> str:
-        return f"{self.name} must be {self.low:g}..{self.high:g}"
+        return f"{self.name} must be {bound_text(self.low)}..{bound_text(self.high)}"
 
     def check(self, value: object) -> float:
         """``value`` if it is a number of this range (a JSON bool is not), else ValueError."""

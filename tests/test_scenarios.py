@@ -252,7 +252,7 @@ def test_every_default_has_a_range_that_holds_its_default() -> None:
     ("deferred_retry_seconds = 1e-300", "must be 60..86400, got 1e-300"),
     ("link_retry_seconds = inf", "must be 60..86400, got inf"),
     ("mta_open_interval_seconds = nan", "must be 60..86400, got nan"),
-    ("expiration_seconds = 1e300", "must be 60..7.776e+06, got 1e+300"),
+    ("expiration_seconds = 1e300", "must be 60..7776000, got 1e+300"),
     ("max_message_size = 100000000000", "must be 1024..104857600, got 100000000000"),
     ("max_recipients = 1.5", "expected an integer, got float"),
     ("smtp_max_connections = -1", "must be 1..1000, got -1"),

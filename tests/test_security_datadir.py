@@ -93,22 +93,36 @@ def test_mailflow_run_with_a_binary_token_exits_2_in_one_line(tmp_path: Path) ->
 
 
 NOBODY = 65534
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
 
 
-@needs_root
-def test_a_cli_command_of_another_user_says_permission_denied(tmp_path: Path) -> None:
+@pytest.fixture
+def nobody() -> int:
+    """The uid of another user who can run mailflow: root is needed to act as that user,
+    and the user must be able to read this Python environment (.ci/run makes its venv
+    readable to all)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to act as another user")
+    probe = run_cli("--version", user=NOBODY)
+    if probe.returncode != 0:
+        message = f"user {NOBODY} cannot run mailflow here: {probe.stderr.strip()[-200:]}"
+        if os.environ.get("MAILFLOW_REQUIRE_TOOLS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return NOBODY
+
+
+def test_a_cli_command_of_another_user_says_permission_denied(tmp_path: Path,
+                                                              nobody: int) -> None:
     tmp_path.chmod(0o755)
     data = tmp_path / "data"
     data.mkdir(mode=0o700)
     (data / "lock").touch(mode=0o600)
-    result = run_cli("clock", "--data", str(data), user=NOBODY)
+    result = run_cli("clock", "--data", str(data), user=nobody)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and "permission denied" in result.stderr
 
 
-@needs_root
-async def test_a_read_only_store_stops_the_start_in_one_line() -> None:
+async def test_a_read_only_store_stops_the_start_in_one_line(nobody: int) -> None:
     # Where the other user can reach it (pytest's own directory is root's alone).
     with tempfile.TemporaryDirectory(dir="/tmp") as top:
         Path(top).chmod(0o755)
@@ -116,10 +130,10 @@ async def test_a_read_only_store_stops_the_start_in_one_line() -> None:
         await lab.stop()
         data = lab.data_dir
         for path in [data, *data.iterdir()]:
-            os.chown(path, NOBODY, NOBODY)
+            os.chown(path, nobody, nobody)
         (data / "mailflow.db").chmod(0o400)
         result = run_cli("run", "--data", str(data), "--http", "127.0.0.1:0", "--listen",
-                         "127.0.0.1", user=NOBODY)
+                         "127.0.0.1", user=nobody)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "running" not in result.stdout
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

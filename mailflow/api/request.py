@@ -137,5 +137,5 @@ def query_seconds(value: str | None, name: str) -> float | None:
     except ValueError as exc:
         raise Invalid(f"{name} must be a number of seconds") from exc
     if not math.isfinite(seconds) or not 0 <= seconds <= limits.QUERY_SECONDS.high:
-        raise Invalid(f"{name} must be a number of seconds, 0..{limits.QUERY_SECONDS.high:g}")
+        raise Invalid(f"{name} must be a number of seconds, 0..{int(limits.QUERY_SECONDS.high)}")
     return seconds

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from mailflow.limits import bound_text
+
 # Longest free text (names, display names, prefixes); site, server and connector names,
 # which appear in queue ids, event lines and URL paths, are shorter (NAME_LENGTH).
 TEXT_LENGTH = 256
@@ -88,7 +90,7 @@ class Table:
             return self.integer(name, None, int(low), int(high))
         value: int | float = self.get(name, None, (int, float), "a number")
         if not (math.isfinite(value) and low <= value <= high):
-            raise self.error(name, f"must be {low:g}..{high:g}, got {value:g}")
+            raise self.error(name, f"must be {bound_text(low)}..{bound_text(high)}, got {value:g}")
         return float(value)
 
     def strings(self, name: str, default: list[str] | None = None, most: int = 100
