@@ -6,7 +6,8 @@ results as a markdown-like table on stdout, JSON (``--out``) and a plot (``--plo
 * the systems compared: ``systems`` (smtp-sink, the aiosmtpd sinks of ``sinks``),
   ``postfix`` (a throw-away Postfix, its master.cf from ``postfix_conf``), ``lab``;
 * the measurement: ``procs`` (process control, waits), ``probes`` (CPU, RSS, the
-  machine), ``load`` (smtp-source or ``loadgen``), ``rates`` and ``drains``;
+  machine), ``load`` (smtp-source or ``loadgen``), ``measure`` (a run's settings and one
+  load run), ``rates`` and ``drains``;
 * the report: ``results`` (the typed shapes), ``targets``, ``report``, ``plot``;
 * the command line: ``cli`` (``run.py`` and ``__main__`` only start it); ``ab`` and
   ``profile_lab`` are tools of their own built on the same parts.

@@ -1,4 +1,4 @@
-"""A throw-away Postfix's master.cf, shared by bench/run.py and tests/test_postfix.py.
+"""The benchmark's throw-away Postfix's master.cf, written by bench/postfix.py.
 
 In: the text of Debian's /etc/postfix/master.cf and a port. Out: the same services
 with smtpd on 127.0.0.1:PORT, nothing chrooted (a throw-away queue directory has no

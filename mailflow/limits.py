@@ -1,8 +1,9 @@
 """The range of every number that enters the lab from outside, in one place.
 
 In: a value the API (``mailflow.api.request``) or the CLI (``mailflow.cli.limits``) was
-given. Out: the value, or ``ValueError`` naming the field and its range; the API answers
-that with a JSON 400, the CLI with one line and exit 2. Imports nothing heavy, so the CLI
+given; a lab file's checker (``mailflow.labs.checker``) takes the same ranges. Out: the
+value, or ``ValueError`` naming the field and its range; the API answers that with a JSON
+400, the CLI with one line and exit 2. Imports nothing heavy, so the CLI
 may use it at parse time. docs/reliability.md lists these ranges.
 """
 
@@ -63,6 +64,8 @@ class Range:
         return self.check(value)
 
 
+# Messages one send writes over one SMTP session: `mailflow send --count`, a lab's send step.
+SEND_COUNT = Range("count", 1, 10_000)
 BAD_ITEMS = Range("bad_items", 0, 100_000)
 BAD_ITEM_LIMIT = Range("bad_item_limit", 0, 100_000)
 CONNECTOR_COST = Range("cost", 1, 100)

@@ -27,16 +27,13 @@ GROUPINGS = ("recipient-domain", "recipient", "sender")
 
 
 def queue_messages(
-    db: Read, scenario: Scenario, server: str, queue: str, now: float,
-    limit: int, offset: int, *, sender: str | None = None, recipient: str | None = None,
-    older_than: float | None = None,
+    db: Read, server: str, queue: str, now: float, limit: int, offset: int, *,
+    sender: str | None = None, recipient: str | None = None, older_than: float | None = None,
 ) -> list[dict[str, Any]]:
-    """The messages waiting in one queue, oldest first, one row per message with its
-    recipients in that queue. Filters (Find Messages): the sender or a recipient contains
-    the text (case-insensitive), arrived in the queue at least ``older_than`` seconds ago."""
-    if not scenario.has_server(server):
-        raise NotFound(f"no server {server!r}")
-    server = scenario.server(server).name
+    """The messages waiting in one queue (``server`` as the scenario spells it), oldest
+    first, one row per message with its recipients in that queue. Filters (Find Messages):
+    the sender or a recipient contains the text (case-insensitive), arrived in the queue at
+    least ``older_than`` seconds ago."""
     queued_by = None if older_than is None else now - older_than
     result = []
     for row in listing.queue_messages(db, server, queue, limit, offset, sender=sender,

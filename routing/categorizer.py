@@ -31,8 +31,8 @@ from routing.addresses import Verdict, check_recipient, may_relay, normalize, va
 from routing.hop import HOP_HEADER
 from stores import audit, directory, messages, meta, pairs, queue_ids, services
 from stores.backend import Tx
-from stores.messages import SMARTHOST, NewMessage, Pair, PairState
-from stores.queue_ids import DEFERRED, LOCAL, UNREACHABLE, QueueId
+from stores.messages import NewMessage, Pair, PairState
+from stores.queue_ids import DEFERRED, LOCAL, SMARTHOST, UNREACHABLE, QueueId
 from stores.topology import Scenario, Server, Version
 
 # The SMTP endpoints and the lab reach the address checks through the categorizer.
@@ -220,24 +220,25 @@ def route(tx: Tx, scenario: Scenario, pair: Pair, at: Server) -> None:
         return
     pair.mailbox = home.address  # written with the pair's next place
     target = scenario.server(home.server)
-    hop = connectors.next_hop(tx, at, target)
-    if hop.via == "local":
+    next_hop = connectors.next_hop(tx, at, target)
+    if next_hop.via == "local":
         if pair.queue != DEFERRED:  # a retry is traced by the store's answer alone
             tx.trace(pair.message, pair.rcpt, at.name, "categorized",
                      f"home {target.name}: local delivery")
         refused = delivery.deliver(tx, scenario, pair, at, home.in_transit)
         if refused is not None:
             _unreachable(tx, pair, at, refused)
-    elif hop.via == "smtp":
-        assert hop.queue is not None
-        token = _hop_token(tx, pair, at.name, hop.queue)
-        messages.place_queued(tx, pair, at.name, hop.queue, next_attempt=tx.now, hop_token=token)
+    elif next_hop.via == "smtp":
+        assert next_hop.queue is not None
+        token = _hop_token(tx, pair, at.name, next_hop.queue)
+        messages.place_queued(tx, pair, at.name, next_hop.queue, next_attempt=tx.now,
+                              hop_token=token)
         tx.trace(pair.message, pair.rcpt, at.name, "categorized",
-                 f"home {target.name}: {hop.queue}")
+                 f"home {target.name}: {next_hop.queue}")
         tx.note("link", server=at.name, target=target.name)
-    elif hop.mta:
-        assert hop.queue is not None
-        to_mta(tx, pair, at, hop.queue)
+    elif next_hop.mta:
+        assert next_hop.queue is not None
+        to_mta(tx, pair, at, next_hop.queue)
     else:
         _unreachable(tx, pair, at, f"no route from site {at.site} to site {target.site}")
 

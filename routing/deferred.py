@@ -22,6 +22,8 @@ from stores.messages import Pair, PairState
 from stores.queue_ids import DEFERRED
 
 QUEUE = DEFERRED
+# How the error text of a refusal of ecMailboxInTransit ends (``routing.queues`` reads it).
+IN_TRANSIT_ERROR = "the mailbox is in transit"
 
 
 def next_retry(refused_at: float, interval: float) -> float:
@@ -37,7 +39,7 @@ def defer(tx: Tx, pair: Pair, server: str, interval: float, error: MapiError) ->
         server,
         QUEUE,
         next_attempt=next_retry(tx.now, interval),
-        last_error=f"{error.describe()}: the mailbox is in transit",
+        last_error=f"{error.describe()}: {IN_TRANSIT_ERROR}",
         # Every refusal is a delivery attempt: the first makes attempts 1, as the trace says.
         count_attempt=True,
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from routing.deferred import IN_TRANSIT_ERROR
 from stores import queue_ids, queue_state
 from stores.backend import Read
 from stores.queue_ids import DEFERRED, HOLDING, LOCAL, UNREACHABLE, QueueId, display_name, identity
@@ -21,8 +22,6 @@ from stores.topology import Scenario, Server
 __all__ = ["QueueStatus", "connection_queue", "display_name", "identity", "list_queues",
            "shown_status", "standard_queues"]
 
-# How a refusal of ecMailboxInTransit ends its error text (routing.deferred).
-IN_TRANSIT_ERROR = "the mailbox is in transit"
 # The listing's order of the fixed queues of a server; the others follow by id.
 _ORDER = {q: i for i, q in enumerate((LOCAL, DEFERRED, HOLDING, UNREACHABLE))}
 
@@ -62,6 +61,7 @@ def shown_status(server: str, queue: str, stat: queue_state.Stats | None,
     next_retry = state.next_retry if state else None
     last_error = (state.last_error if state else None) or (stat.last_error if stat else None)
     due = stat.next_attempt if stat else None
+    held = outbound_off and queue_ids.is_outbound(queue)
     if current == QueueStatus.RETRY and not count:
         current, next_retry = QueueStatus.READY, None
     if queue == DEFERRED and count:
@@ -69,11 +69,10 @@ def shown_status(server: str, queue: str, stat: queue_state.Stats | None,
             current, next_retry = QueueStatus.RETRY, due
         if not in_transit and last_error and last_error.endswith(IN_TRANSIT_ERROR):
             last_error = None
-    elif (current == QueueStatus.READY and count and connection_queue(queue)
-          and not (outbound_off and queue_ids.is_outbound(queue))
+    elif (current == QueueStatus.READY and count and connection_queue(queue) and not held
           and due is not None and due <= now):
         current = QueueStatus.ACTIVE
-    if outbound_off and queue_ids.is_outbound(queue):
+    if held:
         last_error, next_retry = f"Outbound mail is disabled on {server}", None
     return current, next_retry, last_error
 

@@ -34,8 +34,8 @@ from routing.pipelining import Outgoing
 from routing.sender import LinkError, Sender, Slot, SMTPReply
 from stores import links, messages, meta, pairs, queue_ids, queue_state
 from stores.backend import Backend, Read, Tx
-from stores.messages import SMARTHOST, PairState
-from stores.queue_ids import QueueId
+from stores.messages import PairState
+from stores.queue_ids import SMARTHOST, QueueId
 from stores.queue_state import QueueStatus
 from stores.topology import Scenario
 

@@ -4,8 +4,9 @@ In: nothing (interfaces only). Out: ``Conn``, the DB-API-like connection the que
 modules of ``stores/`` run their SQL on; ``Read``, the handle a read sees (a
 connection inside one consistent snapshot); ``Tx``, the handle a write sees (the
 lab's time, facts, traces and events, and itself a ``Conn`` for the query modules);
-``Backend`` (write, write_sync, read, read_sync, close); and ``Fact``, what a
-committed write tells the lab (for metrics and wake-ups). ``stores.db`` is the
+``Backend`` (write, write_sync, read, read_sync, close); ``Fact``, what a
+committed write tells the lab (for metrics and wake-ups); and ``StoreError`` and
+``StoreFull``, what a backend raises for its own failures. ``stores.db`` is the
 SQLite backend. routing/ and mailflow/ only pass a ``Tx`` or a ``Read`` on to
 functions of ``stores``; only ``stores`` calls ``execute``.
 """
@@ -28,6 +29,16 @@ class Fact:
     kind: str
     labels: dict[str, str]
     value: float = 1.0
+
+
+class StoreError(Exception):
+    """The store could not be opened, read or written: a file that is not a store, one this
+    user may not write, a broken disk. The backend's own error is its ``__cause__``."""
+
+
+class StoreFull(StoreError):
+    """A write the disk had no room for: nothing was committed, and it may work later, so
+    SMTP answers it 452 4.3.1 rather than 451 4.3.0."""
 
 
 class Cursor(Protocol):

@@ -4,11 +4,12 @@ In: callables that take a ``Tx`` (writes) or a connection (reads), from the
 event loop. Out: their results, after the write has been committed and
 fsynced; a write the disk has no room for fails with ``StoreFull``. One writer
 thread owns the only writing connection; it takes every write waiting in its
-inbox, runs each inside its own savepoint of one transaction, commits once and
-then wakes all their callers. A caller therefore never hears "done" before its
-data is on disk, and one failing write never undoes its neighbours. Reads run
-on a small pool of read-only connections, so a scrape or a listing never waits
-behind the writer.
+inbox, runs them all in one transaction, commits once and then wakes all their
+callers. When one of them fails, the batch is undone and run again with each
+write in a savepoint of its own, so one failing write never undoes its
+neighbours. A caller therefore never hears "done" before its data is on disk.
+Reads run on a small pool of read-only connections, so a scrape or a listing
+never waits behind the writer.
 
 Schema changes are versioned migrations applied in order at open.
 """
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from stores import meta
-from stores.backend import Fact
+from stores.backend import Fact, StoreError, StoreFull
 from stores.clock import Clock
 from stores.schema import MIGRATIONS
 
@@ -41,19 +42,16 @@ class StoreClosed(RuntimeError):
     pass
 
 
-class StoreFull(sqlite3.OperationalError):
-    """A write the disk had no room for (SQLITE_FULL): nothing was committed, and it may
-    work later, so SMTP answers it 452 4.3.1 rather than 451 4.3.0."""
-
-
 def _classified(exc: Exception) -> Exception:
-    """``exc``, or a StoreFull when SQLite says the disk (or the database) is full."""
-    if isinstance(exc, sqlite3.Error) and not isinstance(exc, StoreFull) and getattr(
-            exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
-        full = StoreFull(str(exc))
-        full.__cause__ = exc
-        return full
-    return exc
+    """``exc``, or for an error of SQLite itself the backend's own: StoreFull when the disk
+    (or the database) is full (SQLITE_FULL), else StoreError, so nothing above ``stores``
+    needs to know it is SQLite."""
+    if not isinstance(exc, sqlite3.Error):
+        return exc
+    full = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    error = (StoreFull if full else StoreError)(str(exc))
+    error.__cause__ = exc
+    return error
 
 
 TraceRow = tuple[str, str | None, str, str, str, float, float]
@@ -185,8 +183,11 @@ class Store:
         self.path = path
         self.clock = clock
         self.on_commit = on_commit
-        self._writer = connect(path)
-        migrate(self._writer)
+        try:
+            self._writer = connect(path)
+            migrate(self._writer)
+        except sqlite3.Error as exc:  # not a store, or one this user may not open
+            raise _classified(exc) from exc
         self._inbox: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
         self._closed = False
         self._local = threading.local()
@@ -356,12 +357,15 @@ class Store:
 @contextlib.contextmanager
 def _offline(path: Path) -> Iterator[sqlite3.Connection]:
     """The store of a data directory whose lab is not running, migrated, for one look."""
-    conn = connect(path)
     try:
-        migrate(conn)
-        yield conn
-    finally:
-        conn.close()
+        conn = connect(path)
+        try:
+            migrate(conn)
+            yield conn
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise _classified(exc) from exc
 
 
 def stored_meta(path: Path, key: str) -> str | None:

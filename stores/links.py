@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 
 from stores.backend import Conn
 from stores.queue_state import SENDABLE
+from stores.sql import marks
 
 # (pair id, message, rcpt, hop token, mail_from, message size): rows as they come, with no
 # record built per row, for a batch holds thousands.
@@ -32,16 +33,16 @@ def due(conn: Conn, server: str, queue: str, now: float, limit: int) -> Iterator
 
 def raws(conn: Conn, messages: Sequence[str]) -> dict[str, bytes]:
     """The raw bytes of ``messages``, by message id."""
-    marks = ",".join("?" * len(messages))
-    return dict(conn.execute(f"SELECT id, raw FROM messages WHERE id IN ({marks})", messages))
+    return dict(conn.execute(f"SELECT id, raw FROM messages WHERE id IN ({marks(messages)})",
+                             messages))
 
 
 def postpone(conn: Conn, server: str, queue: str, ids: Sequence[int], retry_at: float,
              error: str) -> None:
     """Count a failed attempt for those of pairs ``ids`` still waiting in the link."""
     conn.execute(
-        f"UPDATE pairs SET attempts = attempts + 1, next_attempt = ?, last_error = ?"
-        f" WHERE server = ? AND queue = ? AND id IN ({','.join('?' * len(ids))})",
+        "UPDATE pairs SET attempts = attempts + 1, next_attempt = ?, last_error = ?"
+        f" WHERE server = ? AND queue = ? AND id IN ({marks(ids)})",
         (retry_at, error, server, queue, *ids),
     )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from stores import messages
 from stores.backend import Read
 
 
@@ -73,12 +74,11 @@ def queue_messages(
 def message_ids(conn: Read, ident: str) -> list[str]:
     """Queue ids of the message named by queue id or by Message-ID header (with or without
     angle brackets), oldest first."""
-    if conn.execute("SELECT 1 FROM messages WHERE id=?", (ident,)).fetchone():
+    if messages.exists(conn, ident):
         return [ident]
-    header = ident if ident.startswith("<") else f"<{ident}>"
     return [r[0] for r in conn.execute(
         "SELECT id FROM messages WHERE message_id IN (?, ?) ORDER BY accepted_at, rowid",
-        (ident, header),
+        messages.message_id_forms(ident),
     )]
 
 

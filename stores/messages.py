@@ -3,7 +3,8 @@
 In: a pair and the place it should go next. Out: the pair's row updated, or
 ``stores.machine.InvalidTransition`` naming both states; and the ``messages``
 rows the categorizer and DSNs write and read. Every move of a pair in the whole
-lab goes through ``place``, so a pair is always in exactly one place: a queue
+lab goes through ``place_queued`` or ``place_final`` (``carry`` for a place it
+only passes through), so a pair is always in exactly one place: a queue
 on one server (LOCAL, DEFERRED, REMOTE, UNREACHABLE) or a final state
 (DELIVERED into one mailbox item, RELAYED out of the organization through the
 outbound smarthost, NDR, DELETED).
@@ -56,9 +57,6 @@ TRANSITIONS: dict[PairState, frozenset[PairState]] = {
 }
 PAIRS = Machine.of_targets("pair", TRANSITIONS)
 
-# The queue of mail for the outbound smarthost (domains outside the organization).
-SMARTHOST = queue_ids.SMARTHOST
-
 _FIXED_STATES: dict[str, PairState] = {
     queue_ids.LOCAL: PairState.LOCAL,
     queue_ids.DEFERRED: PairState.DEFERRED,
@@ -76,10 +74,6 @@ def queue_state(queue: str) -> PairState:
     if queue.startswith((queue_ids.LINK_PREFIX, queue_ids.MTA_PREFIX)):
         return PairState.REMOTE
     raise ValueError(f"unknown queue id {queue!r}")
-
-
-def check_transition(pair: int, current: PairState, new: PairState) -> None:
-    PAIRS.move(pair, current, new)
 
 
 @dataclass
@@ -150,7 +144,7 @@ def place_queued(
     """Move ``pair`` into ``queue`` on ``server``; the row takes the pair's mailbox too
     (routing resolves it on the way)."""
     new = queue_state(queue)
-    check_transition(pair.id, pair.state, new)
+    PAIRS.move(pair.id, pair.state, new)
     same_queue = pair.server == server and pair.queue == queue
     attempts = pair.attempts + 1 if count_attempt else (pair.attempts if same_queue else 0)
     if not pair.stored:
@@ -173,7 +167,7 @@ def carry(pair: Pair, server: str, queue: str) -> None:
     same write then places it again (``place_queued``, ``place_final``), and that place
     writes the row, so the pair never has a row that says where it only passed through."""
     new = queue_state(queue)
-    check_transition(pair.id, pair.state, new)
+    PAIRS.move(pair.id, pair.state, new)
     pair.state, pair.server, pair.queue, pair.attempts = new, server, queue, 0
     pair.next_attempt = None
 
@@ -182,7 +176,7 @@ def place_final(tx: Tx, pair: Pair, state: PairState, *, last_error: str | None 
     """Move ``pair`` out of every queue into a final state."""
     if state not in FINAL:
         raise ValueError(f"{state.name} is not a final state")
-    check_transition(pair.id, pair.state, state)
+    PAIRS.move(pair.id, pair.state, state)
     if not pair.stored:
         _insert(tx, pair, state, pair.server, None, 0, None,
                 None if state is PairState.DELIVERED else last_error, None)
@@ -241,6 +235,12 @@ def insert(tx: Tx, msg: NewMessage) -> None:
 
 def exists(conn: Conn, message: str) -> bool:
     return conn.execute("SELECT 1 FROM messages WHERE id=?", (message,)).fetchone() is not None
+
+
+def message_id_forms(ident: str) -> tuple[str, str]:
+    """A Message-ID header value as given and with its angle brackets: a message may be
+    named either way."""
+    return ident, ident if ident.startswith("<") else f"<{ident}>"
 
 
 def set_raw(conn: Conn, message: str, raw: bytes) -> None:

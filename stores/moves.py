@@ -19,6 +19,7 @@ from typing import Any
 from stores import directory
 from stores import mailbox as stores_mailbox
 from stores.backend import Read, Tx
+from stores.sql import marks
 from stores.topology import Scenario
 
 
@@ -137,7 +138,7 @@ def phase_due(tx: Tx, engine: str, statuses: Iterable[MoveStatus]) -> list[MoveR
     """Requests of ``engine`` in one of ``statuses`` whose current phase is due."""
     wanted = [s.value for s in statuses]
     return _records(tx.execute(
-        f"SELECT * FROM moves WHERE engine=? AND status IN ({','.join('?' * len(wanted))})"
+        f"SELECT * FROM moves WHERE engine=? AND status IN ({marks(wanted)})"
         " AND due_at<=?", (engine, *wanted, tx.now)).fetchall())
 
 
@@ -149,7 +150,7 @@ def count_active(tx: Tx, engine: str, column: str, server: str,
     wanted = [s.value for s in statuses]
     return int(tx.execute(
         f"SELECT COUNT(*) FROM moves WHERE engine=? AND {column}=?"
-        f" AND status IN ({','.join('?' * len(wanted))})", (engine, server, *wanted),
+        f" AND status IN ({marks(wanted)})", (engine, server, *wanted),
     ).fetchone()[0])
 
 
@@ -158,7 +159,7 @@ def at_step(tx: Tx, engines: Iterable[str], step: str, *, started: bool = False,
     """Moves of ``engines`` at ``step``; with ``started`` those whose start time came (oldest
     first), with ``due`` those whose step is due."""
     names = list(engines)
-    sql = (f"SELECT * FROM moves WHERE engine IN ({','.join('?' * len(names))}) AND step=?")
+    sql = (f"SELECT * FROM moves WHERE engine IN ({marks(names)}) AND step=?")
     if started:
         sql += " AND start_at<=? ORDER BY created_at, id"
     elif due:
@@ -170,14 +171,14 @@ def at_step(tx: Tx, engines: Iterable[str], step: str, *, started: bool = False,
 def at_steps(tx: Tx, engines: Iterable[str], steps: Iterable[str]) -> list[MoveRecord]:
     names, wanted = list(engines), list(steps)
     return _records(tx.execute(
-        f"SELECT * FROM moves WHERE engine IN ({','.join('?' * len(names))})"
-        f" AND step IN ({','.join('?' * len(wanted))})", (*names, *wanted)).fetchall())
+        f"SELECT * FROM moves WHERE engine IN ({marks(names)})"
+        f" AND step IN ({marks(wanted)})", (*names, *wanted)).fetchall())
 
 
 def count_in_batch(tx: Tx, batch: str, steps: Iterable[str]) -> int:
     wanted = list(steps)
     return int(tx.execute(
-        f"SELECT COUNT(*) FROM moves WHERE batch=? AND step IN ({','.join('?' * len(wanted))})",
+        f"SELECT COUNT(*) FROM moves WHERE batch=? AND step IN ({marks(wanted)})",
         (batch, *wanted)).fetchone()[0])
 
 

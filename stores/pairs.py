@@ -13,20 +13,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from stores.backend import Conn
-from stores.messages import Pair, load
+from stores.messages import Pair, load, message_id_forms
 from stores.queue_ids import DEFERRED
 from stores.queue_state import NOT_IN_TRANSIT, UNFROZEN
-
-
-def _marks(items: Sequence[object]) -> str:
-    return ",".join("?" * len(items))
+from stores.sql import marks
 
 
 def due(conn: Conn, servers: Sequence[str], queue: str, now: float) -> list[Pair]:
     """The unfrozen pairs of ``queue`` on ``servers`` whose retry has fallen due, by due time."""
     return load(
         conn,
-        f"p.server IN ({_marks(servers)}) AND p.queue = ? AND p.next_attempt <= ? AND {UNFROZEN}"
+        f"p.server IN ({marks(servers)}) AND p.queue = ? AND p.next_attempt <= ? AND {UNFROZEN}"
         " ORDER BY p.next_attempt",
         (*servers, queue, now),
     )
@@ -42,7 +39,7 @@ def due_by_id(conn: Conn, server: str, queue: str, now: float) -> list[Pair]:
 
 def waiting(conn: Conn, servers: Sequence[str], queue: str) -> list[Pair]:
     """The pairs not frozen (whatever their queue's state) in ``queue`` on ``servers``."""
-    return load(conn, f"p.server IN ({_marks(servers)}) AND p.queue = ? AND p.frozen = 0",
+    return load(conn, f"p.server IN ({marks(servers)}) AND p.queue = ? AND p.frozen = 0",
                 (*servers, queue))
 
 
@@ -74,18 +71,17 @@ def by_id(conn: Conn, pair_id: int) -> Pair:
 
 def in_queue(conn: Conn, server: str, queue: str, ids: Sequence[int]) -> list[Pair]:
     """Those of pairs ``ids`` that still wait in ``queue`` on ``server``."""
-    return load(conn, f"p.server = ? AND p.queue = ? AND p.id IN ({_marks(ids)})",
+    return load(conn, f"p.server = ? AND p.queue = ? AND p.id IN ({marks(ids)})",
                 (server, queue, *ids))
 
 
 def of_message(conn: Conn, server: str, queue: str, message: str) -> list[Pair]:
     """The pairs of one message (queue id, or Message-ID header with or without <>) that
     wait in ``queue`` on ``server``."""
-    header = message if message.startswith("<") else f"<{message}>"
     return load(
         conn, "p.server = ? AND p.queue = ? AND (p.message = ? OR p.message IN"
         " (SELECT id FROM messages WHERE message_id IN (?, ?))) ORDER BY p.id",
-        (server, queue, message, message, header),
+        (server, queue, message, *message_id_forms(message)),
     )
 
 
@@ -112,7 +108,7 @@ def retry_deferred(conn: Conn, server: str, now: float, *, ids: Sequence[int] | 
     """Deferred mail on ``server`` of mailboxes no longer in transit is due now (only pairs
     ``ids``, when given; ``skip_frozen``: not the frozen ones)."""
     frozen = " AND frozen=0" if skip_frozen else ""
-    only = "" if ids is None else f" AND id IN ({_marks(ids)})"
+    only = "" if ids is None else f" AND id IN ({marks(ids)})"
     conn.execute(
         f"UPDATE pairs AS p SET next_attempt=? WHERE server=? AND queue=?{frozen}"
         f" AND {NOT_IN_TRANSIT}{only}",
@@ -121,4 +117,4 @@ def retry_deferred(conn: Conn, server: str, now: float, *, ids: Sequence[int] | 
 
 
 def set_frozen(conn: Conn, ids: Sequence[int], frozen: bool) -> None:
-    conn.execute(f"UPDATE pairs SET frozen=? WHERE id IN ({_marks(ids)})", (int(frozen), *ids))
+    conn.execute(f"UPDATE pairs SET frozen=? WHERE id IN ({marks(ids)})", (int(frozen), *ids))

@@ -16,6 +16,7 @@ from itertools import accumulate, pairwise
 from stores.backend import Read
 from stores.queue_ids import QueueId
 from stores.queue_state import queue_keys
+from stores.readmodels import move_counts
 
 # Postfix qshape's age buckets: upper bounds in minutes (``mailflow qshape`` and the
 # ``mailflow_queue_message_age_seconds`` histogram).
@@ -84,5 +85,5 @@ def snapshot(conn: Read, now: float, servers: Iterable[str]) -> Snapshot:
         in_transit=dict(conn.execute(
             "SELECT server, COUNT(*) FROM store_mailboxes WHERE in_transit=1 GROUP BY server"
         ).fetchall()),
-        moves=dict(conn.execute("SELECT status, COUNT(*) FROM moves GROUP BY status").fetchall()),
+        moves=move_counts(conn),
     )

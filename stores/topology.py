@@ -59,11 +59,6 @@ class Server:
     site: str
     smtp_port: int
 
-    @property
-    def legacy(self) -> bool:
-        """5.5 and 2000 park refused mail in a holding folder and hand it to the MTA."""
-        return self.version.legacy_mta
-
 
 @dataclass(frozen=True)
 class ConnectorSpec:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,19 @@ def ephemeral_scenario(directory: Path, name: str = "mixed-2003") -> Path:
     path = directory / f"{name}.toml"
     path.write_text(re.sub(r"smtp_port = \d+", "smtp_port = 0", text))
     return path
+
+
+def wait_started(proc: subprocess.Popen[str], ready: Callable[[], bool],
+                 timeout: float = 30.0) -> None:
+    """Poll until ``ready()``: bounded waiting for a process's start-up, not for a schedule.
+    Fails if ``proc`` exits first (with its stderr) or after ``timeout`` real seconds."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None:
+            raise AssertionError(f"the lab exited: {proc.communicate()[1]}")
+        if time.monotonic() > deadline:
+            raise AssertionError("the lab did not start")
+        time.sleep(0.02)
 
 
 def cli(data: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -61,13 +75,7 @@ class LabProcess:
              "--speed", self.speed, "--http", "127.0.0.1:0"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
-        deadline = time.monotonic() + 30
-        while not lab_file.exists():  # waiting for start-up, not for a schedule
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the lab exited: {self.proc.communicate()[1]}")
-            if time.monotonic() > deadline:
-                raise AssertionError("the lab did not start")
-            time.sleep(0.02)
+        wait_started(self.proc, lab_file.exists)
         self.info = json.loads(lab_file.read_text())
 
     def port(self, server: str) -> int:

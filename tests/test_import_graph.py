@@ -1,6 +1,7 @@
 """The plan of the code, checked from its source: the import graph of mailflow/, routing/, stores/
-and bench/ has no cycle and respects the layers; no module is over 400
-lines; no SQL is executed outside stores/. Reads only source files; imports nothing it checks.
+and bench/ has no cycle and respects the layers; no module is over 400 lines; no SQL is
+executed in mailflow/ or routing/ (only stores/ of the lab runs it). Reads only source files;
+imports nothing it checks.
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ import os
 import stat
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from mailflow.runtime.datadir import DataDirError
 from mailflow.runtime.lab import Lab
 from tests.conftest import LabFactory
 from tests.helpers import queue_row, send
-from tests.process import MAILFLOW, ephemeral_scenario
+from tests.process import MAILFLOW, ephemeral_scenario, wait_started
 from tests.test_dsn import Catcher
 from tests.test_security_api import ALICE, get, started
 
@@ -151,11 +150,7 @@ def test_run_on_all_ipv6_addresses_warns_and_wants_the_token(tmp_path: Path) -> 
          "--speed", "0", "--http", "[::]:0", "--token-for-reads"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while not (data / "lab.json").exists():  # waiting for start-up, not for a schedule
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        wait_started(proc, (data / "lab.json").exists)
         api_url = json.loads((data / "lab.json").read_text())["api"]
         assert api_url.startswith("http://[::]:")
         port = api_url.rsplit(":", 1)[1]

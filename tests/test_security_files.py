@@ -7,12 +7,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.process import MAILFLOW
+from tests.process import MAILFLOW, wait_started
 
 # Waits an hour of simulated time at --speed 1, so the run is still going when signalled.
 SLOW = """
@@ -80,11 +79,7 @@ def test_sigterm_stops_a_lab_run_and_removes_its_temporary_directory(tmp_path: P
     proc = subprocess.Popen([*MAILFLOW, "lab", "run", str(lab_file), "--speed", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "TMPDIR": str(scratch)})
-    deadline = time.monotonic() + 60
-    while not list(scratch.glob("mailflow-lab-*/data/lab.json")):  # waiting for start-up
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the lab did not start"
-        time.sleep(0.02)
+    wait_started(proc, lambda: any(scratch.glob("mailflow-lab-*/data/lab.json")), timeout=60)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, err

@@ -39,8 +39,6 @@ def add_connector(
     a, b = _site(scenario, site_a), _site(scenario, site_b)
     if a == b:
         raise Invalid("a connector joins two different sites")
-    if cost < 1:
-        raise Invalid("cost must be at least 1")
     name = name or f"{a}-{b} {CONNECTOR_LABELS[kind]}"
     if connectors.by_name(tx, name) is not None:
         raise Conflict(f"a connector named {name!r} exists")

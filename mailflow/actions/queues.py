@@ -47,9 +47,11 @@ def known_queue(db: Read, scenario: Scenario, server: str, queue: str) -> bool:
     return queue_state.exists(db, at.name, queue)
 
 
-def _queue(tx: Tx, scenario: Scenario, server: str, queue: str) -> tuple[str, str]:
+def checked_queue(db: Read, scenario: Scenario, server: str, queue: str) -> tuple[str, str]:
+    """The scenario's spelling of ``server`` and ``queue``; NotFound for an unknown server
+    or queue (a typo such as "defered"), for reads and actions alike."""
     name = server_name(scenario, server)
-    if not known_queue(tx, scenario, name, queue):
+    if not known_queue(db, scenario, name, queue):
         raise NotFound(f"no queue {queue!r} on {name}")
     return name, queue
 
@@ -79,7 +81,7 @@ def _wake(tx: Tx, scenario: Scenario, server: str, queue: str, ids: list[int] | 
 
 def freeze_queue(tx: Tx, scenario: Scenario, server: str, queue: str) -> dict[str, Any]:
     """Freeze a whole queue: none of its mail moves until it is thawed."""
-    name, queue = _queue(tx, scenario, server, queue)
+    name, queue = checked_queue(tx, scenario, server, queue)
     if queue_state.status(tx, name, queue) == QueueStatus.FROZEN:
         raise Conflict(f"queue {identity(name, queue)} is already frozen")
     queue_state.set_status(tx, name, queue, QueueStatus.FROZEN)
@@ -89,7 +91,7 @@ def freeze_queue(tx: Tx, scenario: Scenario, server: str, queue: str) -> dict[st
 
 def thaw_queue(tx: Tx, scenario: Scenario, server: str, queue: str) -> dict[str, Any]:
     """Unfreeze a queue (409 when it is not frozen); its unfrozen mail goes on at once."""
-    name, queue = _queue(tx, scenario, server, queue)
+    name, queue = checked_queue(tx, scenario, server, queue)
     if queue_state.status(tx, name, queue) != QueueStatus.FROZEN:
         raise Conflict(f"queue {identity(name, queue)} is not frozen")
     queue_state.set_status(tx, name, queue, QueueStatus.READY)
@@ -101,7 +103,7 @@ def thaw_queue(tx: Tx, scenario: Scenario, server: str, queue: str) -> dict[str,
 def set_message_frozen(tx: Tx, scenario: Scenario, server: str, queue: str, message: str,
                        frozen: bool) -> dict[str, Any]:
     """Freeze or thaw one message in one queue (409 when it already is)."""
-    name, queue = _queue(tx, scenario, server, queue)
+    name, queue = checked_queue(tx, scenario, server, queue)
     found = resolve(tx, name, queue, message)
     word = "frozen" if frozen else "thawed"
     change = [p for p in found if p.frozen != frozen]
@@ -125,7 +127,7 @@ def set_message_frozen(tx: Tx, scenario: Scenario, server: str, queue: str, mess
 def delete_message(tx: Tx, scenario: Scenario, server: str, queue: str, message: str,
                    ndr: bool) -> dict[str, Any]:
     """Delete one message from a queue, with an NDR to its sender (4.3.2) or silently."""
-    name, queue = _queue(tx, scenario, server, queue)
+    name, queue = checked_queue(tx, scenario, server, queue)
     found = resolve(tx, name, queue, message)
     at = scenario.server(name)
     if ndr:
@@ -147,7 +149,7 @@ def delete_message(tx: Tx, scenario: Scenario, server: str, queue: str, message:
 def retry_queue(tx: Tx, scenario: Scenario, server: str, queue: str) -> dict[str, Any]:
     """Force Connection: every unfrozen message of the queue is tried at once; mail in
     ``unreachable`` is routed again (after a connector or a smarthost was added)."""
-    name, queue = _queue(tx, scenario, server, queue)
+    name, queue = checked_queue(tx, scenario, server, queue)
     if queue == HOLDING:
         raise Conflict("InTransitFolder mail leaves only when its mailbox's move ends")
     if queue_state.status(tx, name, queue) == QueueStatus.FROZEN:

@@ -2,7 +2,7 @@
 
 In: a running lab (any ``mailflow.api.handle.LabHandle``) and an address. Out:
 the aiohttp application with the middlewares (``mailflow.api.middleware``: JSON
-errors, bearer-token auth) and every resource module's ``RouteTableDef``, and
+errors, the Host check, bearer-token auth) and every resource module's ``RouteTableDef``, and
 ``serve``, which starts it and tells where it listens (``http://[::1]:port`` for
 IPv6). Reads are open unless the lab requires the token for reads; every request
 that changes state needs ``Authorization: Bearer <token>`` (the token in
@@ -10,8 +10,6 @@ that changes state needs ``Authorization: Bearer <token>`` (the token in
 """
 
 from __future__ import annotations
-
-import asyncio
 
 from aiohttp import web
 
@@ -51,9 +49,7 @@ async def serve(lab: LabHandle, host: str, port: int) -> tuple[web.AppRunner, st
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    server = site._server
-    assert isinstance(server, asyncio.Server)
-    bound_host, bound_port = server.sockets[0].getsockname()[:2]
+    bound_host, bound_port = runner.addresses[0][:2]
     if ":" in bound_host:
         bound_host = f"[{bound_host}]"
     return runner, f"http://{bound_host}:{bound_port}"

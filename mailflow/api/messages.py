@@ -1,17 +1,30 @@
-"""One message: ``GET /api/v1/messages/{id}`` (its trace) and ``.../raw`` (its bytes).
+"""Messages: ``GET /api/v1/messages`` (message tracking's search), one message's trace
+(``.../{id}``) and its bytes (``.../{id}/raw``).
 
-In: the requests. Out: JSON from ``mailflow.views``, or the message as
-``message/rfc822``. Searching messages is ``mailflow.api.queues``'s.
+In: the requests (``search``, ``sender``, ``recipient``, ``subject`` and paging for the
+search). Out: JSON from ``mailflow.queue_views`` and ``mailflow.views``, or the message
+as ``message/rfc822``.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from mailflow import views
-from mailflow.api.handle import V1, lab, read
+from mailflow import queue_views, views
+from mailflow.api.handle import V1, json_response, lab, read
+from mailflow.api.request import page
 
 routes = web.RouteTableDef()
+
+
+@routes.get(f"{V1}/messages")
+async def message_search(request: web.Request) -> web.Response:
+    running, query = lab(request), request.query
+    limit, offset = page(request)
+    rows = await running.store.read(lambda c: queue_views.search_messages(
+        c, limit, offset, text=query.get("search"), sender=query.get("sender"),
+        recipient=query.get("recipient"), subject=query.get("subject")))
+    return json_response(rows)
 
 
 @routes.get(f"{V1}/messages/{{id}}")

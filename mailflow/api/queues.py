@@ -1,7 +1,7 @@
-"""The HTTP routes of queues and message tracking: requests in, Queue Viewer's answers out.
+"""The HTTP routes of queues: requests in, Queue Viewer's answers out.
 
 In: ``GET``/``POST``/``DELETE`` requests under ``/api/v1`` (queues, their messages
-and actions, Disable Outbound Mail, qshape, message search). Out: JSON from
+and actions, Disable Outbound Mail, qshape). Out: JSON from
 ``mailflow.queue_views`` and ``mailflow.actions.queues``; errors are the API's JSON
 errors (``mailflow.api.middleware``). Every action is one store write; the
 lab then settles, so what the action made due has happened when it answers.
@@ -17,7 +17,6 @@ from mailflow import queue_views
 from mailflow.actions import queues as queue_ops
 from mailflow.api.handle import V1, json_response, lab
 from mailflow.api.request import page, query_flag, query_seconds
-from mailflow.errors import NotFound
 from routing import queues
 from stores.backend import Read
 
@@ -41,16 +40,12 @@ async def queue_messages(request: web.Request) -> web.Response:
     older = query_seconds(query.get("older_than"), "older_than")
 
     def messages(c: Read) -> list[dict[str, Any]]:
-        # An unknown queue (a typo such as "defered") is a 404, as retry|freeze|thaw answer.
-        if running.scenario.has_server(info["server"]) and not queue_ops.known_queue(
-                c, running.scenario, running.scenario.server(info["server"]).name,
-                info["queue"]):
-            raise NotFound(f"no queue {info['queue']!r} on"
-                           f" {running.scenario.server(info['server']).name}")
+        # An unknown server or queue is a 404, as retry|freeze|thaw answer.
+        server, queue = queue_ops.checked_queue(c, running.scenario, info["server"],
+                                                info["queue"])
         return queue_views.queue_messages(
-            c, running.scenario, info["server"], info["queue"], running.clock.now(), limit,
-            offset, sender=query.get("sender"), recipient=query.get("recipient"),
-            older_than=older)
+            c, server, queue, running.clock.now(), limit, offset,
+            sender=query.get("sender"), recipient=query.get("recipient"), older_than=older)
 
     return json_response(await running.store.read(messages))
 
@@ -99,13 +94,3 @@ async def qshape(request: web.Request) -> web.Response:
         c, running.scenario, running.clock.now(), server=query.get("server"),
         queue=query.get("queue"), by=query.get("by", "recipient-domain")))
     return json_response(doc)
-
-
-@routes.get(f"{V1}/messages")
-async def message_search(request: web.Request) -> web.Response:
-    running, query = lab(request), request.query
-    limit, offset = page(request)
-    rows = await running.store.read(lambda c: queue_views.search_messages(
-        c, limit, offset, text=query.get("search"), sender=query.get("sender"),
-        recipient=query.get("recipient"), subject=query.get("subject")))
-    return json_response(rows)

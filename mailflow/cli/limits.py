@@ -16,13 +16,13 @@ from collections.abc import Callable
 from mailflow import limits as shared
 from mailflow.cli.client import CliError
 
-# option: (lowest, highest), inclusive; the API's own ranges (mailflow.limits) where the
-# option is passed on to the API, so the CLI and the API refuse the same values.
-RANGES: dict[str, tuple[int, int]] = {
-    "--count": (1, 10_000),  # messages one `send` writes over one SMTP session (CLI only)
-    "--bad-items": (int(shared.BAD_ITEMS.low), int(shared.BAD_ITEMS.high)),
-    "--bad-item-limit": (int(shared.BAD_ITEM_LIMIT.low), int(shared.BAD_ITEM_LIMIT.high)),
-    "--cost": (int(shared.CONNECTOR_COST.low), int(shared.CONNECTOR_COST.high)),
+# option: its range (mailflow.limits), inclusive; the API's own where the option is passed
+# on to the API, so the CLI and the API refuse the same values.
+RANGES: dict[str, shared.Range] = {
+    "--count": shared.SEND_COUNT,
+    "--bad-items": shared.BAD_ITEMS,
+    "--bad-item-limit": shared.BAD_ITEM_LIMIT,
+    "--cost": shared.CONNECTOR_COST,
 }
 # Durations in seconds: up to ten simulated years (one clock advance's limit); the clock
 # never goes back.
@@ -37,7 +37,7 @@ DURATION_OPTIONS = ("--advance", "--older-than", "--timeout")
 
 def whole(option: str) -> Callable[[str], int]:
     """An argparse ``type`` for the whole-number option ``option``, checked against RANGES."""
-    low, high = RANGES[option]
+    low, high = int(RANGES[option].low), int(RANGES[option].high)
 
     def parse(text: str) -> int:
         try:

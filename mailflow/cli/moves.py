@@ -93,7 +93,7 @@ def cmd_move(args: argparse.Namespace) -> int:
     show(args, doc, _text(doc))
     if getattr(args, "wait", False):
         # With --json the move document stays the only thing on stdout.
-        return waiting.wait_for_move(client, doc["id"], args.timeout,
+        return waiting.wait_for_move(client, doc, args.timeout,
                                      sys.stderr if args.json else sys.stdout)
     return 0
 

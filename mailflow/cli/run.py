@@ -107,13 +107,12 @@ def _loopback(host: str) -> bool:
 
 
 def _stored_scenario(data: Path) -> str | None:
-    import sqlite3
-
     from stores import db
+    from stores.backend import StoreError
 
     try:
         return db.stored_meta(data / "mailflow.db", "scenario")
-    except (sqlite3.Error, OSError) as exc:
+    except (StoreError, OSError) as exc:
         raise CliError(f"cannot read {data / 'mailflow.db'}: {exc}") from None
 
 

@@ -1,8 +1,9 @@
 """``move complete|fail ID --wait``: wait over the API until the released mail has landed.
 
-In: a ``Client``, the move's id and a timeout in real seconds. Out: a progress line each
-time what still waits changes, a last line when the move is done, and the exit status:
-0 when done, a ``CliError`` with status 1 on timeout.
+In: a ``Client``, the move as the action (complete or fail) answered it, and a timeout
+in real seconds. Out: a progress line each time what still waits changes, a last line
+when the move is done, and the exit status: 0 when done, a ``CliError`` with status 1 on
+timeout.
 
 "Done" is precise: the move has ended (Completed, CompletedWithWarning or Failed) and no
 recipient of any message addressed to its mailbox (its primary SMTP address or an SMTP
@@ -60,17 +61,17 @@ def still_waiting(client: Client, wanted: set[str]) -> Counter[str]:
     return places
 
 
-def wait_for_move(client: Client, move_id: str, timeout: float, out: TextIO = sys.stdout
-                  ) -> int:
-    """Poll the lab until move ``move_id`` is done (see the module docstring), printing a
-    line to ``out`` whenever what it waits for changes; 0 when done, CliError(status 1)
-    on timeout."""
+def wait_for_move(client: Client, move: dict[str, Any], timeout: float,
+                  out: TextIO = sys.stdout) -> int:
+    """Poll the lab until ``move`` (its document) is done (see the module docstring),
+    printing a line to ``out`` whenever what it waits for changes; 0 when done,
+    CliError(status 1) on timeout."""
     deadline = time.monotonic() + timeout
-    move = client.call("GET", f"/api/v1/moves/{urllib.parse.quote(move_id)}")
+    move_id = move["id"]
+    path = f"/api/v1/moves/{urllib.parse.quote(move_id)}"
     wanted = addresses(client, move["mailbox"])
     last = ""
     while True:
-        move = client.call("GET", f"/api/v1/moves/{urllib.parse.quote(move_id)}")
         places = still_waiting(client, wanted)
         ended = move["status"] in MOVE_ENDED
         if ended and not places:
@@ -87,3 +88,4 @@ def wait_for_move(client: Client, move_id: str, timeout: float, out: TextIO = sy
             raise CliError(f"timed out after {timeout:g}s waiting for move {move_id}"
                            f" ({move['status']}); still queued: {where}", status=1)
         time.sleep(POLL_SECONDS)  # the released mail crosses real SMTP hops; ask again
+        move = client.call("GET", path)

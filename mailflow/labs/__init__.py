@@ -9,7 +9,6 @@ checked before anything starts; an error names the file, the step and the key.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -17,10 +16,9 @@ from typing import Any
 
 from mailflow import scenarios
 from mailflow.labs.checker import Checker, LabFileError, LabStep
+from mailflow.scenarios.table import MAX_FILE_BYTES, document
 from stores.topology import Scenario
 
-# A lab file is read whole: a bound on its size bounds its steps, strings and arrays.
-MAX_FILE_BYTES = 1024 * 1024
 MAX_STEPS = 1000
 __all__ = ["LabFileError", "LabPlan", "LabStep", "builtin_names", "builtin_text", "load",
            "parse"]
@@ -63,14 +61,10 @@ def load(name_or_path: str) -> LabPlan:
 
 def parse(text: str, source: str, base: Path | None) -> LabPlan:
     """Parse and check a lab file; ``source`` names it in errors. Nothing runs."""
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
-        raise LabFileError(f"{source}: -: larger than {MAX_FILE_BYTES} bytes")
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise LabFileError(f"{source}: -: TOML syntax error: {exc}") from None
-    except RecursionError:  # tomllib recurses once per level of nested arrays or tables
-        raise LabFileError(f"{source}: -: arrays or tables nested too deeply") from None
+        data = document(text, source)
+    except scenarios.ScenarioError as exc:  # "{source}: -: {problem}", as every error here
+        raise LabFileError(str(exc)) from None
     unknown = sorted(set(data) - {"name", "description", "scenario", "steps"})
     if unknown:
         raise LabFileError(f"{source}: {unknown[0]}: unknown key")

@@ -24,7 +24,6 @@ MAX_SPAN = 30 * 86400.0
 # wait_until checks at most this often (every >= 1 s) and at most this many times.
 EVERY = (1.0, 86400.0)
 MAX_CHECKS = 10_000
-MAX_SEND = 10_000  # messages of one send step, as `mailflow send --count`
 MAX_RECIPIENTS = 100
 MAX_COUNT = 1_000_000  # expected depths, counts and event totals
 NAME, TEXT = 64, 256
@@ -87,6 +86,10 @@ class Checker:
                 raise self.fail(f"must be {low}..{high}, got {value}")
             return value
         return check
+
+    def within(self, limit: limits.Range) -> Callable[[Any], int]:
+        """``whole`` for one of the ranges the API and the CLI share (``mailflow.limits``)."""
+        return self.whole(int(limit.low), int(limit.high))
 
     def finite(self, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -188,24 +191,23 @@ class Checker:
 
     def action_keys(self, kind: str, verb: str) -> dict[str, Callable[[Any], Any]]:
         """The keys an action step takes besides ``action``, each with its check."""
-        whole = self.whole
         if kind == "send":
-            return {"to": self.recipients, "from": self.address, "count": whole(1, MAX_SEND),
-                    "via": self.server, "subject": self.text, "size": self.size,
-                    "name": self.name}
+            return {"to": self.recipients, "from": self.address,
+                    "count": self.within(limits.SEND_COUNT), "via": self.server,
+                    "subject": self.text, "size": self.size, "name": self.name}
         if kind == "move":
             if verb != "start":
                 return {"name": self.name}
             return {"name": self.name, "mailbox": self.mailbox, "to": self.server,
                     "hold": self.flag, "at": self.at, "engine": self.choice(*ENGINES),
-                    "online": self.flag, "bad_items": whole(0, int(limits.BAD_ITEMS.high)),
-                    "bad_item_limit": whole(0, int(limits.BAD_ITEM_LIMIT.high)),
+                    "online": self.flag, "bad_items": self.within(limits.BAD_ITEMS),
+                    "bad_item_limit": self.within(limits.BAD_ITEM_LIMIT),
                     "suspend_when_ready": self.flag, "fail_at": self.name, "batch": self.name}
         if kind == "connector":
             if verb == "remove":
                 return {"name": self.name}
             return {"type": self.choice(*CONNECTOR_TYPES), "sites": self.pair(self.site),
-                    "cost": whole(1, int(limits.CONNECTOR_COST.high)), "name": self.name}
+                    "cost": self.within(limits.CONNECTOR_COST), "name": self.name}
         if kind == "rpc":
             return {"servers": self.pair(self.server)}
         if kind == "service":

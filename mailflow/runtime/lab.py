@@ -20,7 +20,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ from routing.categorizer import Submission, Verdict
 from routing.transport import OUTBOUND, Transport, host_port
 from stores import connectors, db, directory, meta
 from stores import mailbox as stores_mailbox
-from stores.backend import Fact, Tx
+from stores.backend import Fact, StoreError, Tx
 from stores.clock import Clock
 from stores.db import Store
 from stores.topology import Scenario
@@ -149,13 +148,13 @@ class Lab:
             saved = db.saved_clock(path)
             self.clock = Clock(start=max(time.time(), saved), speed=self.speed)
             self.store = Store(path, self.clock, on_commit=self._on_commit)
-        except sqlite3.Error as exc:  # not a database, or one this user cannot open
+        except StoreError as exc:  # not a database, or one this user cannot open
             raise LabError(f"cannot open {path}: {exc}") from None
         try:
             # A read-only file or a full disk fails here, not at the first 250.
             await self.store.write(meta.save_clock)
             await self._load()
-        except sqlite3.Error as exc:
+        except StoreError as exc:
             self.store.close()
             raise LabError(f"cannot write {path}: {exc}") from None
         except BaseException:

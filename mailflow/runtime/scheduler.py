@@ -92,7 +92,7 @@ class Scheduler:
                                                               self.clock.now()))
             for server, target in links:
                 self.transport.kick(server, target)
-        except Exception as exc:  # as in _isolated
+        except Exception as exc:  # isolated as each piece of run_due is
             await self._report("links", exc)
             return 0
         self.failing.discard("links")

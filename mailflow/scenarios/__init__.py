@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any, get_type_hints
 
 from email_validator import EmailNotValidError, validate_email
 
-from mailflow.scenarios.table import NAME_LENGTH, ScenarioError, Table
+from mailflow.scenarios.table import MAX_FILE_BYTES, NAME_LENGTH, ScenarioError, Table, document
 from routing.transport import host_port
 from stores.topology import (
     CONNECTOR_LABELS,
@@ -37,7 +36,6 @@ __all__ = ["ScenarioError", "builtin_names", "load", "parse"]
 
 _DEFAULT_TYPES: dict[str, Any] = get_type_hints(Defaults)
 # Limits that keep a lab's memory, disk and start-up time bounded (docs/scenarios.md).
-MAX_FILE_BYTES = 1024 * 1024
 MAX_MAILBOXES = 100_000  # individual and generated together
 MAX_ITEMS = 100_000  # pre-existing items of one mailbox
 MAX_TOTAL_ITEMS = 1_000_000  # of all mailboxes: a row each in the store
@@ -118,15 +116,7 @@ def _find(names: dict[str, str], table: Table, key: str, value: str, what: str) 
 
 def parse(text: str, source: str) -> Scenario:
     """Parse and validate scenario TOML; ``source`` names it in errors (a path or builtin:NAME)."""
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
-        raise ScenarioError(source, "-", f"larger than {MAX_FILE_BYTES} bytes")
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(source, "-", f"TOML syntax error: {exc}") from None
-    except RecursionError:  # tomllib recurses once per level of nested arrays or tables
-        raise ScenarioError(source, "-", "arrays or tables nested too deeply") from None
-    top = Table(source, "", data, _TOP_KEYS)
+    top = Table(source, "", document(text, source), _TOP_KEYS)
     name = top.text("name")
     if "organization" not in top.data:
         raise top.error("organization", "required table is missing")

@@ -1,13 +1,16 @@
 """Reading one TOML table of a scenario: every key checked for its type and its range.
 
-In: a decoded TOML value, the file it came from and its key path (``servers[1]``).
-Out: typed values, or ``ScenarioError`` as ``"{file}: {key}: {problem}"`` naming the key.
+In: a decoded TOML value, the file it came from and its key path (``servers[1]``); or,
+for ``document``, the text of a whole scenario or lab file (``mailflow.labs`` too).
+Out: typed values (or the decoded document), or ``ScenarioError`` as
+``"{file}: {key}: {problem}"`` naming the key.
 The ranges are documented in docs/scenarios.md.
 """
 
 from __future__ import annotations
 
 import math
+import tomllib
 from typing import Any
 
 from mailflow.limits import bound_text
@@ -16,6 +19,8 @@ from mailflow.limits import bound_text
 # which appear in queue ids, event lines and URL paths, are shorter (NAME_LENGTH).
 TEXT_LENGTH = 256
 NAME_LENGTH = 64
+# A scenario or lab file is read whole: a bound on its size bounds its keys, strings and arrays.
+MAX_FILE_BYTES = 1024 * 1024
 
 
 class ScenarioError(ValueError):
@@ -26,6 +31,19 @@ class ScenarioError(ValueError):
         self.file = file
         self.key = key
         self.problem = problem
+
+
+def document(text: str, source: str) -> dict[str, Any]:
+    """``text`` (a scenario or a lab file) decoded as TOML, or ``ScenarioError`` naming
+    ``source`` with key ``-``: larger than MAX_FILE_BYTES, bad syntax, nested too deeply."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
+        raise ScenarioError(source, "-", f"larger than {MAX_FILE_BYTES} bytes")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(source, "-", f"TOML syntax error: {exc}") from None
+    except RecursionError:  # tomllib recurses once per level of nested arrays or tables
+        raise ScenarioError(source, "-", "arrays or tables nested too deeply") from None
 
 
 def kind(value: object) -> str:

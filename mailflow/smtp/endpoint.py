@@ -30,7 +30,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from mailflow.smtp import replies
 from mailflow.smtp.session import Limits, SmtpSession, peer_host
 from routing.categorizer import Submission, Verdict
-from stores.db import StoreFull
+from stores.backend import StoreFull
 from stores.topology import Server, Version
 
 log = logging.getLogger(__name__)
