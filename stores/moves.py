@@ -18,7 +18,7 @@ from typing import Any
 
 from stores import directory
 from stores import mailbox as stores_mailbox
-from stores.backend import Read, Tx
+from stores.backend import Conn, Read, Tx
 from stores.sql import marks
 from stores.topology import Scenario
 
@@ -220,3 +220,13 @@ def append_move_history(tx: Tx, mailbox: str, entry: Mapping[str, Any]) -> None:
     attributes.setdefault("MailboxMoveHistory", []).append(dict(entry))
     tx.execute("UPDATE mailboxes SET attributes=? WHERE address=?",
                     (json.dumps(attributes), mailbox))
+
+
+def next_due(conn: Conn, after: float) -> float | None:
+    """The first time after ``after`` at which a move falls due or a queued move starts."""
+    row = conn.execute(
+        "SELECT MIN(t) FROM (SELECT MIN(due_at) AS t FROM moves WHERE due_at > :after"
+        " UNION ALL SELECT MIN(start_at) FROM moves WHERE status = 'Queued' AND start_at > :after"
+        ")", {"after": after},
+    ).fetchone()
+    return None if row[0] is None else float(row[0])

@@ -208,13 +208,3 @@ def stats(conn: Conn, server: str, queue: str) -> Stats:
         " ORDER BY next_attempt DESC LIMIT 1", key
     ).fetchone()
     return Stats(depth, oldest_at, None if due is None else due[0], last_error)
-
-
-def next_move_due(conn: Conn, after: float) -> float | None:
-    """The first time after ``after`` at which a move falls due or a queued move starts."""
-    row = conn.execute(
-        "SELECT MIN(t) FROM (SELECT MIN(due_at) AS t FROM moves WHERE due_at > :after"
-        " UNION ALL SELECT MIN(start_at) FROM moves WHERE status = 'Queued' AND start_at > :after"
-        ")", {"after": after},
-    ).fetchone()
-    return None if row[0] is None else float(row[0])

@@ -26,11 +26,6 @@ class Version(enum.StrEnum):
         return self in (Version.V55, Version.V2000)
 
     @property
-    def deferred_queue(self) -> bool:
-        """2003 and later park refused mail in an SMTP queue of the server."""
-        return not self.legacy_mta
-
-    @property
     def smtp_transport(self) -> bool:
         """Every version but 5.5 routes between servers over SMTP (5.5 has only the MTA)."""
         return self is not Version.V55

@@ -26,6 +26,7 @@ from mailflow.moves import dispatch as moves
 from routing import categorizer, expiry, mta
 from routing.transport import Transport, due_links
 from stores import meta, queue_state
+from stores import moves as stored_moves
 from stores.backend import Backend, Read, Tx
 from stores.clock import Clock
 from stores.topology import Scenario
@@ -162,7 +163,7 @@ def next_due(db: Read, scenario: Scenario, after: float) -> float | None:
         t for server, queue in queue_state.queue_keys(db, (s.name for s in scenario.servers))
         if (t := queue_state.next_attempt_after(db, server, queue, after)) is not None
     ]
-    moves_due = queue_state.next_move_due(db, after)
+    moves_due = stored_moves.next_due(db, after)
     if moves_due is not None:
         times.append(moves_due)
     return min(times, default=None)
