@@ -244,6 +244,7 @@ class Store:
 
     def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Write]) -> None:
         facts: list[Fact] = []
+        committed = False
         try:
             conn.execute("BEGIN IMMEDIATE")
             if not self._run_together(conn, batch, facts):
@@ -254,13 +255,16 @@ class Store:
                 conn.execute("BEGIN IMMEDIATE")
                 self._run_apart(conn, batch, facts)
             conn.execute("COMMIT")
+            committed = True
         except Exception as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             facts = []
             for item in batch:
                 item.error = item.error or _classified(exc)
-        if facts and self.on_commit is not None:
+        # Every committed batch is told, even one without facts: waiters on the lab's
+        # changes (``mailflow.runtime.changes``) act on any commit.
+        if committed and self.on_commit is not None:
             self._deliver_facts(batch, facts)
         self._finish(batch)
 

@@ -31,6 +31,7 @@ from mailflow.errors import Conflict, LabError
 from mailflow.metrics import Metrics
 from mailflow.moves import dispatch as moves
 from mailflow.runtime import datadir
+from mailflow.runtime.changes import Changes
 from mailflow.runtime.datadir import LAB_FILE, ensure_token, lock
 from mailflow.runtime.scheduler import Scheduler
 from mailflow.smtp.endpoint import Endpoint
@@ -94,6 +95,8 @@ class Lab:
         self._runner: Any = None
         self._lock_fd: int | None = None
         self._wake = asyncio.Event()
+        # Bumped at every commit while serving: what waits for mail or redraws waits on it.
+        self.changes = Changes()
         # Until the endpoints and the transport are up, commits do not kick links: the
         # first run_due after start finds every link with mail due.
         self._serving = False
@@ -233,6 +236,7 @@ class Lab:
         self.metrics.observe(facts)
         if not self._serving:
             return
+        self.changes.bump()
         for fact in facts:
             if fact.kind == "link":
                 self.transport.kick(fact.labels["server"], fact.labels["target"])
