@@ -10,12 +10,16 @@ that arrives before the previous one was read. Here one message's data goes in o
 write with the next message's MAIL, RCPT and DATA, and their replies come back
 together: one round trip per message, the fewest wake-ups for both ends. Every endpoint
 of the lab offers PIPELINING; to a server that does not, each command waits for its reply.
+A server that offers STARTTLS on its hop port (one with ``require_tls``) gets it, with a
+context that checks no certificate: the peer proves itself by the signed hop token
+(``routing.hop``), and the hop port is loopback only (docs/tls-and-auth.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -26,6 +30,15 @@ Outgoing = tuple[str, list[str], bytes]
 REPLY_LINE_LIMIT = 4096
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
+
+
+def unverified_context() -> ssl.SSLContext:
+    """A client context that encrypts but checks no certificate: for the hop, and for a
+    smarthost with ``smarthost_tls = "starttls"`` (test smarthosts are self-signed)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 class _Command(NamedTuple):
@@ -119,14 +132,31 @@ class PipeliningClient:
             client = cls(wire, timeout)
             try:
                 await client._expect(_Command(b"", 220, "the greeting"))
-                ehlo = await client._expect(
-                    _Command(b"EHLO " + helo.encode() + b"\r\n", 250, "EHLO"))
+                ehlo = await client._ehlo(helo)
+                if "STARTTLS" in ehlo:
+                    await client._starttls()
+                    ehlo = await client._ehlo(helo)
             except BaseException:
                 client.close()
                 raise
-        client._pipelining = any(line.split(" ", 1)[0].upper() == "PIPELINING"
-                                 for line in ehlo.splitlines()[1:])
+        client._pipelining = "PIPELINING" in ehlo
         return client
+
+    async def _ehlo(self, helo: str) -> set[str]:
+        """EHLO; the keywords of the extensions the server offers."""
+        text = await self._expect(_Command(b"EHLO " + helo.encode() + b"\r\n", 250, "EHLO"))
+        return {line.split(" ", 1)[0].upper() for line in text.splitlines()[1:]}
+
+    async def _starttls(self) -> None:
+        """STARTTLS (RFC 3207), then TLS on the same connection."""
+        await self._expect(_Command(b"STARTTLS\r\n", 220, "STARTTLS"))
+        if self._wire.buffer:  # RFC 3207 §5: nothing may follow the 220 in plain text
+            raise ConnectionAbortedError("the server sent data after its STARTTLS reply")
+        assert self._wire.transport is not None
+        tls = await asyncio.get_running_loop().start_tls(
+            self._wire.transport, self._wire, unverified_context())
+        assert isinstance(tls, asyncio.Transport)
+        self._wire.transport = tls
 
     @property
     def is_connected(self) -> bool:

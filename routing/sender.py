@@ -34,7 +34,13 @@ from typing import Any
 
 import aiosmtplib
 
-from routing.pipelining import Outgoing, PipeliningClient, ReplyError, needs_smtputf8
+from routing.pipelining import (
+    Outgoing,
+    PipeliningClient,
+    ReplyError,
+    needs_smtputf8,
+    unverified_context,
+)
 
 log = logging.getLogger(__name__)
 
@@ -113,12 +119,13 @@ class Sender:
 
     async def send(
         self, slot: Slot, address: tuple[str, int], helo: str, outgoing: Sequence[Outgoing],
-        *, smarthost: bool = False,
+        *, smarthost: bool = False, tls: str = "off",
     ) -> AsyncIterator[tuple[int, dict[str, SMTPReply]]]:
         """Send ``outgoing`` on ``slot`` (connected to ``address`` first if it is not);
         none: only connect. Raises ``LinkError`` when the connection breaks. To the
         ``smarthost``, yields (index, refused recipients) for each message as it is sent,
-        and a 5xx to the sender or the data is a refusal of every recipient. To a server
+        and a 5xx to the sender or the data is a refusal of every recipient (``tls``: the
+        scenario's ``smarthost_tls``, see ``smarthost_client``). To a server
         of the lab, yields nothing, and any refusal breaks the connection."""
         worker = await self.start()
         # No await since start: the worker cannot have gone without this job hearing of it.
@@ -129,7 +136,7 @@ class Sender:
         try:
             assert worker.proc.stdin is not None
             worker.proc.stdin.write(_frame(("send", job, slot, address, helo, list(outgoing),
-                                            smarthost)))
+                                            smarthost, tls)))
             await worker.proc.stdin.drain()
             while True:
                 kind, *rest = await replies.get()
@@ -203,11 +210,11 @@ class _Worker:
         self.busy: dict[Slot, asyncio.Lock] = {}
 
     async def job(self, job: int, slot: Slot, address: tuple[str, int], helo: str,
-                  outgoing: list[Outgoing], smarthost: bool) -> None:
+                  outgoing: list[Outgoing], smarthost: bool, tls: str) -> None:
         index, error = 0, None
         async with self.busy.setdefault(slot, asyncio.Lock()):
             try:
-                client = await self._client(slot, address, helo, smarthost)
+                client = await self._client(slot, address, helo, smarthost, tls)
                 if isinstance(client, PipeliningClient):
                     try:
                         await client.send(outgoing)
@@ -229,13 +236,12 @@ class _Worker:
         await self.out.drain()
 
     async def _client(self, slot: Slot, address: tuple[str, int], helo: str,
-                      smarthost: bool) -> Client:
+                      smarthost: bool, tls: str) -> Client:
         client = self.clients.get(slot)
         if client is not None and client.is_connected:
             return client
         if smarthost:
-            client = aiosmtplib.SMTP(hostname=address[0], port=address[1],
-                                     local_hostname=helo, start_tls=False, timeout=TIMEOUT)
+            client = smarthost_client(address, helo, tls)
             await client.connect()
         else:
             client = await PipeliningClient.connect(*address, helo, TIMEOUT)
@@ -255,6 +261,16 @@ class _Worker:
                 client.close()
 
         await asyncio.gather(*(quit(c) for c in self.clients.values() if c.is_connected))
+
+
+def smarthost_client(address: tuple[str, int], helo: str, tls: str) -> aiosmtplib.SMTP:
+    """The client of the smarthost: STARTTLS required unless ``tls`` is "off", with the
+    certificate checked against the system's CAs for "verify" and not for "starttls"."""
+    options: dict[str, Any] = {"start_tls": tls != "off"}
+    if tls == "starttls":
+        options["tls_context"] = unverified_context()
+    return aiosmtplib.SMTP(hostname=address[0], port=address[1], local_hostname=helo,
+                           timeout=TIMEOUT, **options)
 
 
 async def _send_one(client: aiosmtplib.SMTP, mail_from: str, rcpts: list[str], data: bytes

@@ -259,7 +259,7 @@ class Transport:
         smarthost = target == OUTBOUND
         address = host_port(self.scenario.smarthost) if smarthost else self.endpoint(target)
         return self.sender.send(slot, address, f"{server}.{self.local_domain}", outgoing,
-                                 smarthost=smarthost)
+                                 smarthost=smarthost, tls=self.scenario.smarthost_tls)
 
     async def _failed(self, link: Link, failures: list[tuple[_Outgoing, str]]) -> None:
         server, target = link

@@ -47,12 +47,37 @@ CONNECTOR_TYPES = ("site", "x400", "smtp")
 CONNECTOR_LABELS = {"site": "Site", "x400": "X.400", "smtp": "SMTP"}
 
 
+# What a server's endpoint takes for AUTH: nothing (not offered), any user and password,
+# or the scenario's [[logins]] only (docs/tls-and-auth.md).
+AUTH_MODES = ("off", "any", "logins")
+# How the transport speaks to the smarthost: no STARTTLS, STARTTLS required without
+# checking the certificate, or STARTTLS required with a certificate the system trusts.
+SMARTHOST_TLS = ("off", "starttls", "verify")
+
+
+@dataclass(frozen=True)
+class SmtpSecurity:
+    """STARTTLS and AUTH of one server's public port (docs/tls-and-auth.md)."""
+
+    # Only NOOP, EHLO, STARTTLS and QUIT before STARTTLS (530 5.7.0 otherwise).
+    require_tls: bool = False
+    auth: str = "off"
+    # AUTH over plain text (RFC 4954 §4 advises against it): 538 5.7.11 unless set.
+    auth_before_tls: bool = False
+    # MAIL, RCPT and DATA only after a successful AUTH (530 5.7.0 otherwise).
+    auth_required: bool = False
+    # PEM files of a certificate and its key; empty: the lab's own, made on first run.
+    tls_cert: str = ""
+    tls_key: str = ""
+
+
 @dataclass(frozen=True)
 class Server:
     name: str
     version: Version
     site: str
     smtp_port: int
+    security: SmtpSecurity = field(default_factory=SmtpSecurity)
 
 
 @dataclass(frozen=True)
@@ -189,6 +214,10 @@ class Scenario:
     # organization (and DSNs to external senders); empty: such mail waits in queue
     # ``unreachable``. Set by ``Lab(smarthost=...)`` (``mailflow run --smarthost``).
     smarthost: str = ""
+    # SMARTHOST_TLS: whether the transport asks the smarthost for STARTTLS.
+    smarthost_tls: str = "off"
+    # (user, password) that a server with ``auth = "logins"`` accepts.
+    logins: tuple[tuple[str, str], ...] = ()
 
     def server(self, name: str) -> Server:
         for server in self.servers:

@@ -121,7 +121,7 @@ async def assert_still_serves(lab: Lab) -> None:
     (b"\x00", replies.S500_NUL),
     (b"EXPN staff", replies.S502_NOT_IMPLEMENTED),
     (b"AUTH PLAIN AGFsaWNlAHNlY3JldA==", replies.S502_NOT_IMPLEMENTED),
-    (b"STARTTLS", replies.S502_NOT_IMPLEMENTED),
+    (b"STARTTLS now", replies.S501_SYNTAX),  # offered (docs/tls-and-auth.md), takes no argument
 ])
 async def test_junk_binary_and_nul_get_their_reply_and_the_session_goes_on(
     lab: Lab, line: bytes, reply: replies.Reply

@@ -36,6 +36,7 @@ from mailflow.runtime.datadir import LAB_FILE, ensure_token, lock
 from mailflow.runtime.scheduler import Scheduler
 from mailflow.smtp.endpoint import Endpoint
 from mailflow.smtp.session import Limits
+from mailflow.smtp.tls import server_context
 from routing import categorizer
 from routing.categorizer import Submission, Verdict
 from routing.transport import OUTBOUND, Transport, host_port
@@ -126,7 +127,10 @@ class Lab:
                                    lambda server: self.endpoints[server].hop_address, domain)
         limits = Limits.from_defaults(self.scenario.defaults)
         for server in self.scenario.servers:
-            endpoint = Endpoint(server, self, limits, domain, self.metrics.rejected)
+            hostname = f"{server.name}.{domain}"
+            tls = server_context(server.security, self.data_dir, server.name, hostname)
+            endpoint = Endpoint(server, self, limits, domain, self.metrics.rejected, tls,
+                                self.scenario.logins)
             port = server.smtp_port if self.smtp_port_override is None else self.smtp_port_override
             await endpoint.start(self.host, port)
             self.endpoints[server.name] = endpoint

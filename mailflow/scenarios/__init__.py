@@ -17,6 +17,7 @@ from typing import Any, get_type_hints
 
 from email_validator import EmailNotValidError, validate_email
 
+from mailflow.scenarios import security
 from mailflow.scenarios.table import MAX_FILE_BYTES, NAME_LENGTH, ScenarioError, Table, document
 from routing.transport import host_port
 from stores.topology import (
@@ -56,6 +57,8 @@ _TOP_KEYS = (
     "defaults",
     "relay_networks",
     "smarthost",
+    "smarthost_tls",
+    "logins",
 )
 
 
@@ -147,6 +150,8 @@ def parse(text: str, source: str) -> Scenario:
         source=text,
         relay_networks=_relay_networks(top),
         smarthost=_smarthost(top),
+        smarthost_tls=security.smarthost_tls(top),
+        logins=security.logins(top),
     )
 
 
@@ -182,7 +187,8 @@ def _relay_networks(top: Table) -> tuple[str, ...]:
 def _servers(top: Table, sites: dict[str, str]) -> tuple[Server, ...]:
     servers: dict[str, Server] = {}
     ports: dict[int, str] = {}
-    for srv in top.tables("servers", ("name", "version", "site", "smtp_port"), MAX_SERVERS):
+    keys = ("name", "version", "site", "smtp_port", *security.SERVER_KEYS)
+    for srv in top.tables("servers", keys, MAX_SERVERS):
         name = srv.text("name", longest=NAME_LENGTH)
         if not _SERVER_NAME.fullmatch(name):
             raise srv.error("name", f"{name!r}: use letters, digits, '-' and '_' only")
@@ -200,7 +206,7 @@ def _servers(top: Table, sites: dict[str, str]) -> tuple[Server, ...]:
         if port:  # 0 asks for a free port at start-up, so several servers may share it
             ports[port] = name
         servers[name.upper()] = Server(name=name, version=Version(version), site=site,
-                                       smtp_port=port)
+                                       smtp_port=port, security=security.server_security(srv))
     if not servers:
         raise top.error("servers", "at least one server is required ([[servers]])")
     return tuple(servers.values())

@@ -38,7 +38,8 @@ LINGER_SECONDS = 2.0
 READ_LIMIT = 16 * 1024
 # Bytes asked of the socket per read: under glibc's mmap threshold (128 KiB), see read_at_most.
 RECV_SIZE = 64 * 1024
-# Commands known to SMTP that these endpoints do not offer (not advertised in EHLO).
+# Commands known to SMTP that these endpoints do not offer (not advertised in EHLO); AUTH
+# and STARTTLS are offered when the server's scenario entry turns them on.
 NOT_IMPLEMENTED = frozenset({"EXPN", "AUTH", "STARTTLS", "ETRN", "TURN", "ATRN", "BDAT"})
 # The private members of aiosmtpd's SMTP that this module and mailflow.smtp.session call,
 # read or override: aiosmtpd may rename any of them in a minor release (hence the upper
@@ -51,6 +52,7 @@ AIOSMTPD_PRIVATE_METHODS = (
 # Set on each instance: by SMTP.__init__, or (_reader, _writer) when a client connects.
 AIOSMTPD_PRIVATE_ATTRIBUTES = (
     "__ident__", "_timeout_duration", "_timeout_handle", "_reader", "_writer",
+    "_tls_protocol", "_auth_require_tls", "_auth_methods", "_authenticator",
 )
 
 
@@ -97,6 +99,8 @@ class SmtpConnection(SMTP):
         self._last_heard = self.loop.time()
         # Replies not yet written: those to a pipelined group go out in one write.
         self._unsent: list[bytes] = []
+        # Set while a reply must be on the wire before the next step (STARTTLS's 220).
+        self._write_now = False
 
     # -- transport, timer, replies ----------------------------------------------------------
 
@@ -118,8 +122,10 @@ class SmtpConnection(SMTP):
 
     def eof_received(self) -> bool | None:
         # aiosmtpd drops the session at once; we first answer what the client sent
-        # before it closed its side (a pipelined batch ending in QUIT).
-        return asyncio.StreamReaderProtocol.eof_received(self)
+        # before it closed its side (a pipelined batch ending in QUIT). Over TLS, keeping
+        # the connection half open has no effect (asyncio says so in its log).
+        keep_open = asyncio.StreamReaderProtocol.eof_received(self)
+        return keep_open and self._tls_protocol is None
 
     def data_received(self, data: bytes) -> None:
         self._last_heard = self.loop.time()
@@ -184,6 +190,8 @@ class SmtpConnection(SMTP):
         if not self._unsent:
             self.loop.call_soon(self._flush)
         self._unsent.append(reply + b"\r\n")
+        if self._write_now:
+            self._flush()
         await self._writer.drain()
 
     def _flush(self) -> None:
@@ -271,6 +279,10 @@ class SmtpConnection(SMTP):
             else:
                 await self.push(replies.S500_SYNTAX_ERROR.line())
             return
+        refusal = self._refusal(verb)
+        if refusal is not None:
+            await self.push(refusal.line())
+            return
         try:
             # Only blanks are trimmed: a CR or other control left in the argument is the
             # command's to refuse (in HELO/EHLO it would reach the Received: header).
@@ -280,6 +292,11 @@ class SmtpConnection(SMTP):
         except Exception:
             log.exception("%s on %s failed", verb, self.hostname)
             await self.push(replies.S451_INTERNAL_ERROR.line())
+
+    def _refusal(self, verb: str) -> Reply | None:
+        """The reply that refuses ``verb`` in this session's state (STARTTLS or AUTH
+        first), or None to run it; the session says when."""
+        return None
 
 
 def read_at_most(transport: asyncio.BaseTransport, size: int) -> None:

@@ -21,13 +21,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mailflow.smtp import replies
+from mailflow.smtp.auth import Authenticator
 from mailflow.smtp.session import Limits, SmtpSession, peer_host
 from routing.categorizer import Submission, Verdict
 from stores.backend import StoreFull
@@ -125,10 +127,12 @@ class _Refuse(asyncio.Protocol):
 
 class _Door:
     """One listening socket of an endpoint and the sessions it let in, each door with
-    its own budget of ``limits.max_connections`` sessions."""
+    its own budget of ``limits.max_connections`` sessions, and what its sessions offer
+    (STARTTLS, AUTH: aiosmtpd's keyword arguments)."""
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, offers: dict[str, Any]) -> None:
         self.limits = limits
+        self.offers = offers
         self.listener: asyncio.Server | None = None
         self.sessions: set[SmtpSession] = set()
         self.host = ""
@@ -145,7 +149,12 @@ class Endpoint:
     hop port, on loopback, for the lab's own transport only (``hop_address``). Clients
     that hold every public slot (idle, unauthenticated) cannot push the lab's own links
     into Retry: the hop port has a budget of its own, is published nowhere (not in
-    lab.json, not in the API), and its sessions are not limited as address probes."""
+    lab.json, not in the API), and its sessions are not limited as address probes.
+
+    With a ``tls`` context the public port offers STARTTLS, and AUTH as the server's
+    ``security`` says. The hop port offers neither AUTH (its mail proves itself by the
+    signed hop token) nor, being loopback only, STARTTLS, except on a server with
+    ``require_tls``, where it requires it too (docs/tls-and-auth.md)."""
 
     def __init__(
         self,
@@ -154,14 +163,24 @@ class Endpoint:
         limits: Limits,
         domain: str,
         on_reject: Callable[[str, int], None],
+        tls: ssl.SSLContext | None = None,
+        logins: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.server = server
         self.handler = _Handler(server, router, limits)
         self.limits = limits
         self.hostname = f"{server.name}.{domain}"
         self.on_reject = on_reject
-        self._public = _Door(limits)
-        self._hop = _Door(dataclasses.replace(limits, max_unknown_recipients=0))
+        security = server.security
+        public: dict[str, Any] = {"tls_context": tls, "require_starttls": security.require_tls,
+                                  "auth_require_tls": not security.auth_before_tls,
+                                  "auth_required": security.auth_required}
+        if security.auth != "off":
+            public["authenticator"] = Authenticator(security.auth, logins)
+        hop_tls = tls if security.require_tls else None
+        self._public = _Door(limits, public)
+        self._hop = _Door(dataclasses.replace(limits, max_unknown_recipients=0),
+                          {"tls_context": hop_tls, "require_starttls": security.require_tls})
 
     @property
     def host(self) -> str:
@@ -198,6 +217,7 @@ class Endpoint:
             data_size_limit=self.limits.max_message_size,
             enable_SMTPUTF8=True,
             timeout=self.limits.idle_timeout,
+            **door.offers,
         )
         door.sessions.add(session)
         return session

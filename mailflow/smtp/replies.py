@@ -95,3 +95,15 @@ S220_GREETING = Reply(220, "{hostname} {banner}")
 S250_HELLO = Reply(250, "{hostname} Hello [{peer}]")
 S354_GO_AHEAD = Reply(354, "End data with <CR><LF>.<CR><LF>")
 WITHOUT_ENHANCED_CODE = frozenset({S220_GREETING, S250_HELLO, S354_GO_AHEAD})
+
+# STARTTLS (RFC 3207) and AUTH (RFC 4954); the 220 before the handshake is aiosmtpd's own.
+S235_AUTHENTICATED = Reply(235, "2.7.0 Authentication successful")
+S503_ALREADY_AUTHENTICATED = Reply(503, "5.5.1 Already authenticated")
+S503_AUTH_IN_TRANSACTION = Reply(503, "5.5.1 AUTH not permitted during a mail transaction")
+S503_TLS_ACTIVE = Reply(503, "5.5.1 TLS already active")
+S504_UNKNOWN_MECHANISM = Reply(504, "5.5.4 Unrecognized authentication type")
+S530_STARTTLS_FIRST = Reply(530, "5.7.0 Must issue a STARTTLS command first")
+S530_AUTH_REQUIRED = Reply(530, "5.7.0 Authentication required")
+S535_BAD_CREDENTIALS = Reply(535, "5.7.8 Authentication credentials invalid")
+S538_ENCRYPTION_REQUIRED = Reply(
+    538, "5.7.11 Encryption required for requested authentication mechanism")

@@ -21,9 +21,9 @@ from typing import Any
 from aiosmtpd.smtp import Envelope, Session
 
 from mailflow.smtp import replies
-from mailflow.smtp.connection import SmtpConnection
 from mailflow.smtp.paths import plain_path, strict_path
 from mailflow.smtp.replies import Reply
+from mailflow.smtp.secure import SecureConnection
 from stores.topology import Defaults
 
 # RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets with its CRLF (998 characters),
@@ -70,8 +70,8 @@ class _Envelope(Envelope):
         self.body: str | None = None
 
 
-class SmtpSession(SmtpConnection):
-    """One SMTP session: the commands on an ``SmtpConnection``."""
+class SmtpSession(SecureConnection):
+    """One SMTP session: the commands on a ``SecureConnection`` (STARTTLS and AUTH)."""
 
     def __init__(
         self,
@@ -96,6 +96,7 @@ class SmtpSession(SmtpConnection):
             "QUIT": self.smtp_QUIT,
             "VRFY": self.smtp_VRFY,
             "HELP": self.smtp_HELP,
+            **self.secure_commands(),
         }
 
     # -- the transaction --------------------------------------------------------------------
@@ -154,6 +155,7 @@ class SmtpSession(SmtpConnection):
             "SMTPUTF8",
             "ENHANCEDSTATUSCODES",
             "HELP",
+            *self.ehlo_keywords(),
         ]
         last = len(lines) - 1
         await self.push("\r\n".join(f"250{' ' if i == last else '-'}{text}"
