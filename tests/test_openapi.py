@@ -1,0 +1,96 @@
+"""The OpenAPI description of /api/v1 is a valid OpenAPI 3 document, describes every route the
+API serves (and no other), and a bounded property-based run (schemathesis) against a live lab
+finds no 5xx and no answer outside the description."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, cast
+
+import requests
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from openapi_spec_validator import validate
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from mailflow.api.app import build_app
+from mailflow.api.openapi import document
+from tests.process import LabProcess
+
+# A value for each path parameter, to turn a described path into a URL a route must match.
+SAMPLES = {"server": "EX2003-A", "queue": "deferred", "id": "1", "address": "a@contoso.test",
+           "service": "mta"}
+METHODS = ("get", "post", "put", "patch", "delete")
+
+
+def test_the_description_is_valid_openapi() -> None:
+    validate(cast(Any, document()))
+
+
+def _described() -> set[tuple[str, str]]:
+    """(METHOD, sample URL) of every operation of the description."""
+    operations = set()
+    for path, item in document()["paths"].items():
+        url = re.sub(r"\{(\w+)\}", lambda m: SAMPLES[m[1]], path)
+        operations |= {(method.upper(), url) for method in item if method in METHODS}
+    return operations
+
+
+def _served() -> list[tuple[str, re.Pattern[str], str]]:
+    """(METHOD, pattern, canonical path) of every route under /api/v1."""
+    app = build_app(cast(Any, None))
+    served = []
+    for route in app.router.routes():
+        resource = route.resource
+        if route.method == "HEAD" or resource is None or \
+                not resource.canonical.startswith("/api/v1/"):
+            continue
+        info = resource.get_info()
+        pattern = info.get("pattern") or re.compile(re.escape(info["path"]))
+        served.append((route.method, pattern, resource.canonical))
+    return served
+
+
+def test_every_route_under_api_v1_is_described_and_nothing_else() -> None:
+    described, served = _described(), _served()
+    undescribed = [f"{method} {canonical}" for method, pattern, canonical in served
+                   if not any(m == method and pattern.fullmatch(url) for m, url in described)]
+    assert not undescribed, f"routes missing from the OpenAPI description: {undescribed}"
+    unserved = [f"{method} {url}" for method, url in described
+                if not any(m == method and p.fullmatch(url) for m, p, _ in served)]
+    assert not unserved, f"described but not served: {unserved}"
+
+
+def test_the_lab_serves_its_description(lab_process: LabProcess) -> None:
+    answer = requests.get(f"{lab_process.api}/api/v1/openapi.json", timeout=30)
+    assert answer.status_code == 200 and answer.json() == document()
+
+
+# Per operation; bounded in count (and each request by its timeout) so the run stays short.
+EXAMPLES = 8
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          response_schema_conformance]
+
+
+def test_schemathesis_finds_no_5xx_and_nothing_outside_the_description(
+        lab_process: LabProcess) -> None:
+    schema = schemathesis.openapi.from_dict(document())
+    headers = {"Authorization": f"Bearer {lab_process.token}"}
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 30
+
+    for operation in operations:
+        @given(case=operation.as_strategy())
+        @settings(max_examples=EXAMPLES, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))
+        def run(case: Any) -> None:
+            response = case.call(base_url=lab_process.api, headers=headers, timeout=30)
+            case.validate_response(response, checks=CHECKS)
+
+        run()
+
