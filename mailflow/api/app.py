@@ -25,6 +25,7 @@ from mailflow.api import (
     openapi,
     queues,
     topology,
+    tracking,
 )
 from mailflow.api.handle import LAB, LabHandle
 from mailflow.api.middleware import auth, errors, host_check
@@ -32,7 +33,7 @@ from mailflow.api.middleware import auth, errors, host_check
 MAX_BODY = 1024 * 1024
 # In the order they were registered when the API was one module.
 RESOURCES = (health, topology, mailboxes, messages, queues, moves, connectors, events, audit,
-             clock, openapi)
+             clock, openapi, tracking)
 
 
 def build_app(lab: LabHandle) -> web.Application:

@@ -29,6 +29,7 @@ from mailflow.cli import (
     run,
     send,
     status,
+    tracking,
 )
 from mailflow.cli.client import DEFAULT_DATA, CliError
 
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     organization.add_parser(sub, common)
     events.add_parser(sub, common)
     send.add_parser(sub, common)
+    tracking.add_parser(sub, common)
     return parser
 
 

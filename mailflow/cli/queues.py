@@ -11,7 +11,7 @@ import argparse
 import urllib.parse
 from typing import Any
 
-from mailflow.cli import limits
+from mailflow.cli import limits, queue_list
 from mailflow.cli.client import Client, age, quoted, show, table, when
 from mailflow.queue_views import GROUPINGS, render_qshape
 
@@ -48,6 +48,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                              type=limits.duration("--older-than"),
                              help="in the queue at least this long, e.g. 30m, 12h")
         one.set_defaults(func=cmd_queue)
+    queue_list.add_parser(queue, common)
 
     qshape = sub.add_parser("qshape", parents=[common],
                             help="age table of queued mail by destination (Postfix qshape)")
