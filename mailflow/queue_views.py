@@ -29,15 +29,16 @@ GROUPINGS = ("recipient-domain", "recipient", "sender")
 def queue_messages(
     db: Read, server: str, queue: str, now: float, limit: int, offset: int, *,
     sender: str | None = None, recipient: str | None = None, older_than: float | None = None,
+    state: str | None = None,
 ) -> list[dict[str, Any]]:
     """The messages waiting in one queue (``server`` as the scenario spells it), oldest
     first, one row per message with its recipients in that queue. Filters (Find Messages):
     the sender or a recipient contains the text (case-insensitive), arrived in the queue at
-    least ``older_than`` seconds ago."""
+    least ``older_than`` seconds ago, in ``state`` (frozen, retry)."""
     queued_by = None if older_than is None else now - older_than
     result = []
     for row in listing.queue_messages(db, server, queue, limit, offset, sender=sender,
-                                      recipient=recipient, queued_by=queued_by):
+                                      recipient=recipient, queued_by=queued_by, state=state):
         doc = row._asdict()
         del doc["rcpts"]
         doc.update(recipients=row.rcpts, recipient=", ".join(row.rcpts),

@@ -39,13 +39,20 @@ class QueueMessage(NamedTuple):
     dsn_of: str | None
 
 
+# Find Messages by state (ESM 2003): frozen, or waiting to retry after a failed attempt.
+STATES = {"frozen": " AND p.frozen = 1",
+          "retry": " AND p.frozen = 0 AND (p.attempts > 0 OR p.last_error IS NOT NULL)"}
+
+
 def queue_messages(
     conn: Read, server: str, queue: str, limit: int, offset: int, *,
     sender: str | None = None, recipient: str | None = None, queued_by: float | None = None,
+    state: str | None = None,
 ) -> list[QueueMessage]:
     """The messages waiting in one queue, oldest first. Filters: the sender or a recipient
-    contains the text, arrived in the queue at ``queued_by`` or earlier."""
-    where, having = "", ""
+    contains the text, arrived in the queue at ``queued_by`` or earlier, a recipient in
+    ``state`` (a key of ``STATES``)."""
+    where, having = STATES[state] if state else "", ""
     args: list[object] = [server, queue]
     if sender is not None:
         where += " AND lower(m.mail_from) LIKE ? ESCAPE '\\'"

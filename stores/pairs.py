@@ -118,3 +118,8 @@ def retry_deferred(conn: Conn, server: str, now: float, *, ids: Sequence[int] | 
 
 def set_frozen(conn: Conn, ids: Sequence[int], frozen: bool) -> None:
     conn.execute(f"UPDATE pairs SET frozen=? WHERE id IN ({marks(ids)})", (int(frozen), *ids))
+
+
+def all_in_queue(conn: Conn, server: str, queue: str) -> list[Pair]:
+    """Every pair waiting in ``queue`` on ``server``, frozen or not (Delete all messages)."""
+    return load(conn, "p.server = ? AND p.queue = ? ORDER BY p.id", (server, queue))

@@ -1,5 +1,5 @@
-"""Queue Viewer actions on a running lab: Force Connection, Freeze/Unfreeze, Delete, and
-Disable Outbound Mail.
+"""Queue Viewer actions on a running lab: Force Connection, Freeze/Unfreeze, Delete (one
+message, or all of a queue's), and Disable Outbound Mail.
 
 In: validated requests from the API (a server, a queue id, a message's queue id or
 Message-ID header). Out: the change in the store inside the caller's transaction,
@@ -7,7 +7,7 @@ an event in the emulated log for every action (source ``mailflow``, category
 ``Queue``), a trace on every message touched, and wake-ups for the scheduler and
 the transport. A frozen message, or any message of a frozen queue, is skipped by
 every drain and release until it is thawed; thawing hands it back at once to
-whatever it was waiting for.
+whatever it was waiting for. An X.400 queue cannot be frozen (409), as in ESM.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from stores.topology import Scenario
 EVENT_IDS = {
     "retry": 1020, "freeze": 1021, "thaw": 1022, "freeze-message": 1023, "thaw-message": 1024,
     "delete-ndr": 1025, "delete": 1026, "disable-outbound": 1027, "enable-outbound": 1028,
+    "delete-all-ndr": 1029, "delete-all": 1030,
 }
 
 
@@ -82,6 +83,10 @@ def _wake(tx: Tx, scenario: Scenario, server: str, queue: str, ids: list[int] | 
 def freeze_queue(tx: Tx, scenario: Scenario, server: str, queue: str) -> dict[str, Any]:
     """Freeze a whole queue: none of its mail moves until it is thawed."""
     name, queue = checked_queue(tx, scenario, server, queue)
+    if queue.startswith(queue_ids.X400_PREFIX):
+        # Exchange System Manager offers no Freeze on an X.400 queue (only on its messages).
+        raise Conflict(f"queue {identity(name, queue)} is an X.400 queue: X.400 queues"
+                       " cannot be frozen (freeze its messages instead)")
     if queue_state.status(tx, name, queue) == QueueStatus.FROZEN:
         raise Conflict(f"queue {identity(name, queue)} is already frozen")
     queue_state.set_status(tx, name, queue, QueueStatus.FROZEN)
@@ -129,21 +134,46 @@ def delete_message(tx: Tx, scenario: Scenario, server: str, queue: str, message:
     """Delete one message from a queue, with an NDR to its sender (4.3.2) or silently."""
     name, queue = checked_queue(tx, scenario, server, queue)
     found = resolve(tx, name, queue, message)
-    at = scenario.server(name)
-    if ndr:
-        categorizer.fail(tx, scenario, found, at, dsn.deleted_by_admin(), final=PairState.DELETED)
-    else:
-        for pair in found:
-            messages.place_final(tx, pair, PairState.DELETED,
-                                 last_error="deleted by an operator without NDR")
-            tx.trace(pair.message, pair.rcpt, name, "deleted",
-                     f"by an operator from queue {queue}, without NDR")
+    _delete(tx, scenario, name, queue, found, ndr)
     how = "with NDR" if ndr else "without NDR"
     _event(tx, "delete-ndr" if ndr else "delete", name,
            f"Message {found[0].message} deleted {how} from queue"
            f" {identity(name, queue)} by an operator ({len(found)} recipient(s)).")
     return {"server": name, "queue": queue, "message": found[0].message, "ndr": ndr,
             "deleted": [p.rcpt for p in found]}
+
+
+def delete_all_messages(tx: Tx, scenario: Scenario, server: str, queue: str, ndr: bool
+                        ) -> dict[str, Any]:
+    """Delete all messages (with NDR / no NDR) of a queue, frozen ones too; 404 when it
+    holds none."""
+    name, queue = checked_queue(tx, scenario, server, queue)
+    found = pairs.all_in_queue(tx, name, queue)
+    if not found:
+        raise NotFound(f"queue {identity(name, queue)} holds no messages")
+    _delete(tx, scenario, name, queue, found, ndr)
+    count = len({pair.message for pair in found})
+    how = "with NDR" if ndr else "without NDR"
+    _event(tx, "delete-all-ndr" if ndr else "delete-all", name,
+           f"All {count} message(s) deleted {how} from queue {identity(name, queue)} by an"
+           f" operator ({len(found)} recipient(s)).")
+    return {"server": name, "queue": queue, "ndr": ndr, "messages": count,
+            "recipients": len(found)}
+
+
+def _delete(tx: Tx, scenario: Scenario, name: str, queue: str, found: list[Pair], ndr: bool
+            ) -> None:
+    """End ``found`` (pairs in ``queue`` on server ``name``) as deleted, with one NDR per
+    message (``dsn.deleted_by_admin``: 4.3.2) or silently."""
+    if ndr:
+        categorizer.fail(tx, scenario, found, scenario.server(name), dsn.deleted_by_admin(),
+                         final=PairState.DELETED)
+        return
+    for pair in found:
+        messages.place_final(tx, pair, PairState.DELETED,
+                             last_error="deleted by an operator without NDR")
+        tx.trace(pair.message, pair.rcpt, name, "deleted",
+                 f"by an operator from queue {queue}, without NDR")
 
 
 def retry_queue(tx: Tx, scenario: Scenario, server: str, queue: str) -> dict[str, Any]:

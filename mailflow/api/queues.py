@@ -17,7 +17,9 @@ from mailflow import queue_views
 from mailflow.actions import queues as queue_ops
 from mailflow.api.handle import V1, json_response, lab
 from mailflow.api.request import page, query_flag, query_seconds
+from mailflow.errors import Invalid
 from routing import queues
+from stores import listing
 from stores.backend import Read
 
 routes = web.RouteTableDef()
@@ -38,6 +40,9 @@ async def queue_messages(request: web.Request) -> web.Response:
     running, info, query = lab(request), request.match_info, request.query
     limit, offset = page(request)
     older = query_seconds(query.get("older_than"), "older_than")
+    state = query.get("state")
+    if state is not None and state not in listing.STATES:
+        raise Invalid(f"state must be one of {', '.join(listing.STATES)}")
 
     def messages(c: Read) -> list[dict[str, Any]]:
         # An unknown server or queue is a 404, as retry|freeze|thaw answer.
@@ -45,7 +50,8 @@ async def queue_messages(request: web.Request) -> web.Response:
                                                 info["queue"])
         return queue_views.queue_messages(
             c, server, queue, running.clock.now(), limit, offset,
-            sender=query.get("sender"), recipient=query.get("recipient"), older_than=older)
+            sender=query.get("sender"), recipient=query.get("recipient"), older_than=older,
+            state=state)
 
     return json_response(await running.store.read(messages))
 
@@ -70,6 +76,14 @@ async def message_action(request: web.Request) -> web.Response:
     info = request.match_info
     return await _act(request, queue_ops.set_message_frozen, info["server"], info["queue"],
                       info["id"], info["action"] == "freeze")
+
+
+@routes.delete(f"{QUEUE}/messages")
+async def queue_delete_all(request: web.Request) -> web.Response:
+    """Delete all messages (with NDR / no NDR), as Queue Viewer's queue menu offers."""
+    info = request.match_info
+    ndr = query_flag(request.query.get("ndr"), "ndr", False)
+    return await _act(request, queue_ops.delete_all_messages, info["server"], info["queue"], ndr)
 
 
 @routes.delete(f"{QUEUE}/messages/{{id}}")

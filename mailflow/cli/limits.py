@@ -23,6 +23,7 @@ RANGES: dict[str, shared.Range] = {
     "--bad-items": shared.BAD_ITEMS,
     "--bad-item-limit": shared.BAD_ITEM_LIMIT,
     "--cost": shared.CONNECTOR_COST,
+    "--limit": shared.PAGE_LIMIT,
 }
 # Durations in seconds: up to ten simulated years (one clock advance's limit); the clock
 # never goes back.

@@ -29,7 +29,8 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                          ("retry", "Force Connection: try every message now"),
                          ("freeze", "freeze a queue, or one message in it"),
                          ("thaw", "unfreeze a queue, or one message in it"),
-                         ("delete", "delete one message, with or without NDR")):
+                         ("delete", "delete one message, with or without NDR"),
+                         ("delete-all", "Delete all messages of a queue, with or without NDR")):
         one = queue.add_parser(action, parents=[common], help=text)
         one.add_argument("server", metavar="SERVER")
         one.add_argument("queue_id", metavar="QUEUE",
@@ -41,12 +42,18 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
             one.add_argument("message", metavar="MESSAGE-ID",
                              help="queue id or Message-ID header")
             one.add_argument("--ndr", action="store_true", help="send the sender an NDR")
+        elif action == "delete-all":
+            one.add_argument("--ndr", action="store_true", help="send each sender an NDR")
         elif action == "show":
             one.add_argument("--sender", help="sender contains this text")
             one.add_argument("--recipient", help="a recipient contains this text")
             one.add_argument("--older-than", metavar="DURATION",
                              type=limits.duration("--older-than"),
                              help="in the queue at least this long, e.g. 30m, 12h")
+            one.add_argument("--state", choices=("frozen", "retry"),
+                             help="only messages in this state (Find Messages)")
+            one.add_argument("--limit", type=limits.whole("--limit"), metavar="N",
+                             help="list at most N messages (default 1000)")
         one.set_defaults(func=cmd_queue)
     queue_list.add_parser(queue, common)
 
@@ -95,7 +102,8 @@ def cmd_queue(args: argparse.Namespace) -> int:
     path = f"/api/v1/queues/{quoted(args.server, 'SERVER')}/{quoted(args.queue_id, 'QUEUE')}"
     if args.action == "show":
         rows = client.call("GET", f"{path}/messages" + _query(
-            sender=args.sender, recipient=args.recipient, older_than=args.older_than))
+            sender=args.sender, recipient=args.recipient, older_than=args.older_than,
+            state=args.state, limit=args.limit))
         view = [{**r, "arrived": when(r["arrival_time"]), "next": when(r["next_attempt"]),
                  "frozen": "yes" if r["frozen"] else ""} for r in rows]
         show(args, rows, table(view, ["id", "message_id", "sender", "recipient", "subject", "size",
@@ -103,6 +111,10 @@ def cmd_queue(args: argparse.Namespace) -> int:
     elif args.action == "retry":
         doc = client.call("POST", f"{path}/retry")
         show(args, doc, f"{doc['server']}\\{doc['queue']}: {doc['retried']} retried now")
+    elif args.action == "delete-all":
+        doc = client.call("DELETE", f"{path}/messages?ndr={'true' if args.ndr else 'false'}")
+        show(args, doc, f"{doc['messages']} message(s) deleted from {doc['server']}\\"
+                        f"{doc['queue']} {'with' if doc['ndr'] else 'without'} NDR")
     elif args.action == "delete":
         message = quoted(args.message, "MESSAGE-ID")
         doc = client.call("DELETE", f"{path}/messages/{message}"
