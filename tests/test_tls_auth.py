@@ -8,17 +8,20 @@ import dataclasses
 import ssl
 import stat
 import subprocess
+from pathlib import Path
 
 import aiosmtplib
 import pytest
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mailflow import scenarios
 from mailflow.runtime.lab import Lab
 from mailflow.scenarios import ScenarioError
-from mailflow.smtp.tls import TLS_DIR
+from mailflow.smtp.tls import TLS_DIR, server_context
+from routing.sender import LinkError, Sender
 from stores.topology import Scenario, SmtpSecurity
 from tests.conftest import LabFactory, require_tool
-from tests.helpers import api, mailbox
+from tests.helpers import RefuseNobody, api, mailbox
 
 LOGINS = (("app", "s3cret"),)
 
@@ -176,3 +179,58 @@ async def test_swaks_auth_without_tls_is_refused(lab: Lab) -> None:
     # AUTH is not offered in plain text: swaks gives up before MAIL.
     assert "*** Host did not advertise authentication" in transcript, transcript
     assert "MAIL FROM" not in transcript
+
+
+class TlsCatcher(RefuseNobody):
+    """A smarthost that requires STARTTLS and notes whether each message came over TLS."""
+
+    def __init__(self) -> None:
+        self.over_tls: list[bool] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.over_tls.append(session.ssl is not None)
+        return "250 2.0.0 caught"
+
+
+async def test_the_smarthost_client_uses_starttls_when_asked(tmp_path: Path) -> None:
+    caught = TlsCatcher()
+    context = server_context(SmtpSecurity(), tmp_path, "SMARTHOST", "smarthost.test")
+    server = await asyncio.get_running_loop().create_server(
+        lambda: SMTP(caught, tls_context=context, require_starttls=True), "127.0.0.1", 0)
+    address = server.sockets[0].getsockname()[:2]
+    outgoing = [("tester@example.net", ["friend@example.org"], b"Subject: s\r\n\r\nbody\r\n")]
+    sender = Sender()
+    try:
+        sent = [r async for r in sender.send(("EX2003-A", "[smarthost]", 0), address,
+                                             "EX2003-A.contoso.test", outgoing,
+                                             smarthost=True, tls="starttls")]
+        assert sent == [(0, {})] and caught.over_tls == [True]
+        plain = [r async for r in sender.send(("EX2003-A", "[smarthost]", 1), address,
+                                              "EX2003-A.contoso.test", outgoing,
+                                              smarthost=True, tls="off")]
+        assert plain[0][1]["friend@example.org"][0] == 530  # must issue STARTTLS first
+        with pytest.raises(LinkError, match="CERTIFICATE_VERIFY_FAILED"):  # self-signed
+            _ = [r async for r in sender.send(("EX2003-A", "[smarthost]", 2), address,
+                                              "EX2003-A.contoso.test", outgoing,
+                                              smarthost=True, tls="verify")]
+    finally:
+        await sender.close()
+        server.close()
+        await server.wait_closed()
+    assert caught.over_tls == [True]
+
+
+@pytest.mark.lab(scenario=secured(require_tls=True))
+async def test_a_failed_handshake_ends_only_that_session(lab: Lab) -> None:
+    host, port = lab.endpoint_address("EX2003-A")
+    reader, writer = await asyncio.open_connection(host, port)
+    await reader.readline()
+    writer.write(b"EHLO junk.example.net\r\nSTARTTLS\r\n")
+    while not (line := await reader.readline()).startswith(b"220"):
+        assert line.startswith(b"250")
+    writer.write(b"this is not a TLS ClientHello\r\n" * 4)
+    await writer.drain()
+    assert await reader.read() == b""  # the endpoint closed the connection
+    writer.close()
+    async with client(lab, start_tls=True) as smtp:  # and still serves
+        await smtp.sendmail("app@example.net", ["alice@contoso.test"], MESSAGE)

@@ -53,6 +53,7 @@ AIOSMTPD_PRIVATE_METHODS = (
 AIOSMTPD_PRIVATE_ATTRIBUTES = (
     "__ident__", "_timeout_duration", "_timeout_handle", "_reader", "_writer",
     "_tls_protocol", "_auth_require_tls", "_auth_methods", "_authenticator",
+    "_original_transport",
 )
 
 

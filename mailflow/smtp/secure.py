@@ -83,10 +83,15 @@ class SecureConnection(SmtpConnection):
         try:
             await super().smtp_STARTTLS("")
         except TLSSetupException as exc:
+            # Nothing can be said any more: the TLS layer is dead. As aiosmtpd does, close
+            # the socket and end the session (the TLS layer will not tell it).
             log.info("%s: TLS handshake with %r failed: %s", self.hostname,
                      self.session and self.session.peer, exc.__cause__)
             self._hanging_up = True
-            self._close_transport()
+            self._unsent.clear()
+            if self._original_transport is not None:
+                self._original_transport.close()
+            self.connection_lost(exc)
         finally:
             self._write_now = False
 
