@@ -84,6 +84,9 @@ async def test_an_x400_queue_cannot_be_frozen(lab: Lab) -> None:
     assert status == 409 and "X.400 queues cannot be frozen" in doc["error"], doc
     # Its messages can be frozen, as in ESM.
     assert (await api(lab, "POST", f"{path}/messages/{message}/freeze"))[0] == 200
+    empty = urllib.parse.quote("mta:x400:REDMOND-LONDON X.400")  # no mail on EX2003-B: still
+    assert (await api(lab, "POST", f"/api/v1/queues/EX2003-B/{empty}/freeze"))[0] == 409
+    assert (await api(lab, "POST", f"/api/v1/queues/NOSUCH/{empty}/freeze"))[0] == 404
 
 
 async def test_the_cli_deletes_all_and_finds_by_state(

@@ -82,11 +82,12 @@ def _wake(tx: Tx, scenario: Scenario, server: str, queue: str, ids: list[int] | 
 
 def freeze_queue(tx: Tx, scenario: Scenario, server: str, queue: str) -> dict[str, Any]:
     """Freeze a whole queue: none of its mail moves until it is thawed."""
-    name, queue = checked_queue(tx, scenario, server, queue)
     if queue.startswith(queue_ids.X400_PREFIX):
-        # Exchange System Manager offers no Freeze on an X.400 queue (only on its messages).
-        raise Conflict(f"queue {identity(name, queue)} is an X.400 queue: X.400 queues"
-                       " cannot be frozen (freeze its messages instead)")
+        # Exchange System Manager offers no Freeze on an X.400 queue (only on its messages),
+        # whether or not it holds mail now.
+        raise Conflict(f"queue {identity(server_name(scenario, server), queue)} is an X.400"
+                       " queue: X.400 queues cannot be frozen (freeze its messages instead)")
+    name, queue = checked_queue(tx, scenario, server, queue)
     if queue_state.status(tx, name, queue) == QueueStatus.FROZEN:
         raise Conflict(f"queue {identity(name, queue)} is already frozen")
     queue_state.set_status(tx, name, queue, QueueStatus.FROZEN)
