@@ -234,3 +234,23 @@ async def test_a_failed_handshake_ends_only_that_session(lab: Lab) -> None:
     writer.close()
     async with client(lab, start_tls=True) as smtp:  # and still serves
         await smtp.sendmail("app@example.net", ["alice@contoso.test"], MESSAGE)
+
+
+@pytest.mark.lab(scenario=secured(auth="any"))
+async def test_commands_pipelined_after_starttls_in_plain_text_are_dropped(lab: Lab) -> None:
+    """RFC 3207 §5: what follows STARTTLS before the handshake is not taken as a command."""
+    host, port = lab.endpoint_address("EX2003-A")
+    reader, writer = await asyncio.open_connection(host, port)
+    await reader.readline()
+    writer.write(b"EHLO a.example.net\r\nSTARTTLS\r\nMAIL FROM:<injected@example.net>\r\n")
+    while not (line := await reader.readline()).startswith(b"220"):
+        assert line.startswith(b"250")
+    await writer.start_tls(trusting())
+    writer.write(b"EHLO a.example.net\r\n")
+    while (line := await reader.readline()).startswith(b"250-"):
+        pass
+    writer.write(b"RCPT TO:<alice@contoso.test>\r\n")
+    assert (await reader.readline()).startswith(b"503 5.5.1 Need MAIL")
+    writer.write(b"QUIT\r\n")
+    assert (await reader.readline()).startswith(b"221")
+    writer.close()

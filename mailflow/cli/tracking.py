@@ -12,6 +12,7 @@ import json
 import urllib.parse
 from typing import Any
 
+from mailflow.cli import limits
 from mailflow.cli.client import Client
 from stores.tracking import EVENT_IDS, csv_text
 
@@ -28,7 +29,8 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     cmd.add_argument("--event-id", dest="event_id", choices=EVENT_IDS, type=str.upper)
     cmd.add_argument("--start", help="simulated epoch seconds, from")
     cmd.add_argument("--end", help="simulated epoch seconds, to")
-    cmd.add_argument("--limit", help="at most this many rows (default 1000)")
+    cmd.add_argument("--limit", type=limits.whole("--limit"),
+                     help="at most this many rows (default 1000)")
     cmd.add_argument("--format", choices=("csv", "json"), default="csv")
     cmd.set_defaults(func=cmd_tracking)
 
