@@ -72,7 +72,9 @@ def _where(query: Filter) -> tuple[str, list[Any]]:
 
 
 def _reference(row: Any) -> str:
-    """A DSN row names the DSN it sent; a DSN's own rows name the message it is about."""
+    """A DSN row names the DSN it sent (the queue id its detail gives after "sent as",
+    as routing.categorizer.send_dsn writes it; tests/test_tracking.py holds the two
+    together); a DSN's own rows name the message it is about."""
     if row["stage"] == "dsn" and " sent as " in row["detail"]:
         return str(row["detail"].split(" sent as ", 1)[1].split(" ", 1)[0])
     return str(row["dsn_of"] or "")
