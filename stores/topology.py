@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from stores.faults import FaultRule
+
 
 class Version(enum.StrEnum):
     """An Exchange version, and what that version's servers do."""
@@ -189,6 +191,9 @@ class Scenario:
     # organization (and DSNs to external senders); empty: such mail waits in queue
     # ``unreachable``. Set by ``Lab(smarthost=...)`` (``mailflow run --smarthost``).
     smarthost: str = ""
+    # Fault rules the lab starts with ([[faults]], mailflow.smtp.faults), stored at the
+    # first start.
+    faults: tuple[FaultRule, ...] = ()
 
     def server(self, name: str) -> Server:
         for server in self.servers:

@@ -35,11 +35,12 @@ from mailflow.runtime.changes import Changes
 from mailflow.runtime.datadir import LAB_FILE, ensure_token, lock
 from mailflow.runtime.scheduler import Scheduler
 from mailflow.smtp.endpoint import Endpoint
+from mailflow.smtp.faults import FaultBook, FaultGate
 from mailflow.smtp.session import Limits
 from routing import categorizer
 from routing.categorizer import Submission, Verdict
 from routing.transport import OUTBOUND, Transport, host_port
-from stores import connectors, db, directory, meta
+from stores import connectors, db, directory, faults, meta
 from stores import mailbox as stores_mailbox
 from stores.backend import Fact, StoreError, Tx
 from stores.clock import Clock
@@ -55,6 +56,8 @@ def _seed(tx: Tx, scenario: Scenario) -> None:
     connectors.seed(tx, scenario)
     meta.put(tx, "scenario", scenario.source)
     meta.put(tx, "scenario_name", scenario.name)
+    for rule in scenario.faults:
+        faults.add(tx, rule)
 
 
 class Lab:
@@ -104,6 +107,7 @@ class Lab:
         self.clock: Clock
         self.transport: Transport
         self.scheduler: Scheduler
+        self.faults: FaultBook
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -119,6 +123,8 @@ class Lab:
             self._unlock()
             raise
         self._known = await self.store.read(directory.smtp_addresses)
+        self.faults = FaultBook(self.store)
+        await self.faults.load()
         self.metrics.watch_store(self.scenario, self.store.read_sync, self.clock.now)
         domain = self.scenario.domains[0]
         # The hop goes to each endpoint's own loopback port, never to the clients' slots.
@@ -126,7 +132,8 @@ class Lab:
                                    lambda server: self.endpoints[server].hop_address, domain)
         limits = Limits.from_defaults(self.scenario.defaults)
         for server in self.scenario.servers:
-            endpoint = Endpoint(server, self, limits, domain, self.metrics.rejected)
+            endpoint = Endpoint(server, self, limits, domain, self.metrics.rejected,
+                                FaultGate(self.faults, server.name))
             port = server.smtp_port if self.smtp_port_override is None else self.smtp_port_override
             await endpoint.start(self.host, port)
             self.endpoints[server.name] = endpoint

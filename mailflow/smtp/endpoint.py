@@ -28,6 +28,7 @@ from typing import Protocol
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mailflow.smtp import replies
+from mailflow.smtp.connection import Gate
 from mailflow.smtp.session import Limits, SmtpSession, peer_host
 from routing.categorizer import Submission, Verdict
 from stores.backend import StoreFull
@@ -154,8 +155,11 @@ class Endpoint:
         limits: Limits,
         domain: str,
         on_reject: Callable[[str, int], None],
+        gate: Gate | None = None,
     ) -> None:
         self.server = server
+        # Fault rules strike on the public port only: the lab's own hop is never faulted.
+        self.gate = gate
         self.handler = _Handler(server, router, limits)
         self.limits = limits
         self.hostname = f"{server.name}.{domain}"
@@ -192,6 +196,7 @@ class Endpoint:
             door.limits,
             self._reject,
             door.sessions.discard,
+            gate=self.gate if door is self._public else None,
             handler=self.handler,
             hostname=self.hostname,
             ident=BANNERS.get(self.server.version, DEFAULT_BANNER),
