@@ -25,14 +25,16 @@ from mailflow.api import (
     moves,
     queues,
     topology,
+    waiting,
 )
 from mailflow.api.handle import LAB, LabHandle
 from mailflow.api.middleware import auth, errors, host_check
 
 MAX_BODY = 1024 * 1024
 # In the order they were registered when the API was one module.
-RESOURCES = (health, topology, mailboxes, messages, queues, moves, connectors, events, audit,
-             clock, faults)
+# waiting before messages: /messages/wait must not be taken as /messages/{id}.
+RESOURCES = (health, topology, mailboxes, waiting, messages, queues, moves, connectors, events,
+             audit, clock, faults)
 
 
 def build_app(lab: LabHandle) -> web.Application:

@@ -32,6 +32,9 @@ class Changes(Protocol):
     @property
     def generation(self) -> int: ...
 
+    @property
+    def closed(self) -> bool: ...
+
     async def wait(self, after: int, timeout: float) -> int: ...
 
 

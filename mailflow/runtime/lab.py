@@ -188,6 +188,7 @@ class Lab:
             await self.store.write(lambda tx: categorizer.reroute_external(tx, self.scenario))
 
     async def stop(self) -> None:
+        self.changes.close()  # requests waiting for mail answer now, not at their timeout
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
