@@ -9,8 +9,9 @@ seconds, 0..``MAX_TIMEOUT``, default ``DEFAULT_TIMEOUT``). Out: the matching mes
 ``GET /api/v1/messages`` lists them, at most ``MAX_COUNT``) as soon as there are ``count``
 of them, a JSON 408 once the timeout has passed, or a 503 when the lab stops meanwhile
 (``Changes.close``: a stopping lab does not wait for its waiters). Nothing polls: the
-request looks again only when a write has been committed (``Lab.changes``). This module is registered before
-``/messages/{id}``, which would otherwise take ``wait`` for a queue id.
+request looks again only when a write has been committed (``Lab.changes``). This module
+is registered before ``/messages/{id}``, which would otherwise take ``wait`` for a queue
+id.
 """
 
 from __future__ import annotations

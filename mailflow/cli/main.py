@@ -20,6 +20,7 @@ from mailflow.cli import (
     audit,
     clock,
     events,
+    faults,
     labs,
     limits,
     mailboxes,
@@ -29,6 +30,7 @@ from mailflow.cli import (
     run,
     send,
     status,
+    wait,
 )
 from mailflow.cli.client import DEFAULT_DATA, CliError
 
@@ -67,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     organization.add_parser(sub, common)
     events.add_parser(sub, common)
     send.add_parser(sub, common)
+    faults.add_parser(sub, common)
+    wait.add_parser(sub, common)
     return parser
 
 
