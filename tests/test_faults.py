@@ -111,6 +111,25 @@ async def test_a_delay_answers_as_usual_and_a_disconnect_before_data_stores_noth
     assert await audit_clean(lab)
 
 
+async def test_a_client_that_gives_up_during_a_delay_after_data_leaves_nothing_stored(
+        lab: Lab) -> None:
+    await add_rule(lab, stage="after-data", action="delay", seconds=0.5, count=1)
+    wire = await connect(lab)
+    for line in ("EHLO client.example.net", "MAIL FROM:<x@example.net>", f"RCPT TO:<{ALICE}>"):
+        assert (await wire.command(line))[0] == 250
+    assert (await wire.command("DATA"))[0] == 354
+    # The session, to await its end (after the delay) once the client has gone.
+    [session] = lab.endpoints["EX2003-A"]._public.sessions
+    seen = lab.changes.generation
+    await wire.send(b"Subject: gave up\r\n\r\nHello.\r\n.\r\n")
+    await lab.changes.wait(seen, 60)  # the injection's record: the delay has begun
+    assert (await api(lab, "GET", "/api/v1/faults"))[1][0]["injected"] == 1
+    await wire.close()
+    await session._handler_coroutine
+    assert await stored(lab, "gave up") == 0
+    assert await audit_clean(lab)
+
+
 async def test_a_fault_at_connect_answers_the_greeting_and_closes(lab: Lab) -> None:
     await add_rule(lab, stage="connect", server="EX2003-A", action="reply", code=421,
                    text="4.3.2 Service not available", count=1)

@@ -234,10 +234,13 @@ class SmtpConnection(SMTP):
         return self._gate is not None and await self._gate(self, stage, address)
 
     async def pause(self, seconds: float) -> bool:
-        """Write the replies pending, wait ``seconds``; whether the client is still there."""
+        """Write the replies pending, wait ``seconds``; whether the client is still there:
+        not when the connection is closing, or the client closed its side with nothing
+        left unread (it would not read a reply either)."""
         self._flush()
         await asyncio.sleep(seconds)
-        return self._wire is not None and not self._wire.is_closing()
+        wire = self._wire
+        return wire is not None and not wire.is_closing() and not self._reader.at_eof()
 
     async def drop(self, line: str | None) -> None:
         """Send ``line`` (if any) and close the connection at once."""
