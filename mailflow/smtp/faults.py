@@ -117,9 +117,13 @@ class FaultGate:
         live = self.book.claim(self.server, stage, sender, tuple(r for r in rcpts if r))
         if live is None:
             return False
-        if not await self.book.record(live, self.server, stage, rcpts[0] if rcpts else None):
+        try:
+            recorded = await self.book.record(live, self.server, stage,
+                                              rcpts[0] if rcpts else None)
+        except Exception:  # the store failed (disk full): no fault goes unrecorded
+            log.exception("recording fault rule %d on %s failed", live.id, self.server)
             return False
-        return await act(session, live.rule, stage)
+        return recorded and await act(session, live.rule, stage)
 
 
 async def act(session: SmtpConnection, rule: FaultRule, stage: str) -> bool:
