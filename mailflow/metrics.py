@@ -87,6 +87,9 @@ class Metrics:
         self.scheduler_errors = Counter("scheduler_errors", "Pieces of scheduled work that"
                                         " failed (each is retried at the next tick), by work.",
                                         ["work"], namespace=ns, registry=registry)
+        self.faults_injected = Counter("faults_injected", "Faults injected by fault rules"
+                                       " (mailflow.smtp.faults), by server and SMTP stage.",
+                                       ["server", "stage"], namespace=ns, registry=registry)
         Info("build", "The mailflow version serving these metrics.", namespace=ns,
              registry=registry).info({"version": __version__})
         ProcessCollector(registry=registry)
@@ -100,6 +103,7 @@ class Metrics:
             "rerouted": self.rerouted,
             "ndr": self.ndrs,
             "mta_failure": self.mta_failures,
+            "fault_injected": self.faults_injected,
         }
         self._histograms: dict[str, Histogram] = {
             "deferral": self.deferral,

@@ -192,4 +192,16 @@ MIGRATIONS: list[str] = [
         duplicate INTEGER NOT NULL DEFAULT 0
     );
     """,
+    # 7 (issue 20): fault rules (mailflow.smtp.faults): the rule as JSON, how many more
+    # injections it may make (NULL: no count) and how many it has made; the count is only
+    # ever decremented by a guarded UPDATE, so concurrent sessions cannot over-inject.
+    """
+    CREATE TABLE faults(
+        id INTEGER PRIMARY KEY,
+        rule TEXT NOT NULL,
+        remaining INTEGER,
+        injected INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL
+    );
+    """,
 ]

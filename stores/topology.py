@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from stores.faults import FaultRule
+
 
 class Version(enum.StrEnum):
     """An Exchange version, and what that version's servers do."""
@@ -218,6 +220,9 @@ class Scenario:
     smarthost_tls: str = "off"
     # (user, password) that a server with ``auth = "logins"`` accepts.
     logins: tuple[tuple[str, str], ...] = ()
+    # Fault rules the lab starts with ([[faults]], mailflow.smtp.faults), stored at the
+    # first start.
+    faults: tuple[FaultRule, ...] = ()
 
     def server(self, name: str) -> Server:
         for server in self.servers:

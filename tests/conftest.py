@@ -121,3 +121,7 @@ def lab_process(tmp_path: Path) -> Iterator[LabProcess]:
         assert code == 0, err
         assert "running" in out and "stopped" in out
         assert not (process.data / "lab.json").exists()
+
+
+# An application's own suite, run by tests/test_plugin.py in a pytest of its own.
+collect_ignore = ["plugin_example"]

@@ -18,6 +18,7 @@ from mailflow.api import (
     clock,
     connectors,
     events,
+    faults,
     health,
     mailboxes,
     messages,
@@ -26,14 +27,16 @@ from mailflow.api import (
     queues,
     topology,
     tracking,
+    waiting,
 )
 from mailflow.api.handle import LAB, LabHandle
 from mailflow.api.middleware import auth, errors, host_check
 
 MAX_BODY = 1024 * 1024
 # In the order they were registered when the API was one module.
-RESOURCES = (health, topology, mailboxes, messages, queues, moves, connectors, events, audit,
-             clock, openapi, tracking)
+# waiting before messages: /messages/wait must not be taken as /messages/{id}.
+RESOURCES = (health, topology, mailboxes, waiting, messages, queues, moves, connectors, events,
+             audit, clock, faults, openapi, tracking)
 
 
 def build_app(lab: LabHandle) -> web.Application:

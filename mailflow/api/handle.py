@@ -17,12 +17,25 @@ from typing import Any, Protocol
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from mailflow.smtp.faults import FaultBook
 from stores.backend import Backend
 from stores.clock import Clock
 from stores.topology import Scenario
 
 # Every resource but /metrics and /healthz lives under this prefix.
 V1 = "/api/v1"
+
+
+class Changes(Protocol):
+    """Committed changes to wait on (``mailflow.runtime.changes``)."""
+
+    @property
+    def generation(self) -> int: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    async def wait(self, after: int, timeout: float) -> int: ...
 
 
 class LabHandle(Protocol):
@@ -54,6 +67,12 @@ class LabHandle(Protocol):
 
     @property
     def endpoints(self) -> Mapping[str, object]: ...
+
+    @property
+    def faults(self) -> FaultBook: ...
+
+    @property
+    def changes(self) -> Changes: ...
 
     def endpoint_address(self, server: str) -> tuple[str, int]: ...
 

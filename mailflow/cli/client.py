@@ -80,7 +80,8 @@ class Client:
         except DataDirError as exc:
             raise CliError(str(exc)) from None
 
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None,
+             timeout: float = 60.0) -> Any:
         request = urllib.request.Request(f"{self.api}{path}", method=method)
         if body is not None:
             request.data = json.dumps(body).encode()
@@ -88,7 +89,7 @@ class Client:
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(request, timeout=60) as response:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 payload = response.read()
                 kind = response.headers.get("Content-Type", "")
         except urllib.error.HTTPError as exc:

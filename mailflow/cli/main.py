@@ -20,6 +20,7 @@ from mailflow.cli import (
     audit,
     clock,
     events,
+    faults,
     labs,
     limits,
     mailboxes,
@@ -30,6 +31,7 @@ from mailflow.cli import (
     send,
     status,
     tracking,
+    wait,
 )
 from mailflow.cli.client import DEFAULT_DATA, CliError
 
@@ -69,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_parser(sub, common)
     send.add_parser(sub, common)
     tracking.add_parser(sub, common)
+    faults.add_parser(sub, common)
+    wait.add_parser(sub, common)
     return parser
 
 

@@ -3,7 +3,7 @@
 A lab names a scenario (built-in or a path next to the lab file) or embeds
 one as a ``[scenario]`` table, and lists ``[[steps]]``. Each step is a table
 with exactly one action key: ``send``, ``move``, ``advance``, ``connector``,
-``rpc``, ``service``, ``queue``, ``expect`` or ``wait_until``. Everything is
+``rpc``, ``service``, ``queue``, ``fault``, ``expect`` or ``wait_until``. Everything is
 checked before anything starts; an error names the file, the step and the key.
 """
 

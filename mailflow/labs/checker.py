@@ -16,6 +16,7 @@ from typing import Any
 from mailflow import limits
 from mailflow.cli.client import CliError, parse_duration
 from mailflow.moves.common import ENGINES
+from mailflow.smtp import faultrules
 from stores.topology import CONNECTOR_TYPES, Scenario
 
 # Simulated time one step may span (advance, wait_until.within, move.at): a lab moves its
@@ -268,7 +269,7 @@ class Checker:
     def step(self, number: int, raw: Any) -> LabStep:
         """Step ``number`` of the file, checked; the steps are checked in order."""
         self.number, self.key = number, "-"
-        kinds = ("send", *VERBS, "advance", "expect", "wait_until")
+        kinds = ("send", *VERBS, "advance", "fault", "expect", "wait_until")
         if not isinstance(raw, dict):
             raise self.fail("a step is a table")
         if len(raw) != 1 or next(iter(raw)) not in kinds:
@@ -282,7 +283,23 @@ class Checker:
             raise self.fail("expected a table, e.g. { ... }")
         if kind in ("expect", "wait_until"):
             return LabStep(number, kind, self.check(kind, value))
+        if kind == "fault":
+            return LabStep(number, kind, self.fault(value))
         return LabStep(number, kind, self.action(kind, value))
+
+    def fault(self, value: dict[str, Any]) -> dict[str, Any]:
+        """``{ clear = true }``, or a rule as in ``[[faults]]`` (docs/faults.md)."""
+        if "clear" in value:
+            if value != {"clear": True}:
+                raise self.fail("write { clear = true } alone to remove every rule")
+            return {"clear": True}
+        try:
+            faultrules.rule(value, tuple(s.name for s in self.scenario.servers))
+        except ValueError as exc:
+            key, _, problem = str(exc).partition(": ")
+            self.key = f"fault.{key}"
+            raise self.fail(problem) from None
+        return {"rule": dict(value)}  # posted as written: the API checks it the same way
 
     def action(self, kind: str, value: dict[str, Any]) -> dict[str, Any]:
         verb = ""

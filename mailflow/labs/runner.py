@@ -132,6 +132,12 @@ class Runner:
             await self.api("POST", "/api/v1/rpc", {"a": first, "b": second,
                                                    "allowed": a["action"] == "allow"})
             return f"rpc {a['action']} {first} {second}"
+        if step.kind == "fault":
+            if a.get("clear"):
+                doc = await self.api("DELETE", "/api/v1/faults")
+                return f"fault clear ({doc['removed']} removed)"
+            doc = await self.api("POST", "/api/v1/faults", a["rule"])
+            return f"fault {doc['id']}: {doc['action']} at {doc['stage']} on {doc['server']}"
         if step.kind == "service":
             service = a.get("service", "mta")
             await self.api("POST", f"/api/v1/services/{a['server']}/{service}/{a['action']}")

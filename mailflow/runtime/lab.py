@@ -35,12 +35,13 @@ from mailflow.runtime.changes import Changes
 from mailflow.runtime.datadir import LAB_FILE, ensure_token, lock
 from mailflow.runtime.scheduler import Scheduler
 from mailflow.smtp.endpoint import Endpoint
+from mailflow.smtp.faults import FaultBook, FaultGate
 from mailflow.smtp.session import Limits
 from mailflow.smtp.tls import server_context
 from routing import categorizer
 from routing.categorizer import Submission, Verdict
 from routing.transport import OUTBOUND, Transport, host_port
-from stores import connectors, db, directory, meta
+from stores import connectors, db, directory, faults, meta
 from stores import mailbox as stores_mailbox
 from stores.backend import Fact, StoreError, Tx
 from stores.clock import Clock
@@ -56,6 +57,8 @@ def _seed(tx: Tx, scenario: Scenario) -> None:
     connectors.seed(tx, scenario)
     meta.put(tx, "scenario", scenario.source)
     meta.put(tx, "scenario_name", scenario.name)
+    for rule in scenario.faults:
+        faults.add(tx, rule)
 
 
 class Lab:
@@ -105,6 +108,7 @@ class Lab:
         self.clock: Clock
         self.transport: Transport
         self.scheduler: Scheduler
+        self.faults: FaultBook
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -120,6 +124,8 @@ class Lab:
             self._unlock()
             raise
         self._known = await self.store.read(directory.smtp_addresses)
+        self.faults = FaultBook(self.store)
+        await self.faults.load()
         self.metrics.watch_store(self.scenario, self.store.read_sync, self.clock.now)
         domain = self.scenario.domains[0]
         # The hop goes to each endpoint's own loopback port, never to the clients' slots.
@@ -130,7 +136,7 @@ class Lab:
             hostname = f"{server.name}.{domain}"
             tls = server_context(server.security, self.data_dir, server.name, hostname)
             endpoint = Endpoint(server, self, limits, domain, self.metrics.rejected, tls,
-                                self.scenario.logins)
+                                self.scenario.logins, FaultGate(self.faults, server.name))
             port = server.smtp_port if self.smtp_port_override is None else self.smtp_port_override
             await endpoint.start(self.host, port)
             self.endpoints[server.name] = endpoint
@@ -185,6 +191,7 @@ class Lab:
             await self.store.write(lambda tx: categorizer.reroute_external(tx, self.scenario))
 
     async def stop(self) -> None:
+        self.changes.close()  # requests waiting for mail answer now, not at their timeout
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -19,7 +19,9 @@ from email_validator import EmailNotValidError, validate_email
 
 from mailflow.scenarios import security
 from mailflow.scenarios.table import MAX_FILE_BYTES, NAME_LENGTH, ScenarioError, Table, document
+from mailflow.smtp import faultrules
 from routing.transport import host_port
+from stores.faults import FaultRule
 from stores.topology import (
     CONNECTOR_LABELS,
     CONNECTOR_TYPES,
@@ -59,6 +61,7 @@ _TOP_KEYS = (
     "smarthost",
     "smarthost_tls",
     "logins",
+    "faults",
 )
 
 
@@ -152,7 +155,20 @@ def parse(text: str, source: str) -> Scenario:
         smarthost=_smarthost(top),
         smarthost_tls=security.smarthost_tls(top),
         logins=security.logins(top),
+        faults=_faults(top, tuple(server_names.values())),
     )
+
+
+def _faults(top: Table, servers: tuple[str, ...]) -> tuple[FaultRule, ...]:
+    """The ``[[faults]]`` rules (docs/faults.md), checked as the API checks them."""
+    rules = []
+    for entry in top.tables("faults", faultrules.KEYS, MAX_ENTRIES):
+        try:
+            rules.append(faultrules.rule(entry.data, servers))
+        except ValueError as exc:
+            key, _, problem = str(exc).partition(": ")
+            raise entry.error(key, problem) from None
+    return tuple(rules)
 
 
 def _smarthost(top: Table) -> str:

@@ -6,7 +6,8 @@ as verb and argument, to the handler ``mailflow.smtp.session`` registered for th
 and the replies they push. Whatever the command, this layer answers a line that is over
 the RFC 5321 length, holds NUL or is not UTF-8, or names an unknown verb; a bare LF ends
 the session (SMTP smuggling), and so do an idle client, too many errors and the endpoint
-stopping. Every 4xx/5xx reply is reported to the endpoint (``on_reject``).
+stopping. Every 4xx/5xx reply is reported to the endpoint (``on_reject``). At each
+stage (connect here, the commands in the session) the endpoint's fault gate may take over.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from mailflow.smtp import replies
 from mailflow.smtp.replies import Reply
 
 log = logging.getLogger(__name__)
+
+# Asked at each stage of a session (``SmtpConnection._faulted``): whether a fault took it over.
+Gate = Callable[["SmtpConnection", str, "str | None"], Awaitable[bool]]
 
 # RFC 5321 §4.5.3.1.4: a command line is at most 512 octets with its CRLF. MAIL may
 # grow by the parameters of the extensions it takes: SIZE (RFC 1870: 26),
@@ -89,9 +93,11 @@ class SmtpConnection(SMTP):
         on_close: Callable[[], None],
         *,
         max_errors: int,
+        gate: Gate | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self._gate = gate
         self._on_reject = on_reject
         self._on_close = on_close
         self._max_errors = max_errors
@@ -231,9 +237,33 @@ class SmtpConnection(SMTP):
                 # Drop what was read but its last byte: it may be the CR of the CRLF.
                 await self._reader.read(exc.consumed - 1)
 
+    async def _faulted(self, stage: str, address: str | None = None) -> bool:
+        """Whether a fault rule of the endpoint took this stage over (``mailflow.smtp.faults``:
+        it answered, or closed the connection)."""
+        return self._gate is not None and await self._gate(self, stage, address)
+
+    async def pause(self, seconds: float) -> bool:
+        """Write the replies pending, wait ``seconds``; whether the client is still there:
+        not when the connection is closing, or the client closed its side with nothing
+        left unread (it would not read a reply either)."""
+        self._flush()
+        await asyncio.sleep(seconds)
+        wire = self._wire
+        return wire is not None and not wire.is_closing() and not self._reader.at_eof()
+
+    async def drop(self, line: str | None) -> None:
+        """Send ``line`` (if any) and close the connection at once."""
+        self._hanging_up = True
+        if line is not None:
+            with contextlib.suppress(ConnectionError):
+                await self.push(line)
+        self._close_transport()
+
     async def _handle_client(self) -> None:
         assert self.session is not None
         try:
+            if await self._faulted("connect"):
+                return
             await self.push(replies.S220_GREETING.line(hostname=self.hostname,
                                                        banner=self.__ident__))
             while not self._hanging_up and self.transport is not None:

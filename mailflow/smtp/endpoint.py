@@ -30,6 +30,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mailflow.smtp import replies
 from mailflow.smtp.auth import Authenticator
+from mailflow.smtp.connection import Gate
 from mailflow.smtp.session import Limits, SmtpSession, peer_host
 from routing.categorizer import Submission, Verdict
 from stores.backend import StoreFull
@@ -165,8 +166,11 @@ class Endpoint:
         on_reject: Callable[[str, int], None],
         tls: ssl.SSLContext | None = None,
         logins: tuple[tuple[str, str], ...] = (),
+        gate: Gate | None = None,
     ) -> None:
         self.server = server
+        # Fault rules strike on the public port only: the lab's own hop is never faulted.
+        self.gate = gate
         self.handler = _Handler(server, router, limits)
         self.limits = limits
         self.hostname = f"{server.name}.{domain}"
@@ -211,6 +215,7 @@ class Endpoint:
             door.limits,
             self._reject,
             door.sessions.discard,
+            gate=self.gate if door is self._public else None,
             handler=self.handler,
             hostname=self.hostname,
             ident=BANNERS.get(self.server.version, DEFAULT_BANNER),

@@ -90,6 +90,13 @@ S553_UTF8_NOT_DECLARED = Reply(553, "5.6.7 Non-ASCII address requires MAIL FROM 
 S554_8BIT_NOT_DECLARED = Reply(554, "5.6.0 Message contains 8-bit data: use EHLO and BODY=8BITMIME")
 S555_UNKNOWN_PARAMETER = Reply(555, "5.5.4 Parameter not recognized or not implemented")
 
+# Fault injection (mailflow.smtp.faults): a rule's reply when it gives a code but no
+# text (the text of its code's class), and a throttle's when it gives neither. Emulation
+# texts, not Exchange's.
+S451_FAULT = Reply(451, "4.3.0 Temporary failure injected by the lab, try again later")
+S554_FAULT = Reply(554, "5.3.0 Permanent failure injected by the lab")
+S452_THROTTLED = Reply(452, "4.3.2 Message rate limit exceeded, try again later")
+
 # The greeting, the HELO/EHLO reply and the go-ahead, which take no enhanced code.
 S220_GREETING = Reply(220, "{hostname} {banner}")
 S250_HELLO = Reply(250, "{hostname} Hello [{peer}]")

@@ -7,7 +7,7 @@ MAIL, RCPT and DATA, the syntax of paths (``mailflow.smtp.paths``) and ESMTP par
 (SIZE, BODY, SMTPUTF8), undeclared 8-bit data and UTF-8 addresses, text line lengths,
 address probing (too many unknown recipients). A message over the size limit is read to its
 end and dropped line by line, never held whole. MAIL, RCPT and DATA go to the endpoint's
-handler (``mailflow.smtp``), which asks the router.
+handler (``mailflow.smtp``), which asks the router; a fault rule may take any stage over.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ class SmtpSession(SecureConnection):
 
     async def smtp_HELO(self, arg: str | None) -> None:
         assert self.session is not None
-        if await self._bad_hello(arg):
+        if await self._bad_hello(arg) or await self._faulted("helo"):
             return
         self._new_envelope()
         self.session.extended_smtp = False
@@ -142,7 +142,7 @@ class SmtpSession(SecureConnection):
 
     async def smtp_EHLO(self, arg: str | None) -> None:
         assert self.session is not None
-        if await self._bad_hello(arg):
+        if await self._bad_hello(arg) or await self._faulted("helo"):
             return
         self._new_envelope()
         self.session.extended_smtp = True
@@ -234,6 +234,8 @@ class SmtpSession(SecureConnection):
             return
         self.envelope.smtp_utf8 = smtputf8
         self.envelope.body = body if isinstance(body, str) else None
+        if await self._faulted("mail", address):
+            return
         await self.push(await self._call_handler_hook("MAIL", address, options))
 
     async def smtp_RCPT(self, arg: str | None) -> None:
@@ -257,6 +259,8 @@ class SmtpSession(SecureConnection):
             return
         if not address.isascii() and not self.envelope.smtp_utf8:
             await self.push(replies.S553_UTF8_NOT_DECLARED.line())
+            return
+        if await self._faulted("rcpt", address):
             return
         status = await self._call_handler_hook("RCPT", address, [])
         if status == _UNKNOWN_USER:
@@ -298,6 +302,8 @@ class SmtpSession(SecureConnection):
         if arg:
             await self.push(replies.S501_SYNTAX.line())
             return
+        if await self._faulted("data"):
+            return
         await self.push(replies.S354_GO_AHEAD.line())
         content = await self._read_content()
         if content is None:
@@ -307,6 +313,9 @@ class SmtpSession(SecureConnection):
             await self.push(content.line())
             return
         self.envelope.content = self.envelope.original_content = content
+        if await self._faulted("after-data"):
+            self._new_envelope()
+            return
         # The commit is ours, not the client's: the idle timer waits for it.
         if self._timeout_handle is not None:
             self._timeout_handle.cancel()
