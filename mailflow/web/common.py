@@ -123,6 +123,11 @@ def done(location: str) -> web.HTTPSeeOther:
     return web.HTTPSeeOther(location)
 
 
+def local_path(target: str, default: str = "/") -> str:
+    """Only a path of this lab to go back to (no open redirect)."""
+    return target if target.startswith("/") and not target.startswith(("//", "/\\")) else default
+
+
 def simtime(value: float | None) -> str:
     """Epoch seconds as people read them (UTC), or an em dash."""
     if value is None or not math.isfinite(value):

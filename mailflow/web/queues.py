@@ -18,7 +18,17 @@ from aiohttp import web
 from mailflow import queue_views
 from mailflow.actions import queues as queue_ops
 from mailflow.errors import Invalid
-from mailflow.web.common import PAGE_SIZE, Pager, done, field, form, live, page, page_number
+from mailflow.web.common import (
+    PAGE_SIZE,
+    Pager,
+    done,
+    field,
+    form,
+    live,
+    local_path,
+    page,
+    page_number,
+)
 from routing import queues
 from stores.backend import Read, Tx
 
@@ -107,9 +117,11 @@ async def _act(request: web.Request, action: Any, *args: Any) -> None:
     await running.settle()
 
 
-def _back(request: web.Request) -> web.HTTPSeeOther:
+async def _back(request: web.Request) -> web.HTTPSeeOther:
+    """Back to the page the form was on (its ``back`` field), else the queue's page."""
     info = request.match_info
-    return done(f"/queues/{info['server']}/{info['queue']}")
+    queue = f"/queues/{info['server']}/{info['queue']}"
+    return done(local_path((await form(request)).get("back", queue), queue))
 
 
 @routes.post(f"{QUEUE}/{{action:retry|freeze|thaw}}")
@@ -118,7 +130,7 @@ async def queue_action(request: web.Request) -> web.Response:
     action = {"retry": queue_ops.retry_queue, "freeze": queue_ops.freeze_queue,
               "thaw": queue_ops.thaw_queue}[info["action"]]
     await _act(request, action, info["server"], info["queue"])
-    raise _back(request)
+    raise await _back(request)
 
 
 @routes.post(f"{QUEUE}/messages/{{id}}/{{action:freeze|thaw}}")
@@ -126,7 +138,7 @@ async def message_action(request: web.Request) -> web.Response:
     info = request.match_info
     await _act(request, queue_ops.set_message_frozen, info["server"], info["queue"],
                info["id"], info["action"] == "freeze")
-    raise _back(request)
+    raise await _back(request)
 
 
 @routes.post(f"{QUEUE}/messages/{{id}}/delete")
@@ -137,4 +149,4 @@ async def message_delete(request: web.Request) -> web.Response:
         raise Invalid("ndr must be true or false")
     await _act(request, queue_ops.delete_message, info["server"], info["queue"], info["id"],
                ndr == "true")
-    raise _back(request)
+    raise await _back(request)

@@ -28,6 +28,7 @@ from mailflow.web.common import (
     field,
     form,
     live,
+    local_path,
     page,
 )
 from stores.machine import InvalidTransition
@@ -96,22 +97,17 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     return response
 
 
-def _local(target: str) -> str:
-    """Only a path of this lab to go back to after the login (no open redirect)."""
-    return target if target.startswith("/") and not target.startswith(("//", "/\\")) else "/"
-
-
 @routes.get("/login")
 async def login_form(request: web.Request) -> web.Response:
     return page(request, "login.html", {"title": "Log in",
-                                        "next": _local(request.query.get("next", "/"))})
+                                        "next": local_path(request.query.get("next", "/"))})
 
 
 @routes.post("/login")
 async def login(request: web.Request) -> web.Response:
     fields = await form(request)
     given = field(fields, "token", "").encode()
-    target = _local(fields.get("next", "/"))
+    target = local_path(fields.get("next", "/"))
     if not hmac.compare_digest(given, live(request).token.encode()):
         return page(request, "login.html", {"title": "Log in", "next": target,
                                             "failed": True}, status=401)
