@@ -136,3 +136,26 @@ async def test_an_action_without_login_is_refused_in_the_browser(lab: Lab, page:
     await expect(page.locator("p.error")).to_contain_text("log in first")
     await expect(page).to_have_title(re.compile("Error 401"))
     assert await lab.store.read(lambda db: stored_moves.page(db, 10, 0)) == []
+
+
+PAGES = ("/", "/queues", "/queues/EX2003-A/deferred", "/find?search=alice", "/moves",
+         "/mailboxes", "/mailboxes/alice@contoso.test", "/events", "/clock", "/login")
+
+
+async def test_every_page_has_a_title_a_skip_link_and_breaks_no_policy(lab: Lab,
+                                                                      page: Page) -> None:
+    refused: list[str] = []
+    page.on("console", lambda message: refused.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    for path in PAGES:
+        await page.goto(lab.http_url + path)
+        assert re.fullmatch(r".+ · mailflow mixed-2003", await page.title()), path
+        if path == "/login":  # the token field has the focus, to type at once
+            assert await page.evaluate("document.activeElement.id") == "token"
+            continue
+        await page.keyboard.press("Tab")
+        focused = await page.evaluate("document.activeElement.textContent")
+        assert focused == "Skip to content", path
+        await page.keyboard.press("Enter")
+        assert await page.evaluate("document.activeElement.id") == "main", path
+    assert refused == []
