@@ -11,11 +11,13 @@ import aiohttp
 import pytest
 from playwright.async_api import Page, expect
 
-from mailflow import scenarios
+from mailflow import scenarios, views
+from mailflow.moves import dispatch as moves
 from mailflow.runtime.lab import Lab
 from stores import moves as stored_moves
 from stores import queue_state
 from stores.queue_state import QueueStatus
+from tests.helpers import queue_id, send
 from tests.web import browser, page
 
 __all__ = ["browser", "page"]  # the fixtures, used by name
@@ -159,3 +161,26 @@ async def test_every_page_has_a_title_a_skip_link_and_breaks_no_policy(lab: Lab,
         await page.keyboard.press("Enter")
         assert await page.evaluate("document.activeElement.id") == "main", path
     assert refused == []
+
+
+async def test_disable_outbound_and_delete_with_ndr_from_the_pages(lab: Lab) -> None:
+    async with client() as session:
+        csrf = await logged_in(lab, session)
+        url = f"{lab.http_url}/servers/EX2003-A/disable-outbound"
+        async with session.post(url, data={"csrf": csrf}) as answer:
+            assert answer.status == 200 and "Enable outbound mail" in await answer.text()
+        assert await lab.store.read(lambda db: queue_state.outbound_disabled(db, "EX2003-A"))
+        async with session.post(url, data={"csrf": csrf}) as answer:
+            assert answer.status == 409 and "already disabled" in await answer.text()
+        await lab.store.write(lambda tx: moves.start(tx, lab.scenario, "alice@contoso.test",
+                                                     "EX2003-B", moves.MoveRequest(hold=True)))
+        parked = queue_id(await send(lab, "EX2003-A", "alice@contoso.test"))
+        await lab.settle()
+        delete = f"{lab.http_url}/queues/EX2003-A/deferred/messages/{parked}/delete"
+        async with session.post(delete, data={"csrf": csrf, "ndr": "maybe"}) as answer:
+            assert answer.status == 400 and "ndr must be true or false" in await answer.text()
+        async with session.post(delete, data={"csrf": csrf, "ndr": "true"}) as answer:
+            assert answer.status == 200
+        message = await lab.store.read(lambda db: views.message(db, parked))
+        assert [r["state"] for r in message["recipients"]] == ["deleted"]
+        assert len(message["dsns"]) == 1

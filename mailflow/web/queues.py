@@ -3,7 +3,8 @@
 In: ``GET /queues`` (``sort``, ``dir``, ``page``), ``GET /queues/{server}/{queue}``
 (``sender``, ``recipient``, ``page``: Find Messages), ``GET /find`` (message
 tracking's search) and the actions ``POST /queues/{server}/{queue}/retry|freeze|thaw``,
-``.../messages/{id}/freeze|thaw|delete`` (``ndr``). Out: pages with the columns of
+``.../messages/{id}/freeze|thaw|delete`` (``ndr``), ``POST /servers/{server}/
+disable-outbound|enable-outbound``. Out: pages with the columns of
 each server's version (Exchange 2003's Queue Viewer; ``Get-Queue`` on 2007 and
 2010), live as the store commits; actions through ``mailflow.actions.queues``
 (what the API calls), then the lab settles and the browser goes back.
@@ -30,6 +31,7 @@ from mailflow.web.common import (
     page_number,
 )
 from routing import queues
+from stores import queue_state
 from stores.backend import Read, Tx
 
 routes = web.RouteTableDef()
@@ -61,8 +63,9 @@ async def queue_list(request: web.Request) -> web.Response:
     key, order = query.get("sort", "server"), query.get("dir", "asc")
     if order not in ("asc", "desc"):
         raise Invalid("dir must be asc or desc")
-    rows = await running.store.read(
-        lambda db: queues.list_queues(db, running.scenario, running.clock.now()))
+    rows, off = await running.store.read(lambda db: (
+        queues.list_queues(db, running.scenario, running.clock.now()),
+        queue_state.outbound_disabled_servers(db)))
     for row in rows:
         row["hub"] = running.scenario.server(row["server"]).version.hub_transport
         row["label"] = row["identity"] if row["hub"] else row["display_name"]
@@ -71,7 +74,8 @@ async def queue_list(request: web.Request) -> web.Response:
     return page(request, "queues.html", {
         "title": "Queue Viewer", "pager": pager, "sort": key, "dir": order,
         "columns": [(k, gq if hub_only else qv) for k, qv, gq in COLUMNS],
-        "now": running.clock.now(), "total": sum(r["message_count"] for r in rows)})
+        "now": running.clock.now(), "total": sum(r["message_count"] for r in rows),
+        "servers": [(s.name, s.name in off) for s in running.scenario.servers]})
 
 
 def _messages(db: Read, request: web.Request, number: int) -> dict[str, Any]:
@@ -139,6 +143,14 @@ async def message_action(request: web.Request) -> web.Response:
     await _act(request, queue_ops.set_message_frozen, info["server"], info["queue"],
                info["id"], info["action"] == "freeze")
     raise await _back(request)
+
+
+@routes.post("/servers/{server}/{action:disable-outbound|enable-outbound}")
+async def outbound(request: web.Request) -> web.Response:
+    info = request.match_info
+    await _act(request, queue_ops.set_outbound, info["server"],
+               info["action"] == "enable-outbound")
+    raise done("/queues")
 
 
 @routes.post(f"{QUEUE}/messages/{{id}}/delete")
