@@ -84,7 +84,8 @@ async def test_a_wrong_token_does_not_log_in(lab: Lab) -> None:
 ])
 async def test_bad_input_is_a_readable_page_with_the_policy(lab: Lab, path: str, status: int,
                                                           text: str) -> None:
-    async with aiohttp.ClientSession() as session, session.get(lab.http_url + path) as answer:
+    async with aiohttp.ClientSession() as session, session.get(
+            lab.http_url + path, headers={"Accept": "text/html"}) as answer:  # a browser's
         body = await answer.text()
         assert answer.status == status and text in body and "Traceback" not in body
         assert answer.content_type == "text/html"

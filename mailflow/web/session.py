@@ -72,11 +72,18 @@ def error_page(request: web.Request, status: int, message: str) -> web.Response:
                                         "message": message}, status=status)
 
 
+def _not_found_for_a_program(request: web.Request) -> bool:
+    """A path that is no page, asked for by a client that does not want HTML (curl, the
+    CLI): the API's JSON 404 serves it better than a page."""
+    nothing = request.match_info.http_exception is not None
+    return nothing and "text/html" not in request.headers.get("Accept", "")
+
+
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Sessions and CSRF, errors as pages and the security headers, for web paths only."""
-    if api_path(request.path):
-        return await handler(request)
+    if api_path(request.path) or _not_found_for_a_program(request):
+        return await handler(request)  # the API's middlewares answer (JSON)
     try:
         _check(request, await form(request) if request.method == "POST" else None)
         response = await handler(request)
