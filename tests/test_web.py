@@ -85,6 +85,7 @@ async def test_held_move_live_queue_freeze_thaw_complete(lab: Lab, page: Page) -
     subjects = page.locator("td.subject")
     await expect(subjects).to_contain_text(["<script>", "second while held"])
     assert await page.locator("main script").count() == 0
+    await page.evaluate("document.querySelector('td.subject').scrollIntoView()")
     await shoot(page, "mailbox")
     await subjects.first.locator("xpath=..").get_by_role("link").click()
     await expect(page.locator("#message-subject")).to_have_text("<script>")

@@ -34,7 +34,7 @@ async def browser() -> AsyncIterator[Browser]:
 
 @pytest.fixture
 async def page(browser: Browser) -> AsyncIterator[Page]:
-    context = await browser.new_context(viewport={"width": 1100, "height": 800})
+    context = await browser.new_context(viewport={"width": 1000, "height": 640})
     opened = await context.new_page()
     yield opened
     await context.close()

@@ -1,11 +1,12 @@
 """Server-Sent Events: ``GET /live`` tells the open pages that the store committed.
 
-In: a page's EventSource (the vendored htmx SSE extension). Out: one ``change``
-event (data: the store's generation) after every committed write batch, as
-``mailflow.runtime.changes`` wakes us (no polling loop); a comment line as a
-keep-alive when nothing happened for ``KEEPALIVE`` seconds. Each live region of a
-page asks for its fragment again on ``sse:change``. The lab's shutdown ends
-every open stream at once.
+In: a page's EventSource (the vendored htmx SSE extension). Out: a ``change``
+event (data: the store's generation) after a committed write batch that changed what
+a page shows (``stores.revision``: the scheduler commits every tick, mostly nothing),
+as ``mailflow.runtime.changes`` wakes us (no polling loop), at most one per ``GAP``
+seconds, and one on connecting; a comment line as a keep-alive when nothing happened
+for ``KEEPALIVE`` seconds. Each live region of a page asks for its fragment again on
+``sse:change``. The lab's shutdown ends every open stream at once.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from aiohttp import web
 
 from mailflow.web.common import live
 from mailflow.web.session import SECURITY_HEADERS
+from stores.revision import revision
 
 KEEPALIVE = 15.0
+# Busy mail flow commits many times a second; a page redraws at most this often.
+GAP = 0.5
 STREAMS: web.AppKey[set[asyncio.Task[object]]] = web.AppKey("web-streams")
 
 routes = web.RouteTableDef()
@@ -28,18 +32,26 @@ async def stream(request: web.Request) -> web.StreamResponse:
     answer = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                          "Cache-Control": "no-store", **SECURITY_HEADERS})
     await answer.prepare(request)
-    changes = live(request).changes
+    running = live(request)
+    changes = running.changes
     seen = changes.generation
+    shown = await running.store.read(revision)
     task = asyncio.current_task()
     assert task is not None
     request.app[STREAMS].add(task)
     try:
-        await answer.write(b"retry: 2000\n\n")
+        # Once at once: what changed between the page's render and this connection shows.
+        await answer.write(f"retry: 2000\nevent: change\ndata: {seen}\n\n".encode())
         while True:
             now = await changes.wait(seen, KEEPALIVE)
-            chunk = f"event: change\ndata: {now}\n\n" if now != seen else ": idle\n\n"
-            seen = now
-            await answer.write(chunk.encode())
+            if now == seen:
+                await answer.write(b": idle\n\n")
+                continue
+            seen, current = now, await running.store.read(revision)
+            if current != shown:
+                shown = current
+                await answer.write(f"event: change\ndata: {now}\n\n".encode())
+                await asyncio.sleep(GAP)
     except (ConnectionResetError, asyncio.CancelledError):
         return answer
     finally:

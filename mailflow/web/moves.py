@@ -20,6 +20,7 @@ from mailflow.api.moves import move_request
 from mailflow.errors import Invalid
 from mailflow.moves import dispatch as moves
 from mailflow.moves.common import ENGINES
+from mailflow.moves.states import FINAL
 from mailflow.moves.wizard2003 import FAIL_POINTS
 from mailflow.web.common import PAGE_SIZE, done, field, form, live, page, page_number, whole
 from stores.backend import Tx
@@ -78,7 +79,7 @@ async def move_show(request: web.Request) -> web.Response:
     running, move_id = live(request), request.match_info["id"]
     move = await running.store.read(lambda db: views.move(db, move_id, running.clock.now()))
     return page(request, "move.html", {"title": f"Move {move['id']} of {move['mailbox']}",
-                                       "move": move})
+                                       "move": move, "final": move["status"] in FINAL})
 
 
 @routes.get("/moves/{id}/report")

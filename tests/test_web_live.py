@@ -1,0 +1,48 @@
+"""``GET /live``: one ``change`` event on connecting, then one after a commit that changed
+what a page shows, none for the scheduler's empty ticks; the lab's stop ends the stream."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from mailflow.actions import queues as queue_ops
+from mailflow.runtime.lab import Lab
+from tests.conftest import LabFactory
+
+
+async def next_event(response: aiohttp.ClientResponse) -> tuple[str, int]:
+    """The next event's name and data (comments and retry lines skipped)."""
+    name, data = "", ""
+    while line := (await response.content.readline()).decode():
+        if line == "\n" and name:
+            return name, int(data)
+        if line.startswith("event: "):
+            name = line[7:].strip()
+        elif line.startswith("data: "):
+            data = line[6:].strip()
+    raise AssertionError("the stream ended")
+
+
+async def test_only_a_visible_change_is_sent(lab: Lab) -> None:
+    async with aiohttp.ClientSession() as session, session.get(
+            f"{lab.http_url}/live") as response:
+        assert response.content_type == "text/event-stream"
+        assert (await next_event(response))[0] == "change"  # on connecting
+        before = lab.changes.generation
+        await lab.changes.wait(before, 30)
+        await lab.settle()  # commits that change nothing a page shows
+        assert lab.changes.generation > before
+        idle = lab.changes.generation
+        await lab.store.write(
+            lambda tx: queue_ops.freeze_queue(tx, lab.scenario, "EX2003-A", "deferred"))
+        name, generation = await next_event(response)
+        assert name == "change" and generation > idle
+
+
+async def test_stopping_the_lab_ends_the_stream(lab_factory: LabFactory) -> None:
+    lab = await lab_factory.start()
+    async with aiohttp.ClientSession() as session, session.get(
+            f"{lab.http_url}/live") as response:
+        await next_event(response)
+        await lab_factory.stop(lab)
+        assert await response.content.read() == b""
