@@ -13,6 +13,7 @@ import math
 import secrets
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -30,6 +31,9 @@ MAX_SESSIONS = 256
 NAV = (("/", "Organization"), ("/queues", "Queue Viewer"), ("/moves", "Moves"),
        ("/mailboxes", "Mailboxes"), ("/events", "Events"), ("/clock", "Clock"),
        (None, "Directory replicas (ADC)"), (None, "Databases (DAG)"))
+# The store's revision the guard read before this request's page read anything
+# (stores.revision); the page hands it to /live, which redraws what committed after.
+REVISION: ContextVar[tuple[int, ...]] = ContextVar("revision", default=())
 # Rows per page of every long list (the Queue Viewer's page weight stays small).
 PAGE_SIZE = 50
 
@@ -90,6 +94,7 @@ def page(request: web.Request, template: str, context: Mapping[str, Any],
          status: int = 200) -> web.Response:
     """``template`` rendered with ``context`` (autoescaped) as the answer."""
     shared = {"nav": NAV, "path": request.path, "here": request.path_qs,
+              "since": ".".join(str(n) for n in REVISION.get()),
               "csrf": csrf_token(request),
               "csrf_field": CSRF_FIELD, "lab": live(request)}
     return aiohttp_jinja2.render_template(template, request, {**shared, **context},

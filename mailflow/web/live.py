@@ -4,7 +4,8 @@ In: a page's EventSource (the vendored htmx SSE extension). Out: a ``change``
 event (data: the store's generation) after a committed write batch that changed what
 a page shows (``stores.revision``: the scheduler commits every tick, mostly nothing),
 as ``mailflow.runtime.changes`` wakes us (no polling loop), at most one per ``GAP``
-seconds, and one on connecting; a comment line as a keep-alive when nothing happened
+seconds, and one on connecting when the page (``since``: the revision it was read at) is
+already behind; a comment line as a keep-alive when nothing happened
 for ``KEEPALIVE`` seconds. Each live region of a page asks for its fragment again on
 ``sse:change``. The lab's shutdown ends every open stream at once.
 """
@@ -36,12 +37,15 @@ async def stream(request: web.Request) -> web.StreamResponse:
     changes = running.changes
     seen = changes.generation
     shown = await running.store.read(revision)
+    rendered = request.query.get("since", "")
     task = asyncio.current_task()
     assert task is not None
     request.app[STREAMS].add(task)
     try:
-        # Once at once: what changed between the page's render and this connection shows.
-        await answer.write(f"retry: 2000\nevent: change\ndata: {seen}\n\n".encode())
+        await answer.write(b"retry: 2000\n\n")
+        if rendered != ".".join(str(n) for n in shown):
+            # What committed between the page's reads and this connection shows now.
+            await answer.write(f"event: change\ndata: {seen}\n\n".encode())
         while True:
             now = await changes.wait(seen, KEEPALIVE)
             if now == seen:

@@ -23,6 +23,7 @@ from mailflow.errors import LabError
 from mailflow.web.common import (
     COOKIE,
     CSRF_FIELD,
+    REVISION,
     SESSIONS,
     csrf_token,
     field,
@@ -32,6 +33,7 @@ from mailflow.web.common import (
     page,
 )
 from stores.machine import InvalidTransition
+from stores.revision import revision
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -86,6 +88,9 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)  # the API's middlewares answer (JSON)
     try:
         _check(request, await form(request) if request.method == "POST" else None)
+        if request.method == "GET" and not request.path.startswith(("/static/", "/live")):
+            # Before the page's reads: /live then redraws whatever commits after them.
+            REVISION.set(await live(request).store.read(revision))
         response = await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
