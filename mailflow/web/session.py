@@ -87,7 +87,8 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if api_path(request.path) or _not_found_for_a_program(request):
         return await handler(request)  # the API's middlewares answer (JSON)
     try:
-        _check(request, await form(request) if request.method == "POST" else None)
+        reading = request.method in ("GET", "HEAD")
+        _check(request, None if reading else await form(request))
         if request.method == "GET" and not request.path.startswith(("/static/", "/live")):
             # Before the page's reads: /live then redraws whatever commits after them.
             REVISION.set(await live(request).store.read(revision))
