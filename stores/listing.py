@@ -52,8 +52,16 @@ def queue_messages(
     """The messages waiting in one queue, oldest first. Filters: the sender or a recipient
     contains the text, arrived in the queue at ``queued_by`` or earlier, a recipient in
     ``state`` (a key of ``STATES``)."""
-    where, having = STATES[state] if state else "", ""
+    where, having, scope = STATES[state] if state else "", "", "p.server=? AND p.queue=?"
     args: list[object] = [server, queue]
+    if sender is None and recipient is None and state is None:
+        # The common case, a page of a deep queue: its messages in arrival order from the
+        # queue's age index, so a page costs what precedes it, not the whole queue.
+        page_ids = _page_of_queue(conn, server, queue, limit, offset, queued_by)
+        where += f" AND p.message IN ({','.join('?' * len(page_ids))})"
+        args.extend(page_ids)
+        limit, offset = len(page_ids), 0
+        scope = "+p.server=? AND +p.queue=?"  # seek each message's pairs, not the queue
     if sender is not None:
         where += " AND lower(m.mail_from) LIKE ? ESCAPE '\\'"
         args.append(_like(sender))
@@ -68,7 +76,7 @@ def queue_messages(
         " AS rcpts, m.subject, m.size, MIN(p.queued_at) AS arrival_time, MAX(p.attempts)"
         " AS attempts, MIN(p.next_attempt) AS next_attempt, MAX(p.last_error) AS last_error,"
         " MIN(p.frozen) AS frozen, m.dsn_of FROM pairs p JOIN messages m ON m.id = p.message"
-        f" WHERE p.server=? AND p.queue=?{where} GROUP BY m.id{having}"
+        f" WHERE {scope}{where} GROUP BY m.id{having}"
         " ORDER BY arrival_time, MIN(p.id) LIMIT ? OFFSET ?",
         (*args, limit, offset),
     ).fetchall()
@@ -76,6 +84,22 @@ def queue_messages(
                          r["subject"], r["size"], r["arrival_time"], r["attempts"],
                          r["next_attempt"], r["last_error"], bool(r["frozen"]), r["dsn_of"])
             for r in rows]
+
+
+def _page_of_queue(conn: Read, server: str, queue: str, limit: int, offset: int,
+                   queued_by: float | None) -> list[str]:
+    """The ids of messages ``offset`` to ``offset + limit`` of a queue in arrival order (the
+    first of each message's pairs in ``pairs_by_age`` order), read up to that page only."""
+    bound = "" if queued_by is None else " AND queued_at <= ?"
+    args = (server, queue) if queued_by is None else (server, queue, queued_by)
+    seen: dict[str, None] = {}
+    for (message,) in conn.execute(
+            "SELECT message FROM pairs INDEXED BY pairs_by_age WHERE server=? AND queue=?"
+            f"{bound} ORDER BY queued_at, id", args):
+        seen.setdefault(message)
+        if len(seen) >= offset + limit:
+            break
+    return list(seen)[offset:offset + limit]
 
 
 def message_ids(conn: Read, ident: str) -> list[str]:

@@ -3,6 +3,7 @@
 In: a running lab (any ``mailflow.api.handle.LabHandle``) and an address. Out:
 the aiohttp application with the middlewares (``mailflow.api.middleware``: JSON
 errors, the Host check, bearer-token auth) and every resource module's ``RouteTableDef``, and
+the web interface (``mailflow.web``, at ``/``), and
 ``serve``, which starts it and tells where it listens (``http://[::1]:port`` for
 IPv6). Reads are open unless the lab requires the token for reads; every request
 that changes state needs ``Authorization: Bearer <token>`` (the token in
@@ -31,6 +32,7 @@ from mailflow.api import (
 )
 from mailflow.api.handle import LAB, LabHandle
 from mailflow.api.middleware import auth, errors, host_check
+from mailflow.web import site as ui  # the web interface at / (issue 21)
 
 MAX_BODY = 1024 * 1024
 # In the order they were registered when the API was one module.
@@ -40,11 +42,13 @@ RESOURCES = (health, topology, mailboxes, waiting, messages, queues, moves, conn
 
 
 def build_app(lab: LabHandle) -> web.Application:
-    """The API's application for ``lab``."""
-    app = web.Application(middlewares=[errors, host_check, auth], client_max_size=MAX_BODY)
+    """The API's application for ``lab``, with the web interface at ``/``."""
+    app = web.Application(middlewares=[errors, host_check, auth, *ui.MIDDLEWARES],
+                          client_max_size=MAX_BODY)
     app[LAB] = lab
     for resource in RESOURCES:
         app.add_routes(resource.routes)
+    ui.install(app, lab)
     return app
 
 

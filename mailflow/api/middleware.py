@@ -81,10 +81,18 @@ async def host_check(request: web.Request, handler: Handler) -> web.StreamRespon
     return await handler(request)
 
 
+def api_path(path: str) -> bool:
+    """Whether ``path`` is the API's (``/api/...``, ``/metrics``, ``/healthz``), not a page of
+    the web interface (``mailflow.web``), which guards its own with a session."""
+    return path.startswith("/api/") or path in ("/api", "/metrics", *OPEN_PATHS)
+
+
 @web.middleware
 async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Reads are open unless the lab wants the token for reads; every other method needs the
     lab's bearer token."""
+    if not api_path(request.path):
+        return await handler(request)  # the web interface's guard: a session and CSRF
     running = lab(request)
     reading = request.method in ("GET", "HEAD", "OPTIONS")
     if not reading or (running.token_for_reads and request.path not in OPEN_PATHS):
