@@ -33,7 +33,7 @@ def move_request(doc: dict[str, Any]) -> moves.MoveRequest:
         hold=flag(doc, "hold", False),
         at=time_field(doc, "at"),
         engine=optional_text(doc, "engine"),
-        online=flag(doc, "online", True),
+        online=None if doc.get("online") is None else flag(doc, "online", True),
         bad_items=count(doc, "bad_items", limits.BAD_ITEMS) or 0,
         bad_item_limit=count(doc, "bad_item_limit", limits.BAD_ITEM_LIMIT),
         suspend_when_ready=flag(doc, "suspend_when_ready", False),

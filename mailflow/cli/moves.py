@@ -34,8 +34,9 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     start.add_argument("--bad-item-limit", type=limits.whole("--bad-item-limit"),
                        help="0..100000; default 3 (2003 wizard) or 0 (2010 MRS)")
     online = start.add_mutually_exclusive_group()
-    online.add_argument("--online", dest="online", action="store_true", default=True,
-                        help="MRS: mailbox usable until the final sync (default)")
+    online.add_argument("--online", dest="online", action="store_true", default=None,
+                        help="MRS: mailbox usable until the final sync (default where the"
+                        " versions allow it; refused where they do not)")
     online.add_argument("--offline", dest="online", action="store_false",
                         help="MRS: mailbox locked for the whole move")
     start.add_argument("--suspend-when-ready", action="store_true",
@@ -103,10 +104,10 @@ def _start(client: Client, args: argparse.Namespace) -> int:
     if batch is None and len(args.addresses) > 1:
         batch = f"batch-{secrets.token_hex(3)}"
     body: dict[str, Any] = {
-        "target": args.to, "hold": args.hold, "online": args.online,
+        "target": args.to, "hold": args.hold,
         "bad_items": args.bad_items, "suspend_when_ready": args.suspend_when_ready,
     }
-    for key in ("engine", "bad_item_limit", "fail_at", "move_host"):
+    for key in ("engine", "bad_item_limit", "fail_at", "move_host", "online"):
         if getattr(args, key) is not None:
             body[key] = getattr(args, key)
     if batch is not None:

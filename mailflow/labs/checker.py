@@ -15,6 +15,8 @@ from typing import Any
 
 from mailflow import limits
 from mailflow.cli.client import CliError, parse_duration
+from mailflow.errors import Invalid
+from mailflow.moves import versions
 from mailflow.moves.common import ENGINES
 from stores.topology import CONNECTOR_TYPES, Scenario
 
@@ -296,13 +298,28 @@ class Checker:
             self.key = "move.name"
             if verb != "start":
                 self.started(args["name"])
-            elif args["name"] in self.moves:
+            else:
+                self.version_rule(args)
+            if verb == "start" and args["name"] in self.moves:
                 raise self.fail(f"a move named {args['name']!r} was already started at step"
                                 f" {self.moves[args['name']]}")
             self.moves.setdefault(args["name"], self.number)
         if kind == "send" and "name" in args:
             self.sends.add(args["name"])
         return {"action": verb, **args} if verb else args
+
+    def version_rule(self, args: dict[str, Any]) -> None:
+        """A move start the version rules refuse (``mailflow.moves.versions``), from where the
+        scenario puts the mailbox, is refused when the file is read."""
+        home = next(m.server for m in self.scenario.mailboxes
+                    if m.address.lower() == args["mailbox"].lower())
+        try:
+            versions.rule(self.scenario.server(home).version,
+                          self.scenario.server(args["to"]).version, args.get("engine"),
+                          args.get("online"))
+        except Invalid as exc:
+            self.key = "move.to"
+            raise self.fail(str(exc)) from None
 
     def check(self, kind: str, value: dict[str, Any]) -> dict[str, Any]:
         subjects = [c for c in COMPARED if c in value]

@@ -54,7 +54,8 @@ def describe(move: MoveRecord, now: float) -> dict[str, Any]:
         "step": move.step,
         "hold": request.hold,
         # Only MRS moves online; a request stored before that was checked may say otherwise.
-        "online": request.online and move.engine == MRS,
+        "online": bool(request.online) and move.engine == MRS,
+        "direction": request.direction,
         "suspend_when_ready": request.suspend_when_ready,
         "percent_complete": percent_complete(move, now),
         "bytes_transferred": done.get("bytes_transferred", 0),
