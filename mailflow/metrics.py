@@ -29,8 +29,9 @@ from prometheus_client.registry import Collector
 from mailflow import __version__
 from mailflow.moves.states import MoveStatus
 from routing import queues
+from routing.deferred import parking_queue
 from stores.backend import Fact, Read
-from stores.queue_ids import DEFERRED, HOLDING
+from stores.queue_ids import HOLDING
 from stores.snapshot import AGE_BUCKETS, EMPTY, Snapshot, snapshot
 from stores.topology import Scenario
 
@@ -126,7 +127,7 @@ class Metrics:
         for server in scenario.servers:
             self.accepted.labels(server=server.name)
             self.delivered.labels(server=server.name)
-            parking = HOLDING if server.version.legacy_mta else DEFERRED
+            parking = HOLDING if server.version.legacy_mta else parking_queue(server)
             self.deferred.labels(server=server.name, queue=parking)
             self.released.labels(server=server.name, queue=parking)
         self.registry.register(_StoreGauges(scenario, read, now))

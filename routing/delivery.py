@@ -2,10 +2,11 @@
 
 In: a pair, its server and the PR_IN_TRANSIT flag of its mailbox there (from the
 categorizer). Out: the pair DELIVERED into an Inbox item; or, refused with
-ecMailboxInTransit (event 9660), parked: in queue ``deferred`` on 2003 and later
-(``routing.deferred``), in the store's InTransitFolder (queue ``holding``) on
-5.5/2000; or, refused otherwise, the refusal's text, for the categorizer to
-send the pair to ``unreachable``.
+ecMailboxInTransit (event 9660), parked: in queue ``deferred`` on 2003, in the
+mailbox delivery queue ``mapi:<DATABASE>`` on 2007/2010 (``routing.deferred``),
+in the store's InTransitFolder (queue ``holding``) on 5.5/2000; or, refused
+otherwise, the refusal's text, for the categorizer to send the pair to
+``unreachable``.
 """
 
 from __future__ import annotations
@@ -48,8 +49,7 @@ def deliver(tx: Tx, scenario: Scenario, pair: Pair, at: Server,
     if at.version.legacy_mta:
         _hold(tx, pair, at, result.error)
     else:
-        deferred.defer(tx, pair, at.name, scenario.defaults.deferred_retry_seconds,
-                       result.error)
+        deferred.defer(tx, pair, at, scenario.defaults, result.error)
     return None
 
 

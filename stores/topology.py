@@ -55,6 +55,12 @@ class Server:
     smtp_port: int
 
 
+def mailbox_database(server: str) -> str:
+    """The mailbox database of a server (one per server until databases are modelled, issue
+    19): the NextHopDomain of its 2007/2010 delivery queue, ``<SERVER>-DB01``."""
+    return f"{server}-DB01"
+
+
 @dataclass(frozen=True)
 class ConnectorSpec:
     type: str
@@ -128,6 +134,17 @@ class Defaults:
     # 2007/2010 transport: DelayNotificationTimeOut 4 h, MessageExpirationTimeOut 2 days.
     delay_notification_2007_seconds: float = 4 * 3600.0
     expiration_2007_seconds: float = 2 * 86400.0
+    # 2007/2010 transport (exchange-facts.md, "Exchange 2007 / 2010", Transport): a mailbox
+    # delivery queue refused by the store is retried TransientFailureRetryCount (6) times every
+    # TransientFailureRetryInterval (5 min), then every MessageRetryInterval (15 min).
+    transient_failure_retry_count: int = 6
+    transient_failure_retry_interval_seconds: float = 300.0
+    message_retry_interval_seconds: float = 900.0
+    # Exchange 2010 MRS limits (exchange-facts.md, "MRS config defaults (2010)") beside the
+    # per-database ones above: per source and target server and per MRS instance.
+    mrs_max_active_moves_per_source_server: int = 50
+    mrs_max_active_moves_per_target_server: int = 5
+    mrs_max_total_moves_per_mrs: int = 100
 
 
 _DAY = 86400.0
@@ -165,6 +182,12 @@ DEFAULT_RANGES: dict[str, tuple[float, float]] = {
     "expiration_seconds": (60, 90 * _DAY),
     "delay_notification_2007_seconds": (60, 90 * _DAY),
     "expiration_2007_seconds": (60, 90 * _DAY),
+    "transient_failure_retry_count": (0, 15),
+    "transient_failure_retry_interval_seconds": (60, _DAY),
+    "message_retry_interval_seconds": (60, _DAY),
+    "mrs_max_active_moves_per_source_server": (1, 1000),
+    "mrs_max_active_moves_per_target_server": (1, 1000),
+    "mrs_max_total_moves_per_mrs": (1, 10_000),
 }
 
 

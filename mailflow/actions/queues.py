@@ -20,7 +20,7 @@ from routing import categorizer, dsn, mta, queues
 from stores import messages, pairs, queue_ids, queue_state
 from stores.backend import Read, Tx
 from stores.messages import Pair, PairState
-from stores.queue_ids import DEFERRED, HOLDING, SMARTHOST, UNREACHABLE, identity
+from stores.queue_ids import HOLDING, SMARTHOST, UNREACHABLE, identity, is_parking
 from stores.queue_state import QueueStatus
 from stores.topology import Scenario
 
@@ -72,8 +72,8 @@ def _event(tx: Tx, action: str, server: str, text: str) -> None:
 def _wake(tx: Tx, scenario: Scenario, server: str, queue: str, ids: list[int] | None) -> None:
     """Thawed mail goes on at once: deferred mail of a mailbox no longer in transit is
     retried now, an InTransitFolder of a finished move is flushed, links are kicked."""
-    if queue == DEFERRED:
-        pairs.retry_deferred(tx, server, tx.now, ids=ids, skip_frozen=True)
+    if is_parking(queue):
+        pairs.retry_deferred(tx, server, tx.now, ids=ids, skip_frozen=True, queue=queue)
     elif queue == HOLDING:
         mta.flush_holding(tx, scenario, server)
     tx.note("mta", server=server)  # the scheduler looks for due work now
