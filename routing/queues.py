@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from routing import hub_views
 from routing.deferred import IN_TRANSIT_ERROR, parking_queue
 from stores import queue_ids, queue_state
 from stores.backend import Read
@@ -115,4 +116,16 @@ def list_queues(db: Read, scenario: Scenario, now: float) -> list[dict[str, Any]
                 "oldest_message_age_seconds": max(0.0, now - stat.oldest_at) if stat else 0.0,
             }
         )
-    return rows
+    return [_hub_row(db, scenario, row, keys) for row in rows]
+
+
+def _hub_row(db: Read, scenario: Scenario, row: dict[str, Any],
+             keys: set[tuple[str, str]]) -> dict[str, Any]:
+    """A queue of a 2007/2010 server as Get-Queue shows it; other servers' rows as they are."""
+    if not scenario.server(row["server"]).version.hub_transport:
+        return row
+    order = hub_views.numbered([q for s, q in keys if s == row["server"]])
+    attempts, first = (queue_state.retry_info(db, row["server"], row["queue"])
+                       if row["message_count"] and queue_ids.is_parking(row["queue"])
+                       else (0, None))
+    return hub_views.get_queue(row, scenario, order, attempts, first)

@@ -36,6 +36,8 @@ async def test_in_transit_mail_waits_in_the_delivery_queue_with_hub_retries(lab:
     row = await queue_row(lab, "EX2010-A", QUEUE)
     assert (row["message_count"], row["status"]) == (1, "Retry")
     assert "STOREDRV.Deliver" in row["last_error"]
+    assert (row["identity"], row["delivery_type"], row["next_hop_domain"]) == (
+        "EX2010-A\\1", "MapiDelivery", "EX2010-A-DB01")
     waits = []
     for _ in range(8):
         now = lab.clock.now()
@@ -43,6 +45,9 @@ async def test_in_transit_mail_waits_in_the_delivery_queue_with_hub_retries(lab:
         waits.append(round(row["next_retry_time"] - now))
         await lab.advance(row["next_retry_time"] - now)
     assert waits == [300] * 6 + [900] * 2
+    row = await queue_row(lab, "EX2010-A", QUEUE)
+    assert row["retry_count"] == 8 and row["first_retry_time"] < row["last_retry_time"]
+    await _suspend_and_resume(lab)
     assert (await queue_row(lab, "EX2010-A", "deferred"))["message_count"] == 0
 
     status, _ = await api(lab, "POST", f"/api/v1/moves/{move_id}/resume")
@@ -61,3 +66,26 @@ async def test_2003_still_parks_in_deferred(lab: Lab) -> None:
     _, rows = await api(lab, "GET", "/api/v1/queues")
     assert {r["queue"] for r in rows if r["server"] == "EX2003-A"} >= {"local", "deferred"}
     assert not any(r["queue"].startswith("mapi:") for r in rows)
+
+
+async def _suspend_and_resume(lab: Lab) -> None:
+    """Get-Queue's words on a 2010 server; Get-Message's fields for its messages."""
+    path = f"/api/v1/queues/EX2010-A/{QUEUE}"
+    status, doc = await api(lab, "POST", f"{path}/suspend")
+    assert status == 200, doc
+    assert (await queue_row(lab, "EX2010-A", QUEUE))["status"] == "Suspended"
+    _, messages = await api(lab, "GET", f"{path}/messages")
+    (message,) = messages
+    assert (message["status"], message["retry_count"]) == ("Suspended", 8)
+    assert message["expiration_time"] == message["date_received"] + 2 * 86400
+    assert message["internet_message_id"] == "<parked@example.net>"
+    status, doc = await api(lab, "POST", f"{path}/resume")
+    assert status == 200, doc
+    _, (message,) = await api(lab, "GET", f"{path}/messages")
+    assert message["status"] == "Retry"
+
+
+@pytest.mark.lab(scenario="mixed-2003")
+async def test_suspend_is_not_a_2003_word(lab: Lab) -> None:
+    status, doc = await api(lab, "POST", "/api/v1/queues/EX2003-A/deferred/suspend")
+    assert status == 400 and "use freeze" in doc["error"], doc

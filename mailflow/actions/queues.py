@@ -15,8 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from mailflow.actions.organization import server_name
-from mailflow.errors import Conflict, NotFound
-from routing import categorizer, dsn, mta, queues
+from mailflow.errors import Conflict, Invalid, NotFound
+from routing import categorizer, dsn, hub_views, mta, queues
 from stores import messages, pairs, queue_ids, queue_state
 from stores.backend import Read, Tx
 from stores.messages import Pair, PairState
@@ -54,6 +54,18 @@ def checked_queue(db: Read, scenario: Scenario, server: str, queue: str) -> tupl
     if not known_queue(db, scenario, name, queue):
         raise NotFound(f"no queue {queue!r} on {name}")
     return name, queue
+
+
+def action_word(scenario: Scenario, server: str, word: str) -> str:
+    """The lab's action for ``word``: 2007/2010 servers also take Get-Queue's ``suspend`` and
+    ``resume`` for freeze and thaw (``routing.hub_views.ACTIONS``); other servers do not."""
+    if word not in hub_views.ACTIONS:
+        return word
+    name = server_name(scenario, server)
+    if not scenario.server(name).version.hub_transport:
+        raise Invalid(f"{word} is the 2007/2010 word; {name} is Exchange"
+                      f" {scenario.server(name).version}: use {hub_views.ACTIONS[word]}")
+    return hub_views.ACTIONS[word]
 
 
 def resolve(db: Read, server: str, queue: str, message: str) -> list[Pair]:
