@@ -82,7 +82,8 @@ def _move(conn: Read, move_id: str) -> stored_moves.MoveRecord:
 
 
 def move(conn: Read, move_id: str, now: float) -> dict[str, Any]:
-    return describe(_move(conn, move_id), now)
+    found = _move(conn, move_id)
+    return describe(found, now, stored_moves.queue_position(conn, found))
 
 
 def move_list(conn: Read, now: float, limit: int, offset: int) -> list[dict[str, Any]]:

@@ -47,12 +47,24 @@ CONNECTOR_TYPES = ("site", "x400", "smtp")
 CONNECTOR_LABELS = {"site": "Site", "x400": "X.400", "smtp": "SMTP"}
 
 
+# Exchange 2007/2010 server roles a scenario may give (``roles``): Mailbox, Hub Transport,
+# Client Access. Each 2010 Client Access server runs an MRS instance (seed 001).
+ROLES = ("mailbox", "hub", "cas")
+
+
 @dataclass(frozen=True)
 class Server:
     name: str
     version: Version
     site: str
     smtp_port: int
+    # Empty: every role of its version (a 2010 server is then also Client Access).
+    roles: tuple[str, ...] = ()
+
+    @property
+    def runs_mrs(self) -> bool:
+        """A 2010 Client Access server: it runs the Mailbox Replication Service (seed 001)."""
+        return self.version is Version.V2010 and (not self.roles or "cas" in self.roles)
 
 
 def mailbox_database(server: str) -> str:
@@ -77,6 +89,8 @@ class MailboxSpec:
     display_name: str
     # Items already in the mailbox when the lab starts; they give moves something to copy.
     items: int = 0
+    # A 2010 personal archive: it moves with the mailbox and only to a 2010 target (seed 001).
+    archive: bool = False
 
 
 @dataclass(frozen=True)

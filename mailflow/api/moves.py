@@ -22,7 +22,8 @@ from mailflow.moves import dispatch as moves
 routes = web.RouteTableDef()
 
 FIELDS = frozenset({"mailbox", "target", "hold", "at", "engine", "online", "bad_items",
-                    "bad_item_limit", "suspend_when_ready", "fail_at", "batch", "move_host"})
+                    "bad_item_limit", "suspend_when_ready", "fail_at", "batch", "move_host",
+                    "suspend", "suspend_comment"})
 
 
 def move_request(doc: dict[str, Any]) -> moves.MoveRequest:
@@ -40,6 +41,8 @@ def move_request(doc: dict[str, Any]) -> moves.MoveRequest:
         fail_at=optional_text(doc, "fail_at"),
         batch=optional_text(doc, "batch"),
         move_host=optional_text(doc, "move_host"),
+        suspend=flag(doc, "suspend", False),
+        suspend_comment=optional_text(doc, "suspend_comment"),
     )
 
 

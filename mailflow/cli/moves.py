@@ -43,7 +43,11 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                        help="MRS: stop at AutoSuspended before completing")
     start.add_argument("--fail-at", metavar="STEP", help="open-mapi, create-target, copy,"
                        " directory-update (wizard) or transient:N (MRS)")
-    start.add_argument("--batch", help="batch name (several addresses get one by default)")
+    start.add_argument("--batch", "--batch-name", dest="batch",
+                       help="batch name, -BatchName (several addresses get one by default)")
+    start.add_argument("--suspend", action="store_true",
+                       help="MRS: create the request suspended (-Suspend); resume starts it")
+    start.add_argument("--suspend-comment", metavar="TEXT", help="MRS: -SuspendComment")
     start.add_argument("--move-host", metavar="SERVER",
                        help="wizard: server the move runs from (default: the target)")
     start.set_defaults(func=cmd_move)
@@ -106,8 +110,9 @@ def _start(client: Client, args: argparse.Namespace) -> int:
     body: dict[str, Any] = {
         "target": args.to, "hold": args.hold,
         "bad_items": args.bad_items, "suspend_when_ready": args.suspend_when_ready,
+        "suspend": args.suspend,
     }
-    for key in ("engine", "bad_item_limit", "fail_at", "move_host", "online"):
+    for key in ("engine", "bad_item_limit", "fail_at", "move_host", "online", "suspend_comment"):
         if getattr(args, key) is not None:
             body[key] = getattr(args, key)
     if batch is not None:

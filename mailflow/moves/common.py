@@ -53,6 +53,11 @@ class MoveRequest:
     move_host: str | None = None
     # Set by the version rules, not by the asker: "push", "pull" or None (legacy engines).
     direction: str | None = None
+    # MRS: New-MoveRequest -Suspend and -SuspendComment.
+    suspend: bool = False
+    suspend_comment: str | None = None
+    # Set by the lab: the MRS instance (a 2010 Client Access server) that runs the request.
+    mrs_server: str | None = None
 
 
 def pick_engine(source_version: Version, target_version: Version) -> Engine:

@@ -16,7 +16,7 @@ import dataclasses
 import secrets
 
 from mailflow.errors import Conflict, Invalid, NotFound
-from mailflow.moves import common, mrs2010, versions, wizard2003
+from mailflow.moves import common, mrs2010, mrs_service, versions, wizard2003
 from mailflow.moves.common import MoveRequest
 from mailflow.moves.states import FINAL, MOVES, MoveStatus
 from stores import directory
@@ -71,7 +71,11 @@ def start(tx: Tx, scenario: Scenario, address: str, target: str,
                          scenario.server(target).version, request.engine, request.online)
     engine = rule.engine
     _check(scenario, request, engine)
+    versions.check_archive(_has_archive(scenario, home.address), scenario.server(target).version)
     request = _effective(scenario, request, rule)
+    if engine == mrs2010.ENGINE:
+        request = dataclasses.replace(request, mrs_server=mrs_service.pick_instance(
+            scenario, home.address, target, tx.now))
     _refuse_second_request(tx, home.address, engine)
     step = (wizard2003.WizardStep.WAIT_FOR_SCHEDULE.value if engine != mrs2010.ENGINE
             else mrs2010.Phase.QUEUED.value)
@@ -85,8 +89,16 @@ def start(tx: Tx, scenario: Scenario, address: str, target: str,
                   "time": tx.now},),
     )
     stored.insert(tx, move)
+    if request.suspend:
+        if engine != mrs2010.ENGINE:
+            raise Invalid("only MRS requests are created suspended (-Suspend)")
+        mrs2010.suspend(tx, move)
     run_due(tx, scenario)
     return move.id
+
+
+def _has_archive(scenario: Scenario, address: str) -> bool:
+    return any(m.archive for m in scenario.mailboxes if m.address.lower() == address.lower())
 
 
 def _refuse_second_request(tx: Tx, mailbox: str, engine: str) -> None:

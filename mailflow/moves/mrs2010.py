@@ -17,7 +17,7 @@ import enum
 from collections.abc import Callable
 
 from mailflow.errors import Invalid
-from mailflow.moves import common
+from mailflow.moves import common, mrs_service
 from mailflow.moves.states import MoveStatus
 from stores import moves as stored
 from stores.backend import Tx
@@ -49,8 +49,7 @@ PHASES = Machine.of_targets("MRS phase", {
     Phase.AUTO_SUSPENDED: frozenset({Phase.FINALIZATION}),
     Phase.FINALIZATION: frozenset(),
 })
-# Requests holding MRS capacity on their source and target databases.
-ACTIVE = (MoveStatus.IN_PROGRESS, MoveStatus.COMPLETION_IN_PROGRESS)
+ACTIVE = mrs_service.ACTIVE
 
 
 def transient_failures(fail_at: str | None) -> int:
@@ -79,13 +78,6 @@ def _enter(tx: Tx, scenario: Scenario, move: MoveRecord, phase: Phase) -> MoveRe
                               due_at=tx.now + phase_seconds(scenario.defaults, phase, size))
     common.event(tx, moved, common.EVENT_STEP, "Information", f"{status.value}/{phase.value}.")
     return moved
-
-
-def _has_capacity(tx: Tx, defaults: Defaults, move: MoveRecord) -> bool:
-    return (stored.count_active(tx, ENGINE, "source", move.source, ACTIVE)
-            < defaults.mrs_max_active_moves_per_source_mdb
-            and stored.count_active(tx, ENGINE, "target", move.target, ACTIVE)
-            < defaults.mrs_max_active_moves_per_target_mdb)
 
 
 def _begin(tx: Tx, scenario: Scenario, move: MoveRecord) -> MoveRecord:
@@ -174,15 +166,46 @@ _PHASE_DONE: dict[Phase, Callable[[Tx, Scenario, MoveRecord], None]] = {
 def run_due(tx: Tx, scenario: Scenario) -> int:
     done = 0
     for move in stored.queued_due(tx, ENGINE):
-        if _has_capacity(tx, scenario.defaults, move):
+        if mrs_service.has_capacity(tx, scenario, move, ENGINE, move.options.get("mrs_server")):
             _begin(tx, scenario, move)
             done += 1
     for move in stored.phase_due(tx, ENGINE, ACTIVE):
+        stall = mrs_service.first_stall(tx, scenario, move)
         handler = _PHASE_DONE.get(Phase(move.step))
-        if handler is not None:
-            handler(tx, scenario, move)
+        if stall is not None:
+            _stalled(tx, scenario, move, stall)
+        elif handler is not None:
+            handler(tx, scenario, _going_on(tx, move))
         done += 1
     return done
+
+
+def _stalled(tx: Tx, scenario: Scenario, move: MoveRecord, stall: mrs_service.Stall) -> None:
+    """A gate holds the request: retry every RetryDelay, fail after MaxRetries (seed 001);
+    the phase stays what it was, so the request goes on from there."""
+    retries = move.progress.get(stall.counter, 0) + 1
+    if retries > scenario.defaults.mrs_max_retries:
+        failed = common.roll_back(tx, scenario, move, stall.failed_detail,
+                                  f"{stall.reason}; gave up after MaxRetries"
+                                  f" ({scenario.defaults.mrs_max_retries})")
+        common.set_progress(tx, failed, failure_type=stall.failure_type,
+                            failure_side=stall.side, failure_timestamp=tx.now)
+        return
+    if retries == 1:
+        common.event(tx, move, common.EVENT_STEP, "Warning", f"{stall.reason}; retrying every"
+                     f" {scenario.defaults.mrs_retry_delay_seconds:g} s.")
+    common.set_status(tx, move, move.status, stall.detail,
+                      due_at=tx.now + scenario.defaults.mrs_retry_delay_seconds,
+                      progress_update={stall.counter: retries, "stall_reason": stall.reason})
+
+
+def _going_on(tx: Tx, move: MoveRecord) -> MoveRecord:
+    """The gates passed: a request that was stalled forgets its retry count."""
+    if "network_retries" not in move.progress:
+        return move
+    kept = {k: v for k, v in move.progress.items() if k not in ("network_retries", "stall_reason")}
+    stored.update(tx, move.id, {"progress": kept})
+    return common.load(tx, move.id)
 
 
 def suspend(tx: Tx, move: MoveRecord) -> None:

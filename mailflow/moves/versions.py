@@ -75,3 +75,10 @@ def rule(source: Version, target: Version, engine: str | None = None,
         raise Invalid(f"Exchange {source} to Exchange {target} with {chosen} {why};"
                       " --online is refused")
     return Rule(found.engine, found.online and online is not False, found.direction)
+
+
+def check_archive(has_archive: bool, target: Version) -> None:
+    """Archives exist only in Exchange 2010: a mailbox with one moves only to 2010 (seed 001)."""
+    if has_archive and target is not Version.V2010:
+        raise Invalid(f"the mailbox has an archive mailbox, which exists only on Exchange 2010:"
+                      f" it cannot move to Exchange {target}")

@@ -23,6 +23,7 @@ from stores.topology import (
     CONNECTOR_LABELS,
     CONNECTOR_TYPES,
     DEFAULT_RANGES,
+    ROLES,
     VERSIONS,
     ConnectorSpec,
     Defaults,
@@ -182,7 +183,8 @@ def _relay_networks(top: Table) -> tuple[str, ...]:
 def _servers(top: Table, sites: dict[str, str]) -> tuple[Server, ...]:
     servers: dict[str, Server] = {}
     ports: dict[int, str] = {}
-    for srv in top.tables("servers", ("name", "version", "site", "smtp_port"), MAX_SERVERS):
+    for srv in top.tables("servers", ("name", "version", "site", "smtp_port", "roles"),
+                          MAX_SERVERS):
         name = srv.text("name", longest=NAME_LENGTH)
         if not _SERVER_NAME.fullmatch(name):
             raise srv.error("name", f"{name!r}: use letters, digits, '-' and '_' only")
@@ -200,10 +202,18 @@ def _servers(top: Table, sites: dict[str, str]) -> tuple[Server, ...]:
         if port:  # 0 asks for a free port at start-up, so several servers may share it
             ports[port] = name
         servers[name.upper()] = Server(name=name, version=Version(version), site=site,
-                                       smtp_port=port)
+                                       smtp_port=port, roles=_roles(srv))
     if not servers:
         raise top.error("servers", "at least one server is required ([[servers]])")
     return tuple(servers.values())
+
+
+def _roles(srv: Table) -> tuple[str, ...]:
+    roles = srv.strings("roles", [], len(ROLES))
+    for i, role in enumerate(roles):
+        if role not in ROLES:
+            raise srv.error(f"roles[{i}]", f"unknown role {role!r} (expected: {', '.join(ROLES)})")
+    return tuple(dict.fromkeys(roles))
 
 
 def _connectors(top: Table, sites: dict[str, str]) -> tuple[ConnectorSpec, ...]:
@@ -265,8 +275,8 @@ class _Mailboxes:
             raise table.error("items", f"the mailboxes would hold {self.items} items;"
                                        f" at most {MAX_TOTAL_ITEMS} in all")
 
-    def add(self, table: Table, key: str, raw: str, server: str, display: str, items: int
-            ) -> None:
+    def add(self, table: Table, key: str, raw: str, server: str, display: str, items: int,
+            archive: bool = False) -> None:
         address, domain = _address(table, key, raw)
         if domain not in self.domains:
             accepted = ", ".join(self.domains)
@@ -276,18 +286,19 @@ class _Mailboxes:
                                    f" (also {self.defined_at[address]})")
         self.defined_at[address] = table.path(key)
         display = display or address.split("@")[0].capitalize()
-        self.specs[address] = MailboxSpec(address, server, display, items)
+        self.specs[address] = MailboxSpec(address, server, display, items, archive)
 
 
 def _mailboxes(top: Table, domains: list[str], servers: dict[str, str]) -> tuple[MailboxSpec, ...]:
     boxes = _Mailboxes(domains)
-    for box in top.tables("mailboxes", ("address", "server", "display_name", "items"),
-                          MAX_MAILBOXES):
+    for box in top.tables("mailboxes", ("address", "server", "display_name", "items",
+                                        "archive"), MAX_MAILBOXES):
         server = _find(servers, box, "server", box.text("server"), "server")
         display = box.text("display_name") if "display_name" in box.data else ""
         items = box.integer("items", 0, 0, MAX_ITEMS)
         boxes.reserve(box, "address", 1, items)
-        boxes.add(box, "address", box.text("address"), server, display, items)
+        archive: bool = box.get("archive", False, (bool,), "true or false")
+        boxes.add(box, "address", box.text("address"), server, display, items, archive)
 
     for gen in top.tables("users", ("prefix", "count", "digits", "servers", "items"),
                           MAX_ENTRIES):
