@@ -64,7 +64,9 @@ def parking_queues(scenario: Scenario) -> list[QueueId]:
     return [DEFERRED, *sorted(hubs)]
 
 
-def defer(tx: Tx, pair: Pair, server: Server, defaults: Defaults, error: MapiError) -> None:
+def defer(tx: Tx, pair: Pair, server: Server, defaults: Defaults, error: MapiError,
+          last_error: str | None = None) -> None:
+    """Park ``pair``; ``last_error`` replaces the in-transit text (a dismounted database)."""
     retried = pair.state == PairState.DEFERRED
     queue, hub = parking_queue(server), server.version.hub_transport
     attempts = pair.attempts + 1 if retried and pair.queue == queue else 1
@@ -76,8 +78,8 @@ def defer(tx: Tx, pair: Pair, server: Server, defaults: Defaults, error: MapiErr
         server.name,
         queue,
         next_attempt=next_retry(tx.now, interval),
-        last_error=(f"{HUB_IN_TRANSIT_ERROR}: {IN_TRANSIT_ERROR}" if hub
-                    else f"{error.describe()}: {IN_TRANSIT_ERROR}"),
+        last_error=last_error or (f"{HUB_IN_TRANSIT_ERROR}: {IN_TRANSIT_ERROR}" if hub
+                                  else f"{error.describe()}: {IN_TRANSIT_ERROR}"),
         # Every refusal is a delivery attempt: the first makes attempts 1, as the trace says.
         count_attempt=True,
     )

@@ -12,7 +12,7 @@ otherwise, the refusal's text, for the categorizer to send the pair to
 from __future__ import annotations
 
 from routing import deferred
-from stores import messages, pairs
+from stores import databases, messages, pairs
 from stores.backend import Tx
 from stores.driver import Delivery, put_item, verdict
 from stores.errors import MapiError
@@ -21,10 +21,19 @@ from stores.messages import Pair, PairState
 from stores.queue_ids import HOLDING
 from stores.topology import Scenario, Server
 
+# LastError of mail for a dismounted DAG database (the exception name is unconfirmed).
+MDB_OFFLINE_ERROR = ("432 4.2.0 STOREDRV.Deliver.Exception:StorageTransientException."
+                     "MapiExceptionMdbOffline: the mailbox database is dismounted")
+
 
 def deliver(tx: Tx, scenario: Scenario, pair: Pair, at: Server,
             in_transit: bool | None) -> str | None:
     """Deliver or park ``pair``; the error text when the store refused it for good."""
+    if in_transit is not None and databases.dismounted_at(tx, at.name):
+        # Issue 19: the database is dismounted: the mail waits in its delivery queue (Retry).
+        deferred.defer(tx, pair, at, scenario.defaults, MapiError.ecServerPaused,
+                       last_error=MDB_OFFLINE_ERROR)
+        return None
     result = verdict(pair, in_transit)
     if result is Delivery.DELIVERED:
         messages.place_final(tx, pair, PairState.DELIVERED)

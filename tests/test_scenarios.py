@@ -40,7 +40,7 @@ def load_error(tmp_path: Path, text: str) -> ScenarioError:
 
 
 def test_builtin_names() -> None:
-    assert builtin_names() == ["exchange-2010", "mixed-2003"]
+    assert builtin_names() == ["exchange-2010", "exchange-2010-dag", "mixed-2003"]
 
 
 def test_mixed_2003_matches_design() -> None:

@@ -17,6 +17,7 @@ from mailflow.api import (
     audit,
     clock,
     connectors,
+    databases,
     events,
     health,
     mailboxes,
@@ -31,7 +32,7 @@ from mailflow.api.middleware import auth, errors, host_check
 MAX_BODY = 1024 * 1024
 # In the order they were registered when the API was one module.
 RESOURCES = (health, topology, mailboxes, messages, queues, moves, connectors, events, audit,
-             clock)
+             clock, databases)
 
 
 def build_app(lab: LabHandle) -> web.Application:

@@ -17,7 +17,7 @@ import enum
 from collections.abc import Callable
 
 from mailflow.errors import Invalid
-from mailflow.moves import common, mrs_service
+from mailflow.moves import common, data_guarantee, mrs_service
 from mailflow.moves.states import MoveStatus
 from stores import moves as stored
 from stores.backend import Tx
@@ -50,6 +50,10 @@ PHASES = Machine.of_targets("MRS phase", {
     Phase.FINALIZATION: frozenset(),
 })
 ACTIVE = mrs_service.ACTIVE
+# The network gates, then the DAG's (issue 19): a dismounted database, the data guarantee.
+GATES = mrs_service.GATES + data_guarantee.GATES
+# Progress keys a stalled request keeps until the gates pass again.
+_STALL_KEYS = ("network_retries", "ha_checks", "mdb_offline_retries", "stall_reason")
 
 
 def transient_failures(fail_at: str | None) -> int:
@@ -170,7 +174,7 @@ def run_due(tx: Tx, scenario: Scenario) -> int:
             _begin(tx, scenario, move)
             done += 1
     for move in stored.phase_due(tx, ENGINE, ACTIVE):
-        stall = mrs_service.first_stall(tx, scenario, move)
+        stall = mrs_service.first_stall(tx, scenario, move, GATES)
         handler = _PHASE_DONE.get(Phase(move.step))
         if stall is not None:
             _stalled(tx, scenario, move, stall)
@@ -184,26 +188,28 @@ def _stalled(tx: Tx, scenario: Scenario, move: MoveRecord, stall: mrs_service.St
     """A gate holds the request: retry every RetryDelay, fail after MaxRetries (seed 001);
     the phase stays what it was, so the request goes on from there."""
     retries = move.progress.get(stall.counter, 0) + 1
-    if retries > scenario.defaults.mrs_max_retries:
+    most = scenario.defaults.mrs_max_retries if stall.max_retries is None else stall.max_retries
+    delay = (scenario.defaults.mrs_retry_delay_seconds if stall.retry_seconds is None
+             else stall.retry_seconds)
+    if retries > most:
         failed = common.roll_back(tx, scenario, move, stall.failed_detail,
-                                  f"{stall.reason}; gave up after MaxRetries"
-                                  f" ({scenario.defaults.mrs_max_retries})")
+                                  f"{stall.reason}; gave up after"
+                                  f" {stall.limit_name} ({most})")
         common.set_progress(tx, failed, failure_type=stall.failure_type,
                             failure_side=stall.side, failure_timestamp=tx.now)
         return
     if retries == 1:
         common.event(tx, move, common.EVENT_STEP, "Warning", f"{stall.reason}; retrying every"
-                     f" {scenario.defaults.mrs_retry_delay_seconds:g} s.")
-    common.set_status(tx, move, move.status, stall.detail,
-                      due_at=tx.now + scenario.defaults.mrs_retry_delay_seconds,
+                     f" {delay:g} s.")
+    common.set_status(tx, move, move.status, stall.detail, due_at=tx.now + delay,
                       progress_update={stall.counter: retries, "stall_reason": stall.reason})
 
 
 def _going_on(tx: Tx, move: MoveRecord) -> MoveRecord:
     """The gates passed: a request that was stalled forgets its retry count."""
-    if "network_retries" not in move.progress:
+    if not any(key in move.progress for key in _STALL_KEYS):
         return move
-    kept = {k: v for k, v in move.progress.items() if k not in ("network_retries", "stall_reason")}
+    kept = {k: v for k, v in move.progress.items() if k not in _STALL_KEYS}
     stored.update(tx, move.id, {"progress": kept})
     return common.load(tx, move.id)
 

@@ -46,6 +46,11 @@ class Stall:
     side: str
     reason: str
     counter: str
+    # Issue 19: a gate with its own period and retry count (the data guarantee's
+    # DataGuaranteeCheckPeriod and DataGuaranteeTimeout); None: RetryDelay and MaxRetries.
+    retry_seconds: float | None = None
+    max_retries: int | None = None
+    limit_name: str = "MaxRetries"
 
 
 Gate = Callable[[Tx, Scenario, MoveRecord], Stall | None]
@@ -103,8 +108,9 @@ def network(tx: Tx, scenario: Scenario, move: MoveRecord) -> Stall | None:
 GATES: tuple[Gate, ...] = (network,)
 
 
-def first_stall(tx: Tx, scenario: Scenario, move: MoveRecord) -> Stall | None:
-    for gate in GATES:
+def first_stall(tx: Tx, scenario: Scenario, move: MoveRecord,
+                gates: tuple[Gate, ...] = GATES) -> Stall | None:
+    for gate in gates:
         stall = gate(tx, scenario, move)
         if stall is not None:
             return stall

@@ -39,7 +39,7 @@ from mailflow.smtp.session import Limits
 from routing import categorizer
 from routing.categorizer import Submission, Verdict
 from routing.transport import OUTBOUND, Transport, host_port
-from stores import connectors, db, directory, meta
+from stores import connectors, databases, db, directory, meta
 from stores import mailbox as stores_mailbox
 from stores.backend import Fact, StoreError, Tx
 from stores.clock import Clock
@@ -49,6 +49,7 @@ from stores.topology import Scenario
 
 def _seed(tx: Tx, scenario: Scenario) -> None:
     directory.seed(tx, scenario)
+    databases.seed(tx, scenario)
     for spec in scenario.mailboxes:
         stores_mailbox.seed(tx, spec.server, spec.address, spec.items,
                             scenario.defaults.item_size, tx.now)

@@ -17,6 +17,7 @@ from typing import Any, get_type_hints
 
 from email_validator import EmailNotValidError, validate_email
 
+from mailflow.scenarios.databases import database_server, parse_databases
 from mailflow.scenarios.table import MAX_FILE_BYTES, NAME_LENGTH, ScenarioError, Table, document
 from routing.transport import host_port
 from stores.topology import (
@@ -26,6 +27,7 @@ from stores.topology import (
     ROLES,
     VERSIONS,
     ConnectorSpec,
+    DatabaseSpec,
     Defaults,
     MailboxSpec,
     Scenario,
@@ -57,6 +59,7 @@ _TOP_KEYS = (
     "defaults",
     "relay_networks",
     "smarthost",
+    "databases",
 )
 
 
@@ -135,6 +138,7 @@ def parse(text: str, source: str) -> Scenario:
         sites[site.upper()] = site
     servers = _servers(top, sites)
     server_names = {server.name.upper(): server.name for server in servers}
+    databases = parse_databases(top, servers)
     return Scenario(
         name=name,
         organization=organization,
@@ -143,11 +147,12 @@ def parse(text: str, source: str) -> Scenario:
         servers=servers,
         connectors=_connectors(top, sites),
         rpc_allow=_rpc(top.table("rpc", ("allow",)), server_names),
-        mailboxes=_mailboxes(top, domains, server_names),
+        mailboxes=_mailboxes(top, domains, server_names, databases),
         defaults=_defaults(top.table("defaults", tuple(DEFAULT_RANGES))),
         source=text,
         relay_networks=_relay_networks(top),
         smarthost=_smarthost(top),
+        databases=databases,
     )
 
 
@@ -276,7 +281,7 @@ class _Mailboxes:
                                        f" at most {MAX_TOTAL_ITEMS} in all")
 
     def add(self, table: Table, key: str, raw: str, server: str, display: str, items: int,
-            archive: bool = False) -> None:
+            archive: bool = False, database: str = "") -> None:
         address, domain = _address(table, key, raw)
         if domain not in self.domains:
             accepted = ", ".join(self.domains)
@@ -286,19 +291,24 @@ class _Mailboxes:
                                    f" (also {self.defined_at[address]})")
         self.defined_at[address] = table.path(key)
         display = display or address.split("@")[0].capitalize()
-        self.specs[address] = MailboxSpec(address, server, display, items, archive)
+        self.specs[address] = MailboxSpec(address, server, display, items, archive, database)
 
 
-def _mailboxes(top: Table, domains: list[str], servers: dict[str, str]) -> tuple[MailboxSpec, ...]:
+def _mailboxes(top: Table, domains: list[str], servers: dict[str, str],
+               databases: tuple[DatabaseSpec, ...] = ()) -> tuple[MailboxSpec, ...]:
     boxes = _Mailboxes(domains)
     for box in top.tables("mailboxes", ("address", "server", "display_name", "items",
-                                        "archive"), MAX_MAILBOXES):
-        server = _find(servers, box, "server", box.text("server"), "server")
+                                        "archive", "database"), MAX_MAILBOXES):
+        # A mailbox in a DAG database lives on the server of its active copy (issue 19).
+        database, server = (database_server(databases, box, "database")
+                            if "database" in box.data else
+                            ("", _find(servers, box, "server", box.text("server"), "server")))
         display = box.text("display_name") if "display_name" in box.data else ""
         items = box.integer("items", 0, 0, MAX_ITEMS)
         boxes.reserve(box, "address", 1, items)
         archive: bool = box.get("archive", False, (bool,), "true or false")
-        boxes.add(box, "address", box.text("address"), server, display, items, archive)
+        boxes.add(box, "address", box.text("address"), server, display, items, archive,
+                  database)
 
     for gen in top.tables("users", ("prefix", "count", "digits", "servers", "items"),
                           MAX_ENTRIES):
