@@ -23,6 +23,7 @@ from mailflow.api import (
     messages,
     moves,
     queues,
+    system_mailbox,
     topology,
 )
 from mailflow.api.handle import LAB, LabHandle
@@ -31,7 +32,7 @@ from mailflow.api.middleware import auth, errors, host_check
 MAX_BODY = 1024 * 1024
 # In the order they were registered when the API was one module.
 RESOURCES = (health, topology, mailboxes, messages, queues, moves, connectors, events, audit,
-             clock)
+             clock, system_mailbox)
 
 
 def build_app(lab: LabHandle) -> web.Application:
