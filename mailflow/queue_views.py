@@ -15,10 +15,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from mailflow.errors import Invalid, NotFound
-from routing import hub_views
-from stores import listing, queue_state
+from stores import listing
 from stores.backend import Read
-from stores.queue_state import QueueStatus
 from stores.snapshot import AGE_MINUTES
 from stores.topology import Scenario
 
@@ -46,17 +44,6 @@ def queue_messages(
                    age_seconds=max(0.0, now - row.arrival_time))
         result.append(doc)
     return result
-
-
-def hub_messages(db: Read, scenario: Scenario, server: str, queue: str,
-                 rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The messages of a 2007/2010 server's queue with Get-Message's fields; others as they
-    are."""
-    at = scenario.server(server)
-    if not at.version.hub_transport:
-        return rows
-    suspended = queue_state.status(db, server, queue) == QueueStatus.FROZEN
-    return [hub_views.get_message(r, at, scenario, queue, suspended) for r in rows]
 
 
 def find_message(db: Read, ident: str) -> tuple[str, list[str]]:

@@ -15,8 +15,10 @@ from typing import Any
 
 from routing import dsn
 from routing.deferred import hub_retry_interval
-from stores import queue_ids
+from stores import queue_ids, queue_state
+from stores.backend import Read
 from stores.queue_ids import LOCAL, SMARTHOST, UNREACHABLE
+from stores.queue_state import QueueStatus
 from stores.topology import Scenario, Server
 
 # Queue Viewer's words for a queue's state (``QueueStatus``) → Get-Queue's Status.
@@ -100,3 +102,14 @@ def get_message(doc: dict[str, Any], at: Server, scenario: Scenario, queue: str,
         "retry_count": max(0, doc["attempts"] - 1),
         "status": status,
     }
+
+
+def hub_messages(db: Read, scenario: Scenario, server: str, queue: str,
+                 rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages of a 2007/2010 server's queue with Get-Message's fields; others as they
+    are."""
+    at = scenario.server(server)
+    if not at.version.hub_transport:
+        return rows
+    suspended = queue_state.status(db, server, queue) == QueueStatus.FROZEN
+    return [get_message(r, at, scenario, queue, suspended) for r in rows]

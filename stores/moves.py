@@ -154,6 +154,20 @@ def count_active(tx: Tx, engine: str, column: str, server: str,
     ).fetchone()[0])
 
 
+def open_request(conn: Read, mailbox: str, engine: str) -> MoveRecord | None:
+    """The request of ``engine`` for ``mailbox`` not yet removed (at most one: the next is
+    refused until it is), else None."""
+    row = conn.execute("SELECT * FROM moves WHERE mailbox=? AND engine=?"
+                       " ORDER BY created_at DESC LIMIT 1", (mailbox, engine)).fetchone()
+    return None if row is None else _record(row)
+
+
+def requests_to(conn: Read, target: str, engine: str) -> list[MoveRecord]:
+    """Requests of ``engine`` whose target is ``target``, oldest first."""
+    return _records(conn.execute("SELECT * FROM moves WHERE target=? AND engine=?"
+                                 " ORDER BY created_at, id", (target, engine)).fetchall())
+
+
 def count_active_on_mrs(tx: Tx, engine: str, mrs_server: str,
                         statuses: Iterable[MoveStatus]) -> int:
     """Requests of ``engine`` in ``statuses`` that the MRS instance ``mrs_server`` runs."""

@@ -68,6 +68,13 @@ def action_word(scenario: Scenario, server: str, word: str) -> str:
     return hub_views.ACTIONS[word]
 
 
+def _word(scenario: Scenario, server: str, status: QueueStatus) -> str:
+    """A queue status as the server's version names it (Frozen is Suspended on 2007/2010)."""
+    if scenario.server(server).version.hub_transport:
+        return hub_views.STATUS[status.value]
+    return status.value
+
+
 def resolve(db: Read, server: str, queue: str, message: str) -> list[Pair]:
     """The pairs of one message (queue id, or Message-ID header with or without <>) that
     wait in ``queue`` on ``server``; NotFound when there are none."""
@@ -98,7 +105,7 @@ def freeze_queue(tx: Tx, scenario: Scenario, server: str, queue: str) -> dict[st
         raise Conflict(f"queue {identity(name, queue)} is already frozen")
     queue_state.set_status(tx, name, queue, QueueStatus.FROZEN)
     _event(tx, "freeze", name, f"Queue {identity(name, queue)} frozen by an operator.")
-    return {"server": name, "queue": queue, "status": QueueStatus.FROZEN.value}
+    return {"server": name, "queue": queue, "status": _word(scenario, name, QueueStatus.FROZEN)}
 
 
 def thaw_queue(tx: Tx, scenario: Scenario, server: str, queue: str) -> dict[str, Any]:
@@ -109,7 +116,7 @@ def thaw_queue(tx: Tx, scenario: Scenario, server: str, queue: str) -> dict[str,
     queue_state.set_status(tx, name, queue, QueueStatus.READY)
     _event(tx, "thaw", name, f"Queue {identity(name, queue)} unfrozen by an operator.")
     _wake(tx, scenario, name, queue, None)
-    return {"server": name, "queue": queue, "status": QueueStatus.READY.value}
+    return {"server": name, "queue": queue, "status": _word(scenario, name, QueueStatus.READY)}
 
 
 def set_message_frozen(tx: Tx, scenario: Scenario, server: str, queue: str, message: str,

@@ -24,6 +24,7 @@ from mailflow.api import (
     messages,
     moves,
     queues,
+    system_mailbox,
     topology,
 )
 from mailflow.api.handle import LAB, LabHandle
@@ -32,7 +33,7 @@ from mailflow.api.middleware import auth, errors, host_check
 MAX_BODY = 1024 * 1024
 # In the order they were registered when the API was one module.
 RESOURCES = (health, topology, mailboxes, messages, queues, moves, connectors, events, audit,
-             clock, databases)
+             clock, system_mailbox, databases)
 
 
 def build_app(lab: LabHandle) -> web.Application:

@@ -17,7 +17,7 @@ from mailflow import queue_views
 from mailflow.actions import queues as queue_ops
 from mailflow.api.handle import V1, json_response, lab
 from mailflow.api.request import page, query_flag, query_seconds
-from routing import queues
+from routing import hub_views, queues
 from stores.backend import Read
 
 routes = web.RouteTableDef()
@@ -46,7 +46,7 @@ async def queue_messages(request: web.Request) -> web.Response:
         rows = queue_views.queue_messages(
             c, server, queue, running.clock.now(), limit, offset,
             sender=query.get("sender"), recipient=query.get("recipient"), older_than=older)
-        return queue_views.hub_messages(c, running.scenario, server, queue, rows)
+        return hub_views.hub_messages(c, running.scenario, server, queue, rows)
 
     return json_response(await running.store.read(messages))
 

@@ -306,7 +306,9 @@ def _mailboxes(top: Table, domains: list[str], servers: dict[str, str],
         display = box.text("display_name") if "display_name" in box.data else ""
         items = box.integer("items", 0, 0, MAX_ITEMS)
         boxes.reserve(box, "address", 1, items)
-        archive: bool = box.get("archive", False, (bool,), "true or false")
+        archive = box.data.get("archive", False)
+        if not isinstance(archive, bool):
+            raise box.error("archive", "expected true or false")
         boxes.add(box, "address", box.text("address"), server, display, items, archive,
                   database)
 
