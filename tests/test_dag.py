@@ -45,6 +45,9 @@ async def test_a_lagging_target_stalls_the_move_until_the_lag_clears(lab: Lab) -
     assert stalled["status"] == "InProgress"
     await lab.advance(600)  # two DataGuaranteeCheckPeriods: still stalled
     assert (await show(lab, move["id"]))["status_detail"] == "StalledDueToHA"
+    text = await scrape(lab)
+    assert sample(text, "mailflow_moves_stalled_due_to_ha") == 1
+    assert (sample(text, "mailflow_move_ha_stall_longest_seconds") or 0) >= 600
     await change(lab, "/copies/EX2010-D1/lag", {"copy_queue_length": 0})
     done = await run_until(lab, move["id"], "Completed")
     assert done["total_stalled_due_to_ha_duration"] >= 600, done
