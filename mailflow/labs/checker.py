@@ -32,7 +32,9 @@ NAME, TEXT = 64, 256
 METRIC = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 VERBS = {"move": ("start", "complete", "fail", "suspend", "resume", "remove"),
          "connector": ("add", "remove"), "rpc": ("allow", "block"),
-         "service": ("start", "stop"), "queue": ("retry", "freeze", "thaw")}
+         "service": ("start", "stop"), "queue": ("retry", "freeze", "thaw"),
+         # Issue 19: DAG databases and their copies.
+         "db": ("lag", "suspend-copy", "resume-copy", "failover", "dismount", "mount")}
 
 
 class LabFileError(ValueError):
@@ -214,6 +216,9 @@ class Checker:
             return {"servers": self.pair(self.server)}
         if kind == "service":
             return {"server": self.server, "service": self.choice("mta")}
+        if kind == "db":
+            return {"database": self.name, "server": self.server,
+                    "copy_queue": self.within(limits.COPY_QUEUE)}
         return {"server": self.server, "queue": self.name}
 
     def check_keys(self, kind: str, subject: str) -> dict[str, Callable[[Any], Any]]:
@@ -355,4 +360,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "rpc allow": ("servers",), "rpc block": ("servers",), "service start": ("server",),
     "service stop": ("server",), "queue retry": ("server", "queue"),
     "queue freeze": ("server", "queue"), "queue thaw": ("server", "queue"),
+    "db lag": ("database", "server", "copy_queue"), "db suspend-copy": ("database", "server"),
+    "db resume-copy": ("database", "server"), "db failover": ("database", "server"),
+    "db dismount": ("database",), "db mount": ("database",),
 }
