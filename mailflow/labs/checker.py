@@ -206,7 +206,8 @@ class Checker:
                     "hold": self.flag, "at": self.at, "engine": self.choice(*ENGINES),
                     "online": self.flag, "bad_items": self.within(limits.BAD_ITEMS),
                     "bad_item_limit": self.within(limits.BAD_ITEM_LIMIT),
-                    "suspend_when_ready": self.flag, "fail_at": self.name, "batch": self.name}
+                    "suspend_when_ready": self.flag, "fail_at": self.name, "batch": self.name,
+                    "suspend": self.flag, "suspend_comment": self.text}
         if kind == "connector":
             if verb == "remove":
                 return {"name": self.name}
