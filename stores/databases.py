@@ -9,6 +9,7 @@ decides whether a constraint is met: that is ``mailflow.moves.data_guarantee``.
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,16 @@ from stores.backend import Conn, Read, Tx
 from stores.moves import FINAL
 from stores.sql import marks
 from stores.topology import Scenario
+
+
+class CopyStatus(enum.StrEnum):
+    """A copy's state as Get-MailboxDatabaseCopyStatus words: the active copy is Mounted or
+    Dismounted; a passive one Healthy (its queues say how far it lags) or Suspended."""
+
+    MOUNTED = "Mounted"
+    DISMOUNTED = "Dismounted"
+    HEALTHY = "Healthy"
+    SUSPENDED = "Suspended"
 
 
 @dataclass(frozen=True)
@@ -30,13 +41,6 @@ class Copy:
     copy_queue: int
     replay_queue: int
     suspended: bool
-
-    @property
-    def health(self) -> str:
-        """The copy's state as Get-MailboxDatabaseCopyStatus words: the active copy is
-        Mounted or Dismounted; a passive one Suspended or Healthy (its queues say how far
-        it lags)."""
-        return "Suspended" if self.suspended else "Healthy"
 
 
 @dataclass(frozen=True)
@@ -51,10 +55,10 @@ class Database:
     def active(self) -> Copy:
         return next(c for c in self.copies if c.active)
 
-    def status(self, copy: Copy) -> str:
+    def status(self, copy: Copy) -> CopyStatus:
         if copy.active:
-            return "Mounted" if self.mounted else "Dismounted"
-        return copy.health
+            return CopyStatus.MOUNTED if self.mounted else CopyStatus.DISMOUNTED
+        return CopyStatus.SUSPENDED if copy.suspended else CopyStatus.HEALTHY
 
     def copy(self, server: str) -> Copy | None:
         return next((c for c in self.copies if c.server.upper() == server.upper()), None)

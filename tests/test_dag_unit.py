@@ -4,10 +4,15 @@ copies in one and two sites, and the ``[[databases]]`` of a scenario."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
+from hypothesis.stateful import run_state_machine_as_test
 
+from mailflow.actions.databases import COPY_STATES
 from mailflow.moves.data_guarantee import constraint_met
 from mailflow.scenarios import ScenarioError, load, parse
+from stores.databases import CopyStatus
 from stores.topology import Defaults
+from tests.test_state_machines import walk
 
 R, D = "REDMOND", "DUBLIN"
 UP, LAGS = True, False
@@ -101,3 +106,11 @@ def test_constraint_defaults_to_second_copy_only_with_a_copy() -> None:
 def test_bad_databases_are_refused(text: str, problem: str) -> None:
     with pytest.raises(ScenarioError, match=problem):
         parse(text, "t")
+
+
+# The copy states walked by Hypothesis: every allowed change goes, every other is refused.
+CopyWalk = walk(COPY_STATES, CopyStatus.MOUNTED)
+
+
+def test_copy_state_machine() -> None:
+    run_state_machine_as_test(CopyWalk, settings=settings(max_examples=50, deadline=None))

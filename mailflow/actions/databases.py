@@ -16,7 +16,8 @@ from mailflow.errors import Conflict, Invalid, NotFound
 from routing import deferred
 from stores import databases, pairs
 from stores.backend import Read, Tx
-from stores.databases import Copy, Database
+from stores.databases import Copy, CopyStatus, Database
+from stores.machine import Machine
 from stores.topology import Scenario
 
 SOURCE = "MSExchangeRepl"
@@ -25,10 +26,27 @@ EVENT_LAG, EVENT_SUSPEND, EVENT_RESUME, EVENT_FAILOVER, EVENT_DISMOUNT, EVENT_MO
     1040, 1041, 1042, 1043, 1044, 1045)
 
 
+# A copy's states: dismount and mount the active one, suspend and resume a passive one, fail
+# over from the active one to a passive one. A passive copy's queue lengths change without a
+# change of state.
+C = CopyStatus
+COPY_STATES = Machine.of_targets("DAG copy", {
+    C.MOUNTED: frozenset({C.DISMOUNTED, C.HEALTHY}),
+    C.DISMOUNTED: frozenset({C.MOUNTED, C.HEALTHY}),
+    C.HEALTHY: frozenset({C.SUSPENDED, C.MOUNTED}),
+    C.SUSPENDED: frozenset({C.HEALTHY, C.MOUNTED}),
+})
+
+
+def _change(database: Database, copy: Copy, status: CopyStatus) -> None:
+    """Refuse (409) a change the copy's state does not allow."""
+    COPY_STATES.move(f"{database.name}\\{copy.server}", database.status(copy), status)
+
+
 def describe_copy(database: Database, copy: Copy) -> dict[str, Any]:
     return {"database": database.name, "server": copy.server, "site": copy.site,
             "activation_preference": copy.preference, "active": copy.active,
-            "status": database.status(copy), "copy_queue_length": copy.copy_queue,
+            "status": database.status(copy).value, "copy_queue_length": copy.copy_queue,
             "replay_queue_length": copy.replay_queue}
 
 
@@ -79,9 +97,7 @@ def lag(tx: Tx, scenario: Scenario, name: str, server: str, copy_queue: int,
 def set_suspended(tx: Tx, scenario: Scenario, name: str, server: str,
                   suspend: bool) -> dict[str, Any]:
     database, copy = _passive(tx, scenario, name, server)
-    if copy.suspended == suspend:
-        raise Conflict(f"{database.name}\\{copy.server} is already"
-                       f" {'suspended' if suspend else 'replicating'}")
+    _change(database, copy, CopyStatus.SUSPENDED if suspend else CopyStatus.HEALTHY)
     databases.set_suspended(tx, database.name, copy.server, suspend)
     word = "suspended" if suspend else "resumed"
     tx.event(SOURCE, EVENT_SUSPEND if suspend else EVENT_RESUME, "Information", copy.server,
@@ -97,8 +113,8 @@ def failover(tx: Tx, scenario: Scenario, name: str, server: str) -> dict[str, An
     old = database.active.server
     if copy is None:
         raise NotFound(f"{server} holds no copy of {database.name}")
-    if copy.active:
-        raise Conflict(f"{copy.server} already holds the active copy of {database.name}")
+    _change(database, copy, CopyStatus.MOUNTED)
+    _change(database, database.active, CopyStatus.HEALTHY)
     if databases.hosts_mailboxes(tx, copy.server):
         raise Conflict(f"{copy.server} already holds mailboxes; the lab keeps one active"
                        " database per server")
@@ -114,8 +130,7 @@ def failover(tx: Tx, scenario: Scenario, name: str, server: str) -> dict[str, An
 
 def set_mounted(tx: Tx, scenario: Scenario, name: str, mount: bool) -> dict[str, Any]:
     database = _database(tx, name)
-    if database.mounted == mount:
-        raise Conflict(f"{database.name} is already {'mounted' if mount else 'dismounted'}")
+    _change(database, database.active, CopyStatus.MOUNTED if mount else CopyStatus.DISMOUNTED)
     databases.set_mounted(tx, database.name, mount)
     server = database.active.server
     if mount:
