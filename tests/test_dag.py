@@ -4,11 +4,16 @@ failover carries mailboxes, moves and waiting mail to the new active copy."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
 
+from mailflow.cli.main import main
 from mailflow.runtime.lab import Lab
+from mailflow.scenarios import load
+from tests.conftest import LabFactory
 from tests.helpers import api, mailbox, queue_row, sample, scrape, send
 from tests.test_moves import run_until, show, start
 
@@ -74,7 +79,16 @@ async def test_with_the_check_disabled_copies_are_ignored(lab: Lab) -> None:
     assert done["total_stalled_due_to_ha_duration"] == 0
 
 
-async def test_a_dismounted_target_fails_the_move_after_30_minutes_of_retries(lab: Lab) -> None:
+def with_constraint(constraint: str) -> Any:
+    dag = load("exchange-2010-dag")
+    return dataclasses.replace(dag, databases=tuple(
+        dataclasses.replace(d, constraint=constraint) for d in dag.databases))
+
+
+@pytest.mark.parametrize("constraint", ["None", "SecondCopy"])
+async def test_a_dismounted_target_fails_the_move_after_30_minutes_of_retries(
+        lab_factory: LabFactory, constraint: str) -> None:
+    lab = await lab_factory.start(scenario=with_constraint(constraint))
     await change(lab, "/dismount")
     move = await start(lab, CAROL, "EX2010-R1")
     await until_detail(lab, move["id"], "MDBOffline")
@@ -136,3 +150,17 @@ async def test_api_refusals_and_metrics(lab: Lab) -> None:
                   server="EX2010-R2") == 0
     _, events = await api(lab, "GET", "/api/v1/events?limit=1000")
     assert any(e["event_id"] == 1040 and "copy queue length 7" in e["text"] for e in events)
+
+
+async def test_the_db_commands(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    """``mailflow db`` against the running lab (the CLI's HTTP client runs in a thread)."""
+    where = ["--api", lab.http_url, "--data", str(lab.data_dir)]
+    for argv in (["db", "lag", "DAG-DB01", "EX2010-D1", "--copy-queue", "12"],
+                 ["db", "suspend-copy", "DAG-DB01", "EX2010-R2"],
+                 ["db", "show", "DAG-DB01"]):
+        assert await asyncio.to_thread(main, [*argv, *where]) == 0
+    out = capsys.readouterr().out
+    assert "EX2010-D1  DUBLIN   3                      Healthy    12" in out
+    assert "EX2010-R2  REDMOND  2                      Suspended" in out
+    assert await asyncio.to_thread(main, ["db", "dismount", "NOPE", *where]) != 0
+    assert "404: no database 'NOPE'" in capsys.readouterr().err
