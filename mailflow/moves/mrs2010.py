@@ -8,7 +8,11 @@ wait, CompletionInProgress (Finalization) and Completed. An online move locks
 the mailbox (PR_IN_TRANSIT) only for the final sync and directory update;
 ``online: false`` locks it from the start. Transient faults retry every
 RetryDelay up to MaxRetries; bad items over BadItemLimit fail the request; the
-per-database limits keep extra requests Queued.
+MRS limits keep extra requests Queued (``mrs_service.has_capacity``). At the end
+of every phase the request passes the gates of ``mrs_service`` (RPC from its MRS
+instance to the source and target): a gate that holds it makes it
+TransientFailure, retried every RetryDelay, FailedNetwork after MaxRetries, and
+it goes on from its phase once the gate opens.
 """
 
 from __future__ import annotations
@@ -200,10 +204,10 @@ def _stalled(tx: Tx, scenario: Scenario, move: MoveRecord, stall: mrs_service.St
 
 
 def _going_on(tx: Tx, move: MoveRecord) -> MoveRecord:
-    """The gates passed: a request that was stalled forgets its retry count."""
-    if "network_retries" not in move.progress:
+    """The gates passed: a request that was stalled forgets its retry counts."""
+    if not set(mrs_service.STALL_PROGRESS) & set(move.progress):
         return move
-    kept = {k: v for k, v in move.progress.items() if k not in ("network_retries", "stall_reason")}
+    kept = {k: v for k, v in move.progress.items() if k not in mrs_service.STALL_PROGRESS}
     stored.update(tx, move.id, {"progress": kept})
     return common.load(tx, move.id)
 
