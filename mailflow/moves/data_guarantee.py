@@ -88,3 +88,5 @@ def mdb_offline(tx: Tx, scenario: Scenario, move: MoveRecord) -> Stall | None:
 
 
 GATES: tuple[mrs_service.Gate, ...] = (mdb_offline, data_guarantee)
+# The counters these gates keep in a stalled request's progress.
+STALL_PROGRESS = ("ha_checks", "mdb_offline_retries")

@@ -8,7 +8,11 @@ wait, CompletionInProgress (Finalization) and Completed. An online move locks
 the mailbox (PR_IN_TRANSIT) only for the final sync and directory update;
 ``online: false`` locks it from the start. Transient faults retry every
 RetryDelay up to MaxRetries; bad items over BadItemLimit fail the request; the
-per-database limits keep extra requests Queued.
+MRS limits keep extra requests Queued (``mrs_service.has_capacity``). At the end
+of every phase the request passes the gates of ``mrs_service`` (RPC from its MRS
+instance to the source and target): a gate that holds it makes it
+TransientFailure, retried every RetryDelay, FailedNetwork after MaxRetries, and
+it goes on from its phase once the gate opens.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ ACTIVE = mrs_service.ACTIVE
 # The network gates, then the DAG's (issue 19): a dismounted database, the data guarantee.
 GATES = mrs_service.GATES + data_guarantee.GATES
 # Progress keys a stalled request keeps until the gates pass again.
-_STALL_KEYS = ("network_retries", "ha_checks", "mdb_offline_retries", "stall_reason")
+_STALL_KEYS = (*mrs_service.STALL_PROGRESS, *data_guarantee.STALL_PROGRESS)
 
 
 def transient_failures(fail_at: str | None) -> int:
@@ -206,8 +210,8 @@ def _stalled(tx: Tx, scenario: Scenario, move: MoveRecord, stall: mrs_service.St
 
 
 def _going_on(tx: Tx, move: MoveRecord) -> MoveRecord:
-    """The gates passed: a request that was stalled forgets its retry count."""
-    if not any(key in move.progress for key in _STALL_KEYS):
+    """The gates passed: a request that was stalled forgets its retry counts."""
+    if not set(_STALL_KEYS) & set(move.progress):
         return move
     kept = {k: v for k, v in move.progress.items() if k not in _STALL_KEYS}
     stored.update(tx, move.id, {"progress": kept})

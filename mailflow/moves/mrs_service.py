@@ -43,7 +43,7 @@ class Stall:
     detail: str
     failed_detail: str
     failure_type: str
-    side: str
+    side: str | None
     reason: str
     counter: str
     # Issue 19: a gate with its own period and retry count (the data guarantee's
@@ -94,7 +94,7 @@ def network(tx: Tx, scenario: Scenario, move: MoveRecord) -> Stall | None:
     mrs_name = move.options.get("mrs_server") or move.target
     mrs = scenario.server(mrs_name)
     if not services.running(tx, mrs.name, SERVICE):
-        return Stall("TransientFailure", "FailedNetwork", "MRS service stopped", "Target",
+        return Stall("TransientFailure", "FailedNetwork", "MRS service stopped", None,
                      f"the MRS service on {mrs.name} is stopped", "network_retries")
     for side, name in (("Source", move.source), ("Target", move.target)):
         if not rpc_possible(tx, mrs, scenario.server(name)):
@@ -106,6 +106,8 @@ def network(tx: Tx, scenario: Scenario, move: MoveRecord) -> Stall | None:
 
 
 GATES: tuple[Gate, ...] = (network,)
+# What a stall keeps in a request's progress: each gate's counter and the reason shown.
+STALL_PROGRESS = ("network_retries", "stall_reason")
 
 
 def first_stall(tx: Tx, scenario: Scenario, move: MoveRecord,
