@@ -48,6 +48,11 @@ async def test_a_lagging_target_stalls_the_move_until_the_lag_clears(lab: Lab) -
     move = await start(lab, CAROL, "EX2010-R1")
     stalled = await until_detail(lab, move["id"], "StalledDueToHA")
     assert stalled["status"] == "InProgress"
+    # The request waits in the DAG database's System Mailbox, on its active copy's server.
+    status, box = await api(lab, "GET", f"{DB01}/system-mailbox")
+    assert status == 200 and box["server"] == "EX2010-R1", box
+    assert box["system_mailbox"] == "SystemMailbox{DAG-DB01}"
+    assert [m["move"] for m in box["folders"][0]["messages"]] == [move["id"]]
     await lab.advance(600)  # two DataGuaranteeCheckPeriods: still stalled
     assert (await show(lab, move["id"]))["status_detail"] == "StalledDueToHA"
     text = await scrape(lab)

@@ -18,6 +18,7 @@ from typing import Any
 from mailflow.errors import NotFound
 from mailflow.moves import mrs2010
 from mailflow.moves.states import FINAL, MoveStatus
+from stores import databases
 from stores import moves as stored
 from stores.backend import Read
 from stores.moves import MoveRecord
@@ -67,8 +68,10 @@ def mailbox_extras(db: Read, scenario: Scenario, doc: dict[str, Any]) -> dict[st
 
 def system_mailbox(db: Read, scenario: Scenario, database: str) -> dict[str, Any]:
     """The System Mailbox of ``database``: a message per MRS request that targets it."""
-    server = next((s for s in scenario.servers
-                   if mailbox_database(s.name).upper() == database.upper()), None)
+    dag = databases.get(db, database)  # issue 19: a DAG database, on its active copy's server
+    server = (scenario.server(dag.active.server) if dag is not None else
+              next((s for s in scenario.servers
+                    if mailbox_database(s.name).upper() == database.upper()), None))
     if server is None or not server.version.hub_transport:
         raise NotFound(f"no Exchange 2007/2010 mailbox database {database!r}")
     folders: dict[str, list[dict[str, Any]]] = {JOBS: [], REPORTS: [], SYNC_STATES: []}
@@ -79,6 +82,6 @@ def system_mailbox(db: Read, scenario: Scenario, database: str) -> dict[str, Any
             "status_detail": move.status_detail, "created_at": move.created_at,
             "mrs_server": move.options.get("mrs_server"),
         })
-    return {"database": mailbox_database(server.name), "server": server.name,
-            "system_mailbox": f"SystemMailbox{{{mailbox_database(server.name)}}}",
+    name = dag.name if dag is not None else mailbox_database(server.name)
+    return {"database": name, "server": server.name, "system_mailbox": f"SystemMailbox{{{name}}}",
             "folders": [{"name": name, "messages": rows} for name, rows in folders.items()]}
