@@ -29,8 +29,10 @@ MDB_OFFLINE_ERROR = ("432 4.2.0 STOREDRV.Deliver.Exception:StorageTransientExcep
 def deliver(tx: Tx, scenario: Scenario, pair: Pair, at: Server,
             in_transit: bool | None) -> str | None:
     """Deliver or park ``pair``; the error text when the store refused it for good."""
-    if in_transit is not None and databases.dismounted_at(tx, at.name):
-        # Issue 19: the database is dismounted: the mail waits in its delivery queue (Retry).
+    if scenario.databases and in_transit is not None and databases.dismounted_at(tx, at.name):
+        # Issue 19: the DAG database is dismounted: the mail waits in its delivery queue
+        # (Retry). DAG members are 2010 servers, so the MAPI error only stands in: the
+        # queue's LastError is the store driver's text.
         deferred.defer(tx, pair, at, scenario.defaults, MapiError.ecServerPaused,
                        last_error=MDB_OFFLINE_ERROR)
         return None
