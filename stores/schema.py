@@ -194,15 +194,16 @@ MIGRATIONS: list[str] = [
     """,
     # 7 (issue 19): DAG databases and their copies: the constraint and whether the database
     # is mounted; per copy its site, activation preference, whether it is the active one,
-    # copy and replay queue lengths and whether replication to it is suspended.
+    # copy and replay queue lengths and whether replication to it is suspended. IF NOT EXISTS:
+    # tests that roll a store back to an older schema version keep the newer tables.
     """
-    CREATE TABLE dag_databases(
+    CREATE TABLE IF NOT EXISTS dag_databases(
         name TEXT PRIMARY KEY,
         dag TEXT NOT NULL,
         replication_constraint TEXT NOT NULL,
         mounted INTEGER NOT NULL DEFAULT 1
     );
-    CREATE TABLE dag_copies(
+    CREATE TABLE IF NOT EXISTS dag_copies(
         database TEXT NOT NULL,
         server TEXT NOT NULL,
         site TEXT NOT NULL,
