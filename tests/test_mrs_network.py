@@ -79,7 +79,10 @@ async def test_a_stopped_mrs_service_holds_the_request(lab: Lab) -> None:
                            "mrs_max_total_moves_per_mrs": 1})
 async def test_limits_keep_requests_queued_with_their_position(lab: Lab) -> None:
     users = ["user001@contoso.test", "user004@contoso.test", "user007@contoso.test"]
-    moves = [await start(lab, u, "EX2010-B") for u in users]
+    moves = []
+    for user in users:  # one second apart: the queue is in order of QueuedTimestamp
+        moves.append(await start(lab, user, "EX2010-B"))
+        await lab.advance(1)
     shown = [await show(lab, m["id"]) for m in moves]
     assert [m["status"] for m in shown] == ["InProgress", "Queued", "Queued"]
     assert [m["position_in_queue"] for m in shown] == [None, "1 out of 2", "2 out of 2"]

@@ -67,6 +67,14 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 def _text(doc: dict[str, Any]) -> str:
     keys = ["id", "mailbox", "source", "target", "engine", "status", "status_detail",
             "percent_complete", "bad_items_encountered", "failure_reason"]
+    if doc.get("engine") == "mrs2010":  # Get-MoveRequestStatistics (issue 18)
+        keys += ["direction", "online", "mrs_server_name", "position_in_queue", "batch",
+                 "suspend_comment", "queued_timestamp", "start_timestamp",
+                 "initial_seeding_completed_timestamp", "final_sync_timestamp",
+                 "completion_timestamp", "overall_duration", "total_in_progress_duration",
+                 "total_suspended_duration", "total_stalled_due_to_ha_duration",
+                 "failure_type", "failure_side", "failure_timestamp",
+                 "bytes_transferred_per_minute"]
     history = "\n".join(f"  {when(h['time'])}  {h['status']} / {h['status_detail']}"
                         for h in doc["history"])
     # A field with no value (no failure yet) shows "-", as the tables do, not "None".
