@@ -136,6 +136,16 @@ def hosts_mailboxes(conn: Read, server: str) -> bool:
                         (server,)).fetchone() is not None
 
 
+def strand_moves(tx: Tx, server: str, engine: str, database: str) -> int:
+    """Open ``engine`` requests from or to ``server`` keep trying ``database`` there
+    (``lost_database`` in their progress) instead of following it elsewhere."""
+    final = tuple(s.value for s in FINAL)
+    return tx.execute(
+        "UPDATE moves SET progress = json_set(progress, '$.lost_database', ?) WHERE engine=?"
+        f" AND (source=? OR target=?) AND status NOT IN ({marks(final)})",
+        (database, engine, server, server, *final)).rowcount
+
+
 def carry_over(tx: Tx, scenario: Scenario, old: str, new: str) -> int:
     """A failover from ``old`` to ``new``: the database's mailboxes, their items, their
     directory home and the moves going on from or to it now live on ``new``. Returns how

@@ -121,6 +121,28 @@ async def test_failover_mid_move_continues_on_the_new_active_copy(lab: Lab) -> N
     assert report["clean"], report
 
 
+async def test_with_constraint_none_a_failover_strands_the_move(lab_factory: LabFactory) -> None:
+    """Seed 001: without a constraint MRS does not follow the failover; it retries the copy
+    it used every 30 s for 30 minutes, then fails, and the mailbox stays on its source."""
+    lab = await lab_factory.start(scenario=with_constraint("None"))
+    before = (await mailbox(lab, CAROL))["message_count"]
+    move = await start(lab, CAROL, "EX2010-R1")
+    await until_detail(lab, move["id"], "IncrementalSync")
+    await change(lab, "/failover", {"server": "EX2010-R2"})
+    await until_detail(lab, move["id"], "MDBOffline")
+    await send(lab, "EX2010-D1", CAROL, subject="while stranded")
+    await lab.advance(60 * 31)
+    failed = await show(lab, move["id"])
+    assert (failed["status"], failed["status_detail"]) == ("Failed", "FailedMAPI"), failed
+    assert failed["failure_side"] == "Target"
+    await lab.settle()
+    after = await mailbox(lab, CAROL)
+    assert (after["server"], after["message_count"], after["in_transit"]) == (
+        "EX2010-D2", before + 1, False)
+    _, report = await api(lab, "GET", "/api/v1/audit")
+    assert report["clean"], report
+
+
 async def test_mail_for_a_dismounted_database_waits_and_flows_after_failover(lab: Lab) -> None:
     before = (await mailbox(lab, ALICE))["message_count"]
     await change(lab, "/dismount")

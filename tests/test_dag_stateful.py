@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import shutil
 import tempfile
 from pathlib import Path
@@ -24,6 +25,7 @@ from mailflow.actions import databases as dag
 from mailflow.errors import LabError
 from mailflow.moves import dispatch as moves
 from mailflow.moves.states import FINAL
+from mailflow.scenarios import load
 from stores import databases
 from stores.audit import audit
 from stores.machine import InvalidTransition
@@ -38,11 +40,15 @@ DATABASES = ["DAG-DB01", "DAG-DB02"]
 
 
 class DagMachine(RuleBasedStateMachine):
+    constraint = "SecondCopy"
+
     def __init__(self) -> None:
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="mailflow-dag-"))
         self.loop = asyncio.new_event_loop()
-        self.lab = build_lab(self.dir / "data", "exchange-2010-dag")
+        dag = load("exchange-2010-dag")
+        self.lab = build_lab(self.dir / "data", dataclasses.replace(dag, databases=tuple(
+            dataclasses.replace(d, constraint=self.constraint) for d in dag.databases)))
         self.lab.http = None
         self._run(self.lab.start())
         self.sent = 0
@@ -143,8 +149,16 @@ class DagMachine(RuleBasedStateMachine):
             assert queue.startswith("mapi:") and (locked == 1 or offline), (server, queue)
 
 
-DagMachine.TestCase.settings = settings(
-    max_examples=20, stateful_step_count=15, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+class DagNoneMachine(DagMachine):
+    """The same with DataMoveReplicationConstraint None: failovers strand MRS requests."""
+
+    constraint = "None"
+
+
+for machine in (DagMachine, DagNoneMachine):
+    machine.TestCase.settings = settings(
+        max_examples=15, stateful_step_count=15, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
 test_dag_stateful = DagMachine.TestCase
+test_dag_stateful_without_constraint = DagNoneMachine.TestCase

@@ -13,6 +13,7 @@ from typing import Any
 
 from mailflow.actions.organization import server_name
 from mailflow.errors import Conflict, Invalid, NotFound
+from mailflow.moves import mrs2010
 from routing import deferred
 from stores import databases, pairs
 from stores.backend import Read, Tx
@@ -107,7 +108,8 @@ def set_suspended(tx: Tx, scenario: Scenario, name: str, server: str,
 
 def failover(tx: Tx, scenario: Scenario, name: str, server: str) -> dict[str, Any]:
     """Activate the copy on ``server``: the database is mounted there, its mailboxes and the
-    moves going on with it follow, and mail waiting for it is tried again now."""
+    moves going on with it follow (with constraint None the MRS requests keep trying the old
+    copy, and fail), and mail waiting for it is tried again now."""
     database = _database(tx, name)
     copy = database.copy(server_name(scenario, server))
     old = database.active.server
@@ -118,6 +120,10 @@ def failover(tx: Tx, scenario: Scenario, name: str, server: str) -> dict[str, An
     if databases.hosts_mailboxes(tx, copy.server):
         raise Conflict(f"{copy.server} already holds mailboxes; the lab keeps one active"
                        " database per server")
+    if database.constraint == "None":
+        # Seed 001: without a constraint MRS does not follow the failover; it retries the
+        # database where it was, every RetryDelay up to MaxRetries (data_guarantee.mdb_offline).
+        databases.strand_moves(tx, old, mrs2010.ENGINE, database.name)
     databases.activate(tx, database.name, copy.server)
     databases.set_mounted(tx, database.name, True)
     rehomed = databases.carry_over(tx, scenario, old, copy.server)

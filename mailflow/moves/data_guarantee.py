@@ -11,7 +11,9 @@ StalledDueToHA (during the copy) or DataReplicationWait (before completion), is 
 again every DataGuaranteeCheckPeriod and fails after DataGuaranteeTimeout. A passive copy
 keeps up when replication to it runs and its copy queue is empty (the replay queue does
 not count: the logs are already on the copy's disk). A source or target database that is
-dismounted stalls the request as MDBOffline, retried every RetryDelay up to MaxRetries.
+dismounted stalls the request as MDBOffline, retried every RetryDelay up to MaxRetries; so
+does a database that failed over during a request with constraint None, which MRS does not
+follow (``lost_database`` in the request's progress).
 """
 
 from __future__ import annotations
@@ -77,7 +79,15 @@ def data_guarantee(tx: Tx, scenario: Scenario, move: MoveRecord) -> Stall | None
 
 
 def mdb_offline(tx: Tx, scenario: Scenario, move: MoveRecord) -> Stall | None:
-    """MRS cannot log on to a dismounted source or target database."""
+    """MRS cannot log on to a dismounted source or target database, nor to one that failed
+    over while the request had constraint None (it keeps trying the old copy)."""
+    lost = move.progress.get("lost_database")
+    if lost is not None:
+        now = databases.get(tx, lost)
+        side = "Source" if now is not None and now.active.server == move.source else "Target"
+        return Stall("MDBOffline", "FailedMAPI", "MapiExceptionMdbOffline (unconfirmed)", side,
+                     f"{lost} failed over; with DataMoveReplicationConstraint None MRS keeps"
+                     " trying the copy it was using", "mdb_offline_retries")
     for side, server in (("Source", move.source), ("Target", move.target)):
         database = databases.of_server(tx, server)
         if database is not None and not database.mounted:
