@@ -76,3 +76,6 @@ PAGE_OFFSET = Range("offset", 0, MAX_ID)
 ADVANCE_SECONDS = Range("seconds", 0, MAX_ADVANCE_SECONDS, whole=False)
 SIM_TIME = Range("a simulated time", 0, MAX_SIM_TIME, whole=False)
 QUERY_SECONDS = Range("seconds", 0, MAX_SIM_TIME, whole=False)
+# Issue 19: a DAG copy's copy and replay queue lengths (log files).
+COPY_QUEUE = Range("copy_queue_length", 0, 1_000_000)
+REPLAY_QUEUE = Range("replay_queue_length", 0, 1_000_000)

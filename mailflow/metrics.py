@@ -29,8 +29,10 @@ from prometheus_client.registry import Collector
 from mailflow import __version__
 from mailflow.moves.states import MoveStatus
 from routing import queues
+from routing.deferred import parking_queue
+from stores import databases
 from stores.backend import Fact, Read
-from stores.queue_ids import DEFERRED, HOLDING
+from stores.queue_ids import HOLDING
 from stores.snapshot import AGE_BUCKETS, EMPTY, Snapshot, snapshot
 from stores.topology import Scenario
 
@@ -130,10 +132,12 @@ class Metrics:
         for server in scenario.servers:
             self.accepted.labels(server=server.name)
             self.delivered.labels(server=server.name)
-            parking = HOLDING if server.version.legacy_mta else DEFERRED
+            parking = HOLDING if server.version.legacy_mta else parking_queue(server)
             self.deferred.labels(server=server.name, queue=parking)
             self.released.labels(server=server.name, queue=parking)
         self.registry.register(_StoreGauges(scenario, read, now))
+        if scenario.databases:
+            self.registry.register(_DagGauges(read, now))
 
 
 class _StoreGauges(Collector):
@@ -175,3 +179,35 @@ class _StoreGauges(Collector):
         yield from (depth, oldest, ages, in_transit, moves)
 
 
+
+
+class _DagGauges(Collector):
+    """Issue 19: DAG copies and the moves their data guarantee holds, read at each scrape."""
+
+    def __init__(self, read: Reader[Any], now: Callable[[], float]) -> None:
+        self.read = read
+        self.now = now
+
+    def collect(self) -> Iterable[Metric]:
+        found = self.read(databases.all_databases)
+        stalls: list[float] = self.read(databases.ha_stalls_since)
+        labels = ["database", "server"]
+        copy_queue = GaugeMetricFamily("mailflow_database_copy_queue_length", "Log files a"
+                                       " DAG copy has yet to copy (0 on the active copy).",
+                                       labels=labels)
+        mounted = GaugeMetricFamily("mailflow_database_mounted", "1 on the server whose copy"
+                                    " of the database is active and mounted, else 0.",
+                                    labels=labels)
+        for database in found:
+            for copy in database.copies:
+                copy_queue.add_metric([database.name, copy.server], copy.copy_queue)
+                mounted.add_metric([database.name, copy.server],
+                                   int(copy.active and database.mounted))
+        stalled = GaugeMetricFamily("mailflow_moves_stalled_due_to_ha", "Move requests the"
+                                    " data guarantee holds (StalledDueToHA or"
+                                    " DataReplicationWait).")
+        stalled.add_metric([], len(stalls))
+        longest = GaugeMetricFamily("mailflow_move_ha_stall_longest_seconds", "Simulated"
+                                    " seconds the longest current data-guarantee stall lasts.")
+        longest.add_metric([], max((self.now() - since for since in stalls), default=0.0))
+        yield from (copy_queue, mounted, stalled, longest)

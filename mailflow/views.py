@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from mailflow.errors import NotFound
+from mailflow.moves import trail
 from mailflow.moves.describe import describe
 from mailflow.moves.report import xml_report
 from mailflow.queue_views import find_message
@@ -42,6 +43,11 @@ def mailbox(conn: Read, address: str) -> dict[str, Any]:
     if doc is None:
         raise NotFound(f"no mailbox {address!r}")
     return doc
+
+
+def mailbox_trail(conn: Read, scenario: Scenario, address: str) -> dict[str, Any]:
+    """The mailbox with its MRS request's msExchMailboxMove* attributes and its archive."""
+    return trail.mailbox_extras(conn, scenario, mailbox(conn, address))
 
 
 def mailboxes(conn: Read, limit: int, offset: int) -> list[dict[str, Any]]:
@@ -82,7 +88,8 @@ def _move(conn: Read, move_id: str) -> stored_moves.MoveRecord:
 
 
 def move(conn: Read, move_id: str, now: float) -> dict[str, Any]:
-    return describe(_move(conn, move_id), now)
+    found = _move(conn, move_id)
+    return describe(found, now, stored_moves.queue_position(conn, found))
 
 
 def move_list(conn: Read, now: float, limit: int, offset: int) -> list[dict[str, Any]]:

@@ -32,7 +32,7 @@ from routing.hop import HOP_HEADER
 from stores import audit, directory, messages, meta, pairs, queue_ids, services
 from stores.backend import Tx
 from stores.messages import NewMessage, Pair, PairState
-from stores.queue_ids import DEFERRED, LOCAL, SMARTHOST, UNREACHABLE, QueueId
+from stores.queue_ids import LOCAL, SMARTHOST, UNREACHABLE, QueueId
 from stores.topology import Scenario, Server, Version
 
 # The SMTP endpoints and the lab reach the address checks through the categorizer.
@@ -222,7 +222,7 @@ def route(tx: Tx, scenario: Scenario, pair: Pair, at: Server) -> None:
     target = scenario.server(home.server)
     next_hop = connectors.next_hop(tx, at, target)
     if next_hop.via == "local":
-        if pair.queue != DEFERRED:  # a retry is traced by the store's answer alone
+        if not queue_ids.is_parking(pair.queue or ""):  # a retry is traced by the store's answer
             tx.trace(pair.message, pair.rcpt, at.name, "categorized",
                      f"home {target.name}: local delivery")
         refused = delivery.deliver(tx, scenario, pair, at, home.in_transit)
@@ -274,14 +274,17 @@ def _unreachable(tx: Tx, pair: Pair, at: Server, why: str) -> None:
 
 
 def release(tx: Tx, scenario: Scenario, mailbox: str) -> None:
-    """PR_IN_TRANSIT was cleared: route every pair deferred for ``mailbox`` again, now;
-    the first page in this transaction, the rest from ``release_due``."""
-    deferred.release(tx, mailbox, DEFERRED, lambda page: _route_released(tx, scenario, page))
+    """PR_IN_TRANSIT was cleared: route every pair deferred for ``mailbox`` again, now (from
+    ``deferred`` and the 2007/2010 delivery queues); the first page in this transaction, the
+    rest from ``release_due``."""
+    for queue in deferred.parking_queues(scenario):
+        deferred.release(tx, mailbox, queue, lambda page: _route_released(tx, scenario, page))
 
 
 def release_due(tx: Tx, scenario: Scenario) -> int:
     """The next page of every release of deferred mail still going on."""
-    return deferred.release_due(tx, DEFERRED, lambda page: _route_released(tx, scenario, page))
+    return sum(deferred.release_due(tx, queue, lambda page: _route_released(tx, scenario, page))
+               for queue in deferred.parking_queues(scenario))
 
 
 def _route_released(tx: Tx, scenario: Scenario, page: list[Pair]) -> None:
@@ -297,14 +300,26 @@ def _route_released(tx: Tx, scenario: Scenario, page: list[Pair]) -> None:
             tx.trace(pair.message, pair.rcpt, pair.server, "flush-wait",
                      "MTA stopped: released when the flush time-out runs out")
             continue
-        tx.trace(pair.message, pair.rcpt, pair.server, "released", f"from {DEFERRED}")
-        tx.note("released", server=pair.server, queue=DEFERRED)
+        queue = pair.queue or ""
+        tx.trace(pair.message, pair.rcpt, pair.server, "released", f"from {queue}")
+        tx.note("released", server=pair.server, queue=queue)
+        _rerouted(tx, pair)
         route(tx, scenario, pair, scenario.server(pair.server))
+
+
+def _rerouted(tx: Tx, pair: Pair) -> None:
+    """2007/2010: mail the store driver gives back because its mailbox moved says so."""
+    home = directory.lookup(tx, pair.rcpt, store=pair.server)
+    if queue_ids.is_mapi(pair.queue or "") and home is not None and home.server != pair.server:
+        tx.trace(pair.message, pair.rcpt, pair.server, "rerouted",
+                 f"DeferReason: {deferred.REROUTED}")
 
 
 def retry_due(tx: Tx, scenario: Scenario) -> int:
     """Try again every deferred pair whose retry has fallen due."""
-    due = pairs.due(tx, [s.name for s in scenario.servers], DEFERRED, tx.now)
+    servers = [s.name for s in scenario.servers]
+    due = [p for queue in deferred.parking_queues(scenario)
+           for p in pairs.due(tx, servers, queue, tx.now)]
     for pair in due:
         route(tx, scenario, pair, scenario.server(pair.server))
     return len(due)

@@ -2,16 +2,17 @@
 
 In: a pair, its server and the PR_IN_TRANSIT flag of its mailbox there (from the
 categorizer). Out: the pair DELIVERED into an Inbox item; or, refused with
-ecMailboxInTransit (event 9660), parked: in queue ``deferred`` on 2003 and later
-(``routing.deferred``), in the store's InTransitFolder (queue ``holding``) on
-5.5/2000; or, refused otherwise, the refusal's text, for the categorizer to
-send the pair to ``unreachable``.
+ecMailboxInTransit (event 9660), parked: in queue ``deferred`` on 2003, in the
+mailbox delivery queue ``mapi:<DATABASE>`` on 2007/2010 (``routing.deferred``),
+in the store's InTransitFolder (queue ``holding``) on 5.5/2000; or, refused
+otherwise, the refusal's text, for the categorizer to send the pair to
+``unreachable``.
 """
 
 from __future__ import annotations
 
 from routing import deferred
-from stores import messages, pairs
+from stores import databases, messages, pairs
 from stores.backend import Tx
 from stores.driver import Delivery, put_item, verdict
 from stores.errors import MapiError
@@ -20,10 +21,21 @@ from stores.messages import Pair, PairState
 from stores.queue_ids import HOLDING
 from stores.topology import Scenario, Server
 
+# LastError of mail for a dismounted DAG database (the exception name is unconfirmed).
+MDB_OFFLINE_ERROR = ("432 4.2.0 STOREDRV.Deliver.Exception:StorageTransientException."
+                     "MapiExceptionMdbOffline: the mailbox database is dismounted")
+
 
 def deliver(tx: Tx, scenario: Scenario, pair: Pair, at: Server,
             in_transit: bool | None) -> str | None:
     """Deliver or park ``pair``; the error text when the store refused it for good."""
+    if scenario.databases and in_transit is not None and databases.dismounted_at(tx, at.name):
+        # Issue 19: the DAG database is dismounted: the mail waits in its delivery queue
+        # (Retry). DAG members are 2010 servers, so the MAPI error only stands in: the
+        # queue's LastError is the store driver's text.
+        deferred.defer(tx, pair, at, scenario.defaults, MapiError.ecServerPaused,
+                       last_error=MDB_OFFLINE_ERROR)
+        return None
     result = verdict(pair, in_transit)
     if result is Delivery.DELIVERED:
         messages.place_final(tx, pair, PairState.DELIVERED)
@@ -48,8 +60,7 @@ def deliver(tx: Tx, scenario: Scenario, pair: Pair, at: Server,
     if at.version.legacy_mta:
         _hold(tx, pair, at, result.error)
     else:
-        deferred.defer(tx, pair, at.name, scenario.defaults.deferred_retry_seconds,
-                       result.error)
+        deferred.defer(tx, pair, at, scenario.defaults, result.error)
     return None
 
 

@@ -22,7 +22,7 @@ from stores.topology import Defaults, Scenario, Server
 def _delay_status(queue: str) -> str:
     """RFC 3463 status of a delay: the store refused (4.2.0, as 2007's store driver says),
     a remote host does not answer (4.4.1), or no route yet (4.4.0)."""
-    if queue == queue_ids.DEFERRED:
+    if queue_ids.is_parking(queue):
         return "4.2.0"
     if queue_ids.is_outbound(queue):
         return "4.4.1"

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from routing.deferred import IN_TRANSIT_ERROR
+from routing import hub_views
+from routing.deferred import IN_TRANSIT_ERROR, parking_queue
 from stores import queue_ids, queue_state
 from stores.backend import Read
 from stores.queue_ids import DEFERRED, HOLDING, LOCAL, UNREACHABLE, QueueId, display_name, identity
@@ -31,7 +32,8 @@ def standard_queues(server: Server) -> tuple[QueueId, ...]:
     if server.version.legacy_mta:
         # 5.5/2000 park in-transit mail in the store's InTransitFolder, not an SMTP queue.
         return (LOCAL, HOLDING, UNREACHABLE)
-    return (LOCAL, DEFERRED, UNREACHABLE)
+    # 2003: "Messages queued for deferred delivery"; 2007/2010: the delivery queue.
+    return (LOCAL, parking_queue(server), UNREACHABLE)
 
 
 def connection_queue(queue: str) -> bool:
@@ -48,10 +50,10 @@ def shown_status(server: str, queue: str, stat: queue_state.Stats | None,
     Outbound Mail" holds it and whether a pair in it waits for a mailbox in transit.
 
     - Retry with nothing left in it is Ready: expiry or a move emptied it.
-    - ``deferred`` is Retry while an unfrozen message waits for the store's next retry
-      (KB 838644); holding only frozen messages it is Ready, and once no mailbox of its
-      messages is in transit, "the mailbox is in transit" is no longer its error (other
-      errors, such as a stopped MTA's, stay).
+    - ``deferred`` (and a 2007/2010 delivery queue ``mapi:*``) is Retry while an unfrozen
+      message waits for the store's next retry (KB 838644); holding only frozen messages
+      it is Ready, and once no mailbox of its messages is in transit, "the mailbox is in
+      transit" is no longer its error (other errors, such as a stopped MTA's, stay).
     - A connection queue (link, smarthost, MTA) in Ready holding an unfrozen message that
       is due is Active: the lab opens the connection as soon as mail is due, so due mail
       in a Ready queue is mail being relayed (Queue Viewer's Active while it drains).
@@ -64,7 +66,7 @@ def shown_status(server: str, queue: str, stat: queue_state.Stats | None,
     held = outbound_off and queue_ids.is_outbound(queue)
     if current == QueueStatus.RETRY and not count:
         current, next_retry = QueueStatus.READY, None
-    if queue == DEFERRED and count:
+    if queue_ids.is_parking(queue) and count:
         if current == QueueStatus.READY and due is not None:
             current, next_retry = QueueStatus.RETRY, due
         if not in_transit and last_error and last_error.endswith(IN_TRANSIT_ERROR):
@@ -98,7 +100,8 @@ def list_queues(db: Read, scenario: Scenario, now: float) -> list[dict[str, Any]
         stat = stats.get((server, queue))
         current, next_retry, last_error = shown_status(
             server, queue, stat, states.get((server, queue)), now,
-            outbound_off=server in no_outbound, in_transit=queue == DEFERRED and stat is not None
+            outbound_off=server in no_outbound, in_transit=queue_ids.is_parking(queue)
+            and stat is not None
             and queue_state.waits_for_transit(db, server, queue))
         rows.append(
             {
@@ -113,4 +116,16 @@ def list_queues(db: Read, scenario: Scenario, now: float) -> list[dict[str, Any]
                 "oldest_message_age_seconds": max(0.0, now - stat.oldest_at) if stat else 0.0,
             }
         )
-    return rows
+    return [_hub_row(db, scenario, row, keys) for row in rows]
+
+
+def _hub_row(db: Read, scenario: Scenario, row: dict[str, Any],
+             keys: set[tuple[str, str]]) -> dict[str, Any]:
+    """A queue of a 2007/2010 server as Get-Queue shows it; other servers' rows as they are."""
+    if not scenario.server(row["server"]).version.hub_transport:
+        return row
+    order = hub_views.numbered([q for s, q in keys if s == row["server"]])
+    attempts, first = (queue_state.retry_info(db, row["server"], row["queue"])
+                       if row["message_count"] and queue_ids.is_parking(row["queue"])
+                       else (0, None))
+    return hub_views.get_queue(row, scenario, order, attempts, first)

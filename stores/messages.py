@@ -71,6 +71,8 @@ def queue_state(queue: str) -> PairState:
     state = _FIXED_STATES.get(queue)
     if state is not None:
         return state
+    if queue_ids.is_mapi(queue):
+        return PairState.DEFERRED
     if queue.startswith((queue_ids.LINK_PREFIX, queue_ids.MTA_PREFIX)):
         return PairState.REMOTE
     raise ValueError(f"unknown queue id {queue!r}")

@@ -154,6 +154,39 @@ def count_active(tx: Tx, engine: str, column: str, server: str,
     ).fetchone()[0])
 
 
+def open_request(conn: Read, mailbox: str, engine: str) -> MoveRecord | None:
+    """The request of ``engine`` for ``mailbox`` not yet removed (at most one: the next is
+    refused until it is), else None."""
+    row = conn.execute("SELECT * FROM moves WHERE mailbox=? AND engine=?"
+                       " ORDER BY created_at DESC LIMIT 1", (mailbox, engine)).fetchone()
+    return None if row is None else _record(row)
+
+
+def requests_to(conn: Read, target: str, engine: str) -> list[MoveRecord]:
+    """Requests of ``engine`` whose target is ``target``, oldest first."""
+    return _records(conn.execute("SELECT * FROM moves WHERE target=? AND engine=?"
+                                 " ORDER BY created_at, id", (target, engine)).fetchall())
+
+
+def count_active_on_mrs(tx: Tx, engine: str, mrs_server: str,
+                        statuses: Iterable[MoveStatus]) -> int:
+    """Requests of ``engine`` in ``statuses`` that the MRS instance ``mrs_server`` runs."""
+    wanted = [s.value for s in statuses]
+    rows = tx.execute(f"SELECT options FROM moves WHERE engine=? AND status IN ({marks(wanted)})",
+                      (engine, *wanted)).fetchall()
+    return sum(json.loads(r[0]).get("mrs_server") == mrs_server for r in rows)
+
+
+def queue_position(conn: Read, move: MoveRecord) -> tuple[int, int]:
+    """(position, length) of a Queued request among the Queued requests of its engine to the
+    same target, oldest first (PositionInQueue)."""
+    rows = conn.execute(
+        "SELECT id FROM moves WHERE engine=? AND target=? AND status=? ORDER BY created_at, id",
+        (move.engine, move.target, MoveStatus.QUEUED.value)).fetchall()
+    ids = [r[0] for r in rows]
+    return (ids.index(move.id) + 1 if move.id in ids else 0), len(ids)
+
+
 def at_step(tx: Tx, engines: Iterable[str], step: str, *, started: bool = False,
             due: bool = False) -> list[MoveRecord]:
     """Moves of ``engines`` at ``step``; with ``started`` those whose start time came (oldest

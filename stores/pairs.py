@@ -104,15 +104,16 @@ def retry_now(conn: Conn, server: str, queue: str, now: float) -> int:
 
 
 def retry_deferred(conn: Conn, server: str, now: float, *, ids: Sequence[int] | None = None,
-                   skip_frozen: bool = False) -> None:
-    """Deferred mail on ``server`` of mailboxes no longer in transit is due now (only pairs
-    ``ids``, when given; ``skip_frozen``: not the frozen ones)."""
+                   skip_frozen: bool = False, queue: str = DEFERRED) -> None:
+    """Deferred mail (in ``queue``: ``deferred``, or a 2007/2010 mailbox delivery queue) on
+    ``server`` of mailboxes no longer in transit is due now (only pairs ``ids``, when given;
+    ``skip_frozen``: not the frozen ones)."""
     frozen = " AND frozen=0" if skip_frozen else ""
     only = "" if ids is None else f" AND id IN ({marks(ids)})"
     conn.execute(
         f"UPDATE pairs AS p SET next_attempt=? WHERE server=? AND queue=?{frozen}"
         f" AND {NOT_IN_TRANSIT}{only}",
-        (now, server, DEFERRED, *(ids or [])),
+        (now, server, queue, *(ids or [])),
     )
 
 

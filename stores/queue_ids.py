@@ -33,6 +33,9 @@ SMARTHOST = QueueId(Fixed.SMARTHOST.value)
 LINK_PREFIX = "smtp:"
 MTA_PREFIX = "mta:"
 X400_PREFIX = "mta:x400:"
+# 2007/2010 transport: the mailbox delivery queue of one database (DeliveryType MapiDelivery,
+# NextHopDomain the database; exchange-facts.md, "Exchange 2007 / 2010"), ``mapi:<DATABASE>``.
+MAPI_PREFIX = "mapi:"
 
 
 class Kind(enum.StrEnum):
@@ -44,6 +47,7 @@ class Kind(enum.StrEnum):
     LINK = "link"  # SMTP link queue to another server
     MTA = "mta"  # MTA RPC queue to another server
     X400 = "x400"  # MTA queue of an X.400 connector
+    MAPI = "mapi"  # 2007/2010 mailbox delivery queue of a database
 
 
 class Parsed(NamedTuple):
@@ -63,12 +67,26 @@ def x400(connector: str) -> QueueId:
     return QueueId(f"{X400_PREFIX}{connector}")
 
 
+def mapi_delivery(database: str) -> QueueId:
+    return QueueId(f"{MAPI_PREFIX}{database}")
+
+
+def is_mapi(queue: str) -> bool:
+    return queue.startswith(MAPI_PREFIX)
+
+
+def is_parking(queue: str) -> bool:
+    """A queue where the store's in-transit refusals wait: 2003's ``deferred`` or a 2007/2010
+    mailbox delivery queue (``holding`` is the 5.5/2000 store's, not transport's)."""
+    return queue == DEFERRED or is_mapi(queue)
+
+
 def parse(queue: str) -> Parsed:
     """The kind and destination of a queue id; ``ValueError`` for one that is not."""
     if queue in Fixed.__members__.values():
         return Parsed(Kind(queue), "")
     for prefix, kind in ((X400_PREFIX, Kind.X400), (MTA_PREFIX, Kind.MTA),
-                         (LINK_PREFIX, Kind.LINK)):
+                         (LINK_PREFIX, Kind.LINK), (MAPI_PREFIX, Kind.MAPI)):
         if queue.startswith(prefix) and len(queue) > len(prefix):
             return Parsed(kind, queue[len(prefix):])
     raise ValueError(f"unknown queue id {queue!r}")
@@ -96,7 +114,7 @@ DISPLAY_NAMES = {
 def display_name(queue: str) -> str:
     if queue in DISPLAY_NAMES:
         return DISPLAY_NAMES[QueueId(queue)]
-    # Link and MTA queues are named after their destination.
+    # Link, MTA and mailbox delivery queues are named after their destination.
     return queue.rsplit(":", 1)[-1]
 
 

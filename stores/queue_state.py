@@ -208,3 +208,11 @@ def stats(conn: Conn, server: str, queue: str) -> Stats:
         " ORDER BY next_attempt DESC LIMIT 1", key
     ).fetchone()
     return Stats(depth, oldest_at, None if due is None else due[0], last_error)
+
+
+def retry_info(conn: Conn, server: str, queue: str) -> tuple[int, float | None]:
+    """(most attempts of a pair, first refusal of any pair) in one queue, for Get-Queue's
+    RetryCount and retry times (``routing.hub_views``)."""
+    row = conn.execute("SELECT MAX(attempts), MIN(first_refused_at) FROM pairs"
+                       " WHERE server = ? AND queue = ?", (server, queue)).fetchone()
+    return int(row[0] or 0), None if row[1] is None else float(row[1])

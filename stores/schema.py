@@ -204,4 +204,26 @@ MIGRATIONS: list[str] = [
         created REAL NOT NULL
     );
     """,
+    # 8 (issue 19): DAG databases and their copies: the constraint and whether the database
+    # is mounted; per copy its site, activation preference, whether it is the active one,
+    # copy and replay queue lengths and whether replication to it is suspended.
+    """
+    CREATE TABLE dag_databases(
+        name TEXT PRIMARY KEY,
+        dag TEXT NOT NULL,
+        replication_constraint TEXT NOT NULL,
+        mounted INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE TABLE dag_copies(
+        database TEXT NOT NULL,
+        server TEXT NOT NULL,
+        site TEXT NOT NULL,
+        preference INTEGER NOT NULL,
+        active INTEGER NOT NULL DEFAULT 0,
+        copy_queue INTEGER NOT NULL DEFAULT 0,
+        replay_queue INTEGER NOT NULL DEFAULT 0,
+        suspended INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY(database, server)
+    );
+    """,
 ]

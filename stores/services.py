@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from stores.backend import Conn
 
-SERVICES = ("mta",)
+# "mrs": the Mailbox Replication Service of a 2010 Client Access server (issue 18).
+SERVICES = ("mta", "mrs")
 
 
 def running(conn: Conn, server: str, service: str) -> bool:

@@ -71,6 +71,9 @@ class SmtpSecurity:
     # PEM files of a certificate and its key; empty: the lab's own, made on first run.
     tls_cert: str = ""
     tls_key: str = ""
+# Exchange 2007/2010 server roles a scenario may give (``roles``): Mailbox, Hub Transport,
+# Client Access. Each 2010 Client Access server runs an MRS instance (seed 001).
+ROLES = ("mailbox", "hub", "cas")
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,20 @@ class Server:
     version: Version
     site: str
     smtp_port: int
+    # Empty: every role of its version (a 2010 server is then also Client Access).
+    roles: tuple[str, ...] = ()
     security: SmtpSecurity = field(default_factory=SmtpSecurity)
+
+    @property
+    def runs_mrs(self) -> bool:
+        """A 2010 Client Access server: it runs the Mailbox Replication Service (seed 001)."""
+        return self.version is Version.V2010 and (not self.roles or "cas" in self.roles)
+
+
+def mailbox_database(server: str) -> str:
+    """The mailbox database of a server (one per server until databases are modelled, issue
+    19): the NextHopDomain of its 2007/2010 delivery queue, ``<SERVER>-DB01``."""
+    return f"{server}-DB01"
 
 
 @dataclass(frozen=True)
@@ -98,6 +114,10 @@ class MailboxSpec:
     display_name: str
     # Items already in the mailbox when the lab starts; they give moves something to copy.
     items: int = 0
+    # A 2010 personal archive: it moves with the mailbox and only to a 2010 target (seed 001).
+    archive: bool = False
+    # The DAG database it lives in (``[[databases]]``, issue 19); "" for the server's own.
+    database: str = ""
 
 
 @dataclass(frozen=True)
@@ -155,6 +175,24 @@ class Defaults:
     # 2007/2010 transport: DelayNotificationTimeOut 4 h, MessageExpirationTimeOut 2 days.
     delay_notification_2007_seconds: float = 4 * 3600.0
     expiration_2007_seconds: float = 2 * 86400.0
+    # 2007/2010 transport (exchange-facts.md, "Exchange 2007 / 2010", Transport): a mailbox
+    # delivery queue refused by the store is retried TransientFailureRetryCount (6) times every
+    # TransientFailureRetryInterval (5 min), then every MessageRetryInterval (15 min).
+    transient_failure_retry_count: int = 6
+    transient_failure_retry_interval_seconds: float = 300.0
+    message_retry_interval_seconds: float = 900.0
+    # Exchange 2010 MRS limits (exchange-facts.md, "MRS config defaults (2010)") beside the
+    # per-database ones above: per source and target server and per MRS instance.
+    mrs_max_active_moves_per_source_server: int = 50
+    mrs_max_active_moves_per_target_server: int = 5
+    mrs_max_total_moves_per_mrs: int = 100
+    # Issue 19, DAG data guarantee (exchange-facts.md, "Exchange 2007 / 2010", DAG bullet):
+    # EnableDataGuaranteeCheck (1 = True, the default); DataGuaranteeCheckPeriod 5 min as
+    # seed 001 says (the fact sheet's 10 s is from a later config and unconfirmed; seed 001
+    # bounds it to 30 s .. 2 h); DataGuaranteeTimeout 30 min.
+    enable_data_guarantee_check: int = 1
+    data_guarantee_check_period_seconds: float = 300.0
+    data_guarantee_timeout_seconds: float = 1800.0
 
 
 _DAY = 86400.0
@@ -192,7 +230,45 @@ DEFAULT_RANGES: dict[str, tuple[float, float]] = {
     "expiration_seconds": (60, 90 * _DAY),
     "delay_notification_2007_seconds": (60, 90 * _DAY),
     "expiration_2007_seconds": (60, 90 * _DAY),
+    "transient_failure_retry_count": (0, 15),
+    "transient_failure_retry_interval_seconds": (60, _DAY),
+    "message_retry_interval_seconds": (60, _DAY),
+    "mrs_max_active_moves_per_source_server": (1, 1000),
+    "mrs_max_active_moves_per_target_server": (1, 1000),
+    "mrs_max_total_moves_per_mrs": (1, 10_000),
+    "enable_data_guarantee_check": (0, 1),
+    "data_guarantee_check_period_seconds": (30, 7200),
+    "data_guarantee_timeout_seconds": (60, _DAY),
 }
+
+
+# DataMoveReplicationConstraint values (fact sheet, "Exchange 2007 / 2010"), issue 19.
+CONSTRAINTS = ("None", "SecondCopy", "SecondDatacenter", "AllDatacenters", "AllCopies")
+
+
+@dataclass(frozen=True)
+class CopySpec:
+    """One copy of a DAG database: its server, activation preference (1 = active at start)
+    and the AD site of that server."""
+
+    server: str
+    preference: int
+    site: str
+
+
+@dataclass(frozen=True)
+class DatabaseSpec:
+    """A mailbox database of a database availability group (``[[databases]]``, issue 19):
+    its copies in activation-preference order and its DataMoveReplicationConstraint."""
+
+    name: str
+    dag: str
+    copies: tuple[CopySpec, ...]
+    constraint: str
+
+    @property
+    def active_server(self) -> str:
+        return self.copies[0].server
 
 
 @dataclass(frozen=True)
@@ -223,6 +299,8 @@ class Scenario:
     # Fault rules the lab starts with ([[faults]], mailflow.smtp.faults), stored at the
     # first start.
     faults: tuple[FaultRule, ...] = ()
+    # DAG databases and their copies (issue 19).
+    databases: tuple[DatabaseSpec, ...] = ()
 
     def server(self, name: str) -> Server:
         for server in self.servers:

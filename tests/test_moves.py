@@ -59,7 +59,7 @@ async def test_mrs_online_move_with_suspend_when_ready(lab: Lab) -> None:
     assert (await mailbox(lab, FRANK))["in_transit"]
     await send(lab, "EX2010-A", FRANK, subject="during finalization")
     await lab.settle()
-    assert await queue_depth(lab, "EX2010-A", "deferred") == 1
+    assert await queue_depth(lab, "EX2010-A", "mapi:EX2010-A-DB01") == 1
 
     done = await run_until(lab, move["id"], "Completed")
     assert done["status_detail"] == "Completed" and done["percent_complete"] == 100

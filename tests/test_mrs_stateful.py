@@ -1,9 +1,11 @@
 """Hypothesis drives MRS move requests on a real exchange-2010 lab.
 
 Whatever the requests do (suspend, resume, complete, fail, remove, transient
-faults, bad items, the clock), no mailbox stays in transit once its request
-is final, every status change is one the state machine allows, and no
-message is lost or delivered twice.
+faults, bad items, RPC blocked and allowed between MRS and the other servers,
+the clock, past the window after which a cut-off request fails with
+FailedNetwork), no mailbox stays in transit once its request is final, every
+status change is one the state machine allows, and no message is lost or
+delivered twice.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from mailflow.actions.organization import set_rpc
 from mailflow.errors import LabError
 from mailflow.moves import dispatch as moves
 from mailflow.moves.states import FINAL, TRANSITIONS, MoveStatus
@@ -29,8 +32,9 @@ from stores.machine import InvalidTransition
 from tests.conftest import build_lab
 from tests.helpers import send
 
-MAILBOXES = ["frank@contoso.test", "grace@contoso.test", "heidi@contoso.test"]
-SERVERS = ["EX2010-A", "EX2010-B", "EX2007-A"]
+MAILBOXES = ["frank@contoso.test", "grace@contoso.test", "heidi@contoso.test",
+             "ivan@contoso.test"]
+SERVERS = ["EX2010-A", "EX2010-B", "EX2007-A", "EX2003-A"]
 ACTIONS = {"complete": moves.complete, "fail": moves.fail, "suspend": moves.suspend,
            "resume": moves.resume, "remove": moves.remove}
 
@@ -88,7 +92,13 @@ class MrsMachine(RuleBasedStateMachine):
         self.sent += 1
         self._run(self.lab.settle())
 
-    @rule(seconds=st.sampled_from([5, 30, 60, 600]))
+    @rule(other=st.sampled_from(SERVERS[1:]), allowed=st.booleans())
+    def rpc(self, other: str, allowed: bool) -> None:
+        """RPC between the site's only MRS instance (EX2010-A) and another server."""
+        self._write(lambda tx: set_rpc(tx, self.lab.scenario, "EX2010-A", other, allowed))
+        self._run(self.lab.settle())
+
+    @rule(seconds=st.sampled_from([5, 30, 60, 600, 1900]))
     def advance(self, seconds: int) -> None:
         self._run(self.lab.advance(seconds))
 
@@ -124,7 +134,7 @@ class MrsMachine(RuleBasedStateMachine):
                 "SELECT p.queue, s.in_transit FROM pairs p JOIN mailboxes m ON m.address ="
                 " p.mailbox LEFT JOIN store_mailboxes s ON s.server = p.server AND s.mailbox ="
                 " p.mailbox WHERE p.queue IS NOT NULL"):
-            assert queue == "deferred" and home_locked == 1
+            assert queue.startswith("mapi:") and home_locked == 1
 
 
 MrsMachine.TestCase.settings = settings(

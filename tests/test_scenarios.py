@@ -40,7 +40,7 @@ def load_error(tmp_path: Path, text: str) -> ScenarioError:
 
 
 def test_builtin_names() -> None:
-    assert builtin_names() == ["exchange-2010", "mixed-2003"]
+    assert builtin_names() == ["exchange-2010", "exchange-2010-dag", "mixed-2003"]
 
 
 def test_mixed_2003_matches_design() -> None:
@@ -79,18 +79,22 @@ def test_exchange_2010_matches_design() -> None:
     assert s.sites == ("HQ",)
     assert s.servers == (
         Server("EX2007-A", Version("2007"), "HQ", 2525),
-        Server("EX2010-A", Version("2010"), "HQ", 2526),
-        Server("EX2010-B", Version("2010"), "HQ", 2527),
+        Server("EX2010-A", Version("2010"), "HQ", 2526, ("mailbox", "hub", "cas")),
+        Server("EX2010-B", Version("2010"), "HQ", 2527, ("mailbox", "hub")),
+        Server("EX2003-A", Version("2003"), "HQ", 2528),
     )
+    assert [s.name for s in s.servers if s.runs_mrs] == ["EX2010-A"]
     assert s.connectors == ()
     homes = {m.address: m.server for m in s.mailboxes}
     assert homes["frank@contoso.test"] == "EX2010-A"
     assert homes["grace@contoso.test"] == "EX2010-A"
     assert homes["heidi@contoso.test"] == "EX2007-A"
+    assert homes["ivan@contoso.test"] == "EX2003-A"
+    assert [m.address for m in s.mailboxes if m.archive] == ["grace@contoso.test"]
     users = [m for m in s.mailboxes if m.address.startswith("user")]
     assert len(users) == 50
     assert {"user001@contoso.test", "user050@contoso.test"} <= homes.keys()
-    assert {m.server for m in users} == {srv.name for srv in s.servers}
+    assert {m.server for m in users} == {"EX2007-A", "EX2010-A", "EX2010-B"}
 
 
 def test_custom_file_normalises_and_applies_defaults(tmp_path: Path) -> None:

@@ -15,12 +15,12 @@ from __future__ import annotations
 from typing import Any
 
 from mailflow.actions.organization import server_name
-from mailflow.errors import Conflict, NotFound
-from routing import categorizer, dsn, mta, queues
+from mailflow.errors import Conflict, Invalid, NotFound
+from routing import categorizer, dsn, hub_views, mta, queues
 from stores import messages, pairs, queue_ids, queue_state
 from stores.backend import Read, Tx
 from stores.messages import Pair, PairState
-from stores.queue_ids import DEFERRED, HOLDING, SMARTHOST, UNREACHABLE, identity
+from stores.queue_ids import HOLDING, SMARTHOST, UNREACHABLE, identity, is_parking
 from stores.queue_state import QueueStatus
 from stores.topology import Scenario
 
@@ -57,6 +57,25 @@ def checked_queue(db: Read, scenario: Scenario, server: str, queue: str) -> tupl
     return name, queue
 
 
+def action_word(scenario: Scenario, server: str, word: str) -> str:
+    """The lab's action for ``word``: 2007/2010 servers also take Get-Queue's ``suspend`` and
+    ``resume`` for freeze and thaw (``routing.hub_views.ACTIONS``); other servers do not."""
+    if word not in hub_views.ACTIONS:
+        return word
+    name = server_name(scenario, server)
+    if not scenario.server(name).version.hub_transport:
+        raise Invalid(f"{word} is the 2007/2010 word; {name} is Exchange"
+                      f" {scenario.server(name).version}: use {hub_views.ACTIONS[word]}")
+    return hub_views.ACTIONS[word]
+
+
+def _word(scenario: Scenario, server: str, status: QueueStatus) -> str:
+    """A queue status as the server's version names it (Frozen is Suspended on 2007/2010)."""
+    if scenario.server(server).version.hub_transport:
+        return hub_views.STATUS[status.value]
+    return status.value
+
+
 def resolve(db: Read, server: str, queue: str, message: str) -> list[Pair]:
     """The pairs of one message (queue id, or Message-ID header with or without <>) that
     wait in ``queue`` on ``server``; NotFound when there are none."""
@@ -73,8 +92,8 @@ def _event(tx: Tx, action: str, server: str, text: str) -> None:
 def _wake(tx: Tx, scenario: Scenario, server: str, queue: str, ids: list[int] | None) -> None:
     """Thawed mail goes on at once: deferred mail of a mailbox no longer in transit is
     retried now, an InTransitFolder of a finished move is flushed, links are kicked."""
-    if queue == DEFERRED:
-        pairs.retry_deferred(tx, server, tx.now, ids=ids, skip_frozen=True)
+    if is_parking(queue):
+        pairs.retry_deferred(tx, server, tx.now, ids=ids, skip_frozen=True, queue=queue)
     elif queue == HOLDING:
         mta.flush_holding(tx, scenario, server)
     tx.note("mta", server=server)  # the scheduler looks for due work now
@@ -92,7 +111,7 @@ def freeze_queue(tx: Tx, scenario: Scenario, server: str, queue: str) -> dict[st
         raise Conflict(f"queue {identity(name, queue)} is already frozen")
     queue_state.set_status(tx, name, queue, QueueStatus.FROZEN)
     _event(tx, "freeze", name, f"Queue {identity(name, queue)} frozen by an operator.")
-    return {"server": name, "queue": queue, "status": QueueStatus.FROZEN.value}
+    return {"server": name, "queue": queue, "status": _word(scenario, name, QueueStatus.FROZEN)}
 
 
 def thaw_queue(tx: Tx, scenario: Scenario, server: str, queue: str) -> dict[str, Any]:
@@ -103,7 +122,7 @@ def thaw_queue(tx: Tx, scenario: Scenario, server: str, queue: str) -> dict[str,
     queue_state.set_status(tx, name, queue, QueueStatus.READY)
     _event(tx, "thaw", name, f"Queue {identity(name, queue)} unfrozen by an operator.")
     _wake(tx, scenario, name, queue, None)
-    return {"server": name, "queue": queue, "status": QueueStatus.READY.value}
+    return {"server": name, "queue": queue, "status": _word(scenario, name, QueueStatus.READY)}
 
 
 def set_message_frozen(tx: Tx, scenario: Scenario, server: str, queue: str, message: str,

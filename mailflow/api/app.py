@@ -18,6 +18,7 @@ from mailflow.api import (
     audit,
     clock,
     connectors,
+    databases,
     events,
     faults,
     health,
@@ -26,6 +27,7 @@ from mailflow.api import (
     moves,
     openapi,
     queues,
+    system_mailbox,
     topology,
     tracking,
     waiting,
@@ -38,7 +40,7 @@ MAX_BODY = 1024 * 1024
 # In the order they were registered when the API was one module.
 # waiting before messages: /messages/wait must not be taken as /messages/{id}.
 RESOURCES = (health, topology, mailboxes, waiting, messages, queues, moves, connectors, events,
-             audit, clock, faults, openapi, tracking)
+             audit, clock, faults, openapi, tracking, system_mailbox, databases)
 
 
 def build_app(lab: LabHandle) -> web.Application:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from mailflow import views
-from mailflow.api.handle import V1, read
+from mailflow.api.handle import V1, lab, read
 from mailflow.api.request import page
 
 routes = web.RouteTableDef()
@@ -21,7 +21,8 @@ async def mailbox_list(request: web.Request) -> web.Response:
 
 @routes.get(f"{V1}/mailboxes/{{address}}")
 async def mailbox_show(request: web.Request) -> web.Response:
-    return await read(request, views.mailbox, request.match_info["address"])
+    return await read(request, views.mailbox_trail, lab(request).scenario,
+                      request.match_info["address"])
 
 
 @routes.get(f"{V1}/mailboxes/{{address}}/messages")

@@ -22,7 +22,8 @@ from mailflow.moves import dispatch as moves
 routes = web.RouteTableDef()
 
 FIELDS = frozenset({"mailbox", "target", "hold", "at", "engine", "online", "bad_items",
-                    "bad_item_limit", "suspend_when_ready", "fail_at", "batch", "move_host"})
+                    "bad_item_limit", "suspend_when_ready", "fail_at", "batch", "move_host",
+                    "suspend", "suspend_comment"})
 
 
 def move_request(doc: dict[str, Any]) -> moves.MoveRequest:
@@ -33,13 +34,15 @@ def move_request(doc: dict[str, Any]) -> moves.MoveRequest:
         hold=flag(doc, "hold", False),
         at=time_field(doc, "at"),
         engine=optional_text(doc, "engine"),
-        online=flag(doc, "online", True),
+        online=None if doc.get("online") is None else flag(doc, "online", True),
         bad_items=count(doc, "bad_items", limits.BAD_ITEMS) or 0,
         bad_item_limit=count(doc, "bad_item_limit", limits.BAD_ITEM_LIMIT),
         suspend_when_ready=flag(doc, "suspend_when_ready", False),
         fail_at=optional_text(doc, "fail_at"),
         batch=optional_text(doc, "batch"),
         move_host=optional_text(doc, "move_host"),
+        suspend=flag(doc, "suspend", False),
+        suspend_comment=optional_text(doc, "suspend_comment"),
     )
 
 

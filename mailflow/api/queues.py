@@ -18,7 +18,7 @@ from mailflow.actions import queues as queue_ops
 from mailflow.api.handle import V1, json_response, lab
 from mailflow.api.request import page, query_flag, query_seconds
 from mailflow.errors import Invalid
-from routing import queues
+from routing import hub_views, queues
 from stores import listing
 from stores.backend import Read
 
@@ -48,10 +48,11 @@ async def queue_messages(request: web.Request) -> web.Response:
         # An unknown server or queue is a 404, as retry|freeze|thaw answer.
         server, queue = queue_ops.checked_queue(c, running.scenario, info["server"],
                                                 info["queue"])
-        return queue_views.queue_messages(
+        rows = queue_views.queue_messages(
             c, server, queue, running.clock.now(), limit, offset,
             sender=query.get("sender"), recipient=query.get("recipient"), older_than=older,
             state=state)
+        return hub_views.hub_messages(c, running.scenario, server, queue, rows)
 
     return json_response(await running.store.read(messages))
 
@@ -63,19 +64,21 @@ async def _act(request: web.Request, action: Any, *args: Any) -> web.Response:
     return json_response(doc)
 
 
-@routes.post(f"{QUEUE}/{{action:retry|freeze|thaw}}")
+@routes.post(f"{QUEUE}/{{action:retry|freeze|thaw|suspend|resume}}")
 async def queue_action(request: web.Request) -> web.Response:
     info = request.match_info
+    word = queue_ops.action_word(lab(request).scenario, info["server"], info["action"])
     action = {"retry": queue_ops.retry_queue, "freeze": queue_ops.freeze_queue,
-              "thaw": queue_ops.thaw_queue}[info["action"]]
+              "thaw": queue_ops.thaw_queue}[word]
     return await _act(request, action, info["server"], info["queue"])
 
 
-@routes.post(f"{QUEUE}/messages/{{id}}/{{action:freeze|thaw}}")
+@routes.post(f"{QUEUE}/messages/{{id}}/{{action:freeze|thaw|suspend|resume}}")
 async def message_action(request: web.Request) -> web.Response:
     info = request.match_info
+    word = queue_ops.action_word(lab(request).scenario, info["server"], info["action"])
     return await _act(request, queue_ops.set_message_frozen, info["server"], info["queue"],
-                      info["id"], info["action"] == "freeze")
+                      info["id"], word == "freeze")
 
 
 @routes.delete(f"{QUEUE}/messages")

@@ -24,6 +24,8 @@ RANGES: dict[str, shared.Range] = {
     "--bad-item-limit": shared.BAD_ITEM_LIMIT,
     "--cost": shared.CONNECTOR_COST,
     "--limit": shared.PAGE_LIMIT,
+    "--copy-queue": shared.COPY_QUEUE,
+    "--replay-queue": shared.REPLAY_QUEUE,
 }
 # Durations in seconds: up to ten simulated years (one clock advance's limit); the clock
 # never goes back.

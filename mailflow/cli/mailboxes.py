@@ -36,7 +36,9 @@ def cmd_mailbox(args: argparse.Namespace) -> int:
         doc = client.call("GET", f"/api/v1/mailboxes/{address}")
         show(args, doc, fields(doc, ["address", "display_name", "server", "store", "in_transit",
                                      "message_count", "home_mdb", "home_mta", "home_server_name",
-                                     "legacy_exchange_dn", "proxy_addresses"]))
+                                     "legacy_exchange_dn", "proxy_addresses",
+                                     "archive_database", "move_request",
+                                     *(k for k in doc if k.startswith("msExchMailboxMove"))]))
     else:
         rows = client.call("GET", f"/api/v1/mailboxes/{address}/messages")
         view = [{**r, "delivered": when(r["delivered_at"])} for r in rows]

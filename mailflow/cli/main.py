@@ -19,6 +19,7 @@ import mailflow
 from mailflow.cli import (
     audit,
     clock,
+    databases,
     events,
     faults,
     labs,
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     tracking.add_parser(sub, common)
     faults.add_parser(sub, common)
     wait.add_parser(sub, common)
+    databases.add_parser(sub, common)
     return parser
 
 

@@ -34,15 +34,20 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     start.add_argument("--bad-item-limit", type=limits.whole("--bad-item-limit"),
                        help="0..100000; default 3 (2003 wizard) or 0 (2010 MRS)")
     online = start.add_mutually_exclusive_group()
-    online.add_argument("--online", dest="online", action="store_true", default=True,
-                        help="MRS: mailbox usable until the final sync (default)")
+    online.add_argument("--online", dest="online", action="store_true", default=None,
+                        help="MRS: mailbox usable until the final sync (default where the"
+                        " versions allow it; refused where they do not)")
     online.add_argument("--offline", dest="online", action="store_false",
                         help="MRS: mailbox locked for the whole move")
     start.add_argument("--suspend-when-ready", action="store_true",
                        help="MRS: stop at AutoSuspended before completing")
     start.add_argument("--fail-at", metavar="STEP", help="open-mapi, create-target, copy,"
                        " directory-update (wizard) or transient:N (MRS)")
-    start.add_argument("--batch", help="batch name (several addresses get one by default)")
+    start.add_argument("--batch", "--batch-name", dest="batch",
+                       help="batch name, -BatchName (several addresses get one by default)")
+    start.add_argument("--suspend", action="store_true",
+                       help="MRS: create the request suspended (-Suspend); resume starts it")
+    start.add_argument("--suspend-comment", metavar="TEXT", help="MRS: -SuspendComment")
     start.add_argument("--move-host", metavar="SERVER",
                        help="wizard: server the move runs from (default: the target)")
     start.set_defaults(func=cmd_move)
@@ -62,6 +67,14 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 def _text(doc: dict[str, Any]) -> str:
     keys = ["id", "mailbox", "source", "target", "engine", "status", "status_detail",
             "percent_complete", "bad_items_encountered", "failure_reason"]
+    if doc.get("engine") == "mrs2010":  # Get-MoveRequestStatistics (issue 18)
+        keys += ["direction", "online", "mrs_server_name", "position_in_queue", "batch",
+                 "suspend_comment", "queued_timestamp", "start_timestamp",
+                 "initial_seeding_completed_timestamp", "final_sync_timestamp",
+                 "completion_timestamp", "overall_duration", "total_in_progress_duration",
+                 "total_suspended_duration", "total_stalled_due_to_ha_duration",
+                 "failure_type", "failure_side", "failure_timestamp",
+                 "bytes_transferred_per_minute"]
     history = "\n".join(f"  {when(h['time'])}  {h['status']} / {h['status_detail']}"
                         for h in doc["history"])
     # A field with no value (no failure yet) shows "-", as the tables do, not "None".
@@ -103,10 +116,11 @@ def _start(client: Client, args: argparse.Namespace) -> int:
     if batch is None and len(args.addresses) > 1:
         batch = f"batch-{secrets.token_hex(3)}"
     body: dict[str, Any] = {
-        "target": args.to, "hold": args.hold, "online": args.online,
+        "target": args.to, "hold": args.hold,
         "bad_items": args.bad_items, "suspend_when_ready": args.suspend_when_ready,
+        "suspend": args.suspend,
     }
-    for key in ("engine", "bad_item_limit", "fail_at", "move_host"):
+    for key in ("engine", "bad_item_limit", "fail_at", "move_host", "online", "suspend_comment"):
         if getattr(args, key) is not None:
             body[key] = getattr(args, key)
     if batch is not None:

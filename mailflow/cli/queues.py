@@ -29,13 +29,15 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                          ("retry", "Force Connection: try every message now"),
                          ("freeze", "freeze a queue, or one message in it"),
                          ("thaw", "unfreeze a queue, or one message in it"),
+                         ("suspend", "2007/2010 servers: freeze, in Get-Queue's word"),
+                         ("resume", "2007/2010 servers: thaw, in Get-Queue's word"),
                          ("delete", "delete one message, with or without NDR"),
                          ("delete-all", "Delete all messages of a queue, with or without NDR")):
         one = queue.add_parser(action, parents=[common], help=text)
         one.add_argument("server", metavar="SERVER")
         one.add_argument("queue_id", metavar="QUEUE",
                          help="queue id: deferred, unreachable, holding, smtp:EX2003-B, ...")
-        if action in ("freeze", "thaw"):
+        if action in ("freeze", "thaw", "suspend", "resume"):
             one.add_argument("message", metavar="MESSAGE-ID", nargs="?",
                              help="queue id or Message-ID header (default: the whole queue)")
         elif action == "delete":

@@ -15,6 +15,8 @@ from typing import Any
 
 from mailflow import limits
 from mailflow.cli.client import CliError, parse_duration
+from mailflow.errors import Invalid
+from mailflow.moves import versions
 from mailflow.moves.common import ENGINES
 from mailflow.smtp import faultrules
 from stores.topology import CONNECTOR_TYPES, Scenario
@@ -31,7 +33,9 @@ NAME, TEXT = 64, 256
 METRIC = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 VERBS = {"move": ("start", "complete", "fail", "suspend", "resume", "remove"),
          "connector": ("add", "remove"), "rpc": ("allow", "block"),
-         "service": ("start", "stop"), "queue": ("retry", "freeze", "thaw")}
+         "service": ("start", "stop"), "queue": ("retry", "freeze", "thaw"),
+         # Issue 19: DAG databases and their copies.
+         "db": ("lag", "suspend-copy", "resume-copy", "failover", "dismount", "mount")}
 
 
 class LabFileError(ValueError):
@@ -203,7 +207,8 @@ class Checker:
                     "hold": self.flag, "at": self.at, "engine": self.choice(*ENGINES),
                     "online": self.flag, "bad_items": self.within(limits.BAD_ITEMS),
                     "bad_item_limit": self.within(limits.BAD_ITEM_LIMIT),
-                    "suspend_when_ready": self.flag, "fail_at": self.name, "batch": self.name}
+                    "suspend_when_ready": self.flag, "fail_at": self.name, "batch": self.name,
+                    "suspend": self.flag, "suspend_comment": self.text}
         if kind == "connector":
             if verb == "remove":
                 return {"name": self.name}
@@ -213,6 +218,9 @@ class Checker:
             return {"servers": self.pair(self.server)}
         if kind == "service":
             return {"server": self.server, "service": self.choice("mta")}
+        if kind == "db":
+            return {"database": self.name, "server": self.server,
+                    "copy_queue": self.within(limits.COPY_QUEUE)}
         return {"server": self.server, "queue": self.name}
 
     def check_keys(self, kind: str, subject: str) -> dict[str, Callable[[Any], Any]]:
@@ -313,13 +321,28 @@ class Checker:
             self.key = "move.name"
             if verb != "start":
                 self.started(args["name"])
-            elif args["name"] in self.moves:
+            else:
+                self.version_rule(args)
+            if verb == "start" and args["name"] in self.moves:
                 raise self.fail(f"a move named {args['name']!r} was already started at step"
                                 f" {self.moves[args['name']]}")
             self.moves.setdefault(args["name"], self.number)
         if kind == "send" and "name" in args:
             self.sends.add(args["name"])
         return {"action": verb, **args} if verb else args
+
+    def version_rule(self, args: dict[str, Any]) -> None:
+        """A move start the version rules refuse (``mailflow.moves.versions``), from where the
+        scenario puts the mailbox, is refused when the file is read."""
+        home = next(m.server for m in self.scenario.mailboxes
+                    if m.address.lower() == args["mailbox"].lower())
+        try:
+            versions.rule(self.scenario.server(home).version,
+                          self.scenario.server(args["to"]).version, args.get("engine"),
+                          args.get("online"))
+        except Invalid as exc:
+            self.key = "move.to"
+            raise self.fail(str(exc)) from None
 
     def check(self, kind: str, value: dict[str, Any]) -> dict[str, Any]:
         subjects = [c for c in COMPARED if c in value]
@@ -355,4 +378,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "rpc allow": ("servers",), "rpc block": ("servers",), "service start": ("server",),
     "service stop": ("server",), "queue retry": ("server", "queue"),
     "queue freeze": ("server", "queue"), "queue thaw": ("server", "queue"),
+    "db lag": ("database", "server", "copy_queue"), "db suspend-copy": ("database", "server"),
+    "db resume-copy": ("database", "server"), "db failover": ("database", "server"),
+    "db dismount": ("database",), "db mount": ("database",),
 }

@@ -142,9 +142,25 @@ class Runner:
             service = a.get("service", "mta")
             await self.api("POST", f"/api/v1/services/{a['server']}/{service}/{a['action']}")
             return f"service {a['action']} {a['server']} {service}"
+        if step.kind == "db":
+            return await self.database(a)
         await self.api("POST", f"/api/v1/queues/{a['server']}/{a['queue']}/{a['action']}")
         await self.lab.settle()
         return f"queue {a['action']} {a['server']}\\{a['queue']}"
+
+    async def database(self, a: dict[str, Any]) -> str:
+        """A ``db`` step (issue 19), as ``mailflow db`` would send it."""
+        verb, base = a["action"], f"/api/v1/databases/{a['database']}"
+        if verb in ("dismount", "mount"):
+            await self.api("POST", f"{base}/{verb}")
+        elif verb == "failover":
+            await self.api("POST", f"{base}/failover", {"server": a["server"]})
+        elif verb == "lag":
+            await self.api("POST", f"{base}/copies/{a['server']}/lag",
+                           {"copy_queue_length": a["copy_queue"]})
+        else:
+            await self.api("POST", f"{base}/copies/{a['server']}/{verb.removesuffix('-copy')}")
+        return f"db {verb} {a['database']} {a.get('server', '')}".rstrip()
 
     async def send(self, a: dict[str, Any]) -> str:
         rcpts = [a["to"]] if isinstance(a["to"], str) else list(a["to"])

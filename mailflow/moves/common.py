@@ -43,13 +43,21 @@ class MoveRequest:
     hold: bool = False
     at: float | None = None
     engine: str | None = None
-    online: bool = True
+    # None: what the version pair allows (``mailflow.moves.versions``); False: --offline.
+    online: bool | None = None
     bad_items: int = 0
     bad_item_limit: int | None = None
     suspend_when_ready: bool = False
     fail_at: str | None = None
     batch: str | None = None
     move_host: str | None = None
+    # Set by the version rules, not by the asker: "push", "pull" or None (legacy engines).
+    direction: str | None = None
+    # MRS: New-MoveRequest -Suspend and -SuspendComment.
+    suspend: bool = False
+    suspend_comment: str | None = None
+    # Set by the lab: the MRS instance (a 2010 Client Access server) that runs the request.
+    mrs_server: str | None = None
 
 
 def pick_engine(source_version: Version, target_version: Version) -> Engine:

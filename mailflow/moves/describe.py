@@ -7,11 +7,13 @@ of its engine and, within a timed step, with the clock.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from mailflow.moves.common import options
+from mailflow.moves.common import MoveRequest, options
 from mailflow.moves.mrs2010 import ENGINE as MRS
 from mailflow.moves.mrs2010 import Phase
+from mailflow.moves.statistics import statistics
 from mailflow.moves.wizard2003 import WizardStep
 from stores.moves import MoveRecord, MoveStatus
 
@@ -40,8 +42,16 @@ def percent_complete(move: MoveRecord, now: float) -> int:
     return low
 
 
-def describe(move: MoveRecord, now: float) -> dict[str, Any]:
+def describe(move: MoveRecord, now: float, position: tuple[int, int] = (0, 0)
+             ) -> dict[str, Any]:
+    """The move; ``position`` is a Queued request's (place, length) in its queue."""
     request, done = options(move), move.progress
+    return {**_fields(move, now, request, done), **statistics(move, now, position),
+            "suspend": request.suspend, "suspend_comment": request.suspend_comment}
+
+
+def _fields(move: MoveRecord, now: float, request: MoveRequest, done: Mapping[str, Any]
+            ) -> dict[str, Any]:
     return {
         "id": move.id,
         "mailbox": move.mailbox,
@@ -54,7 +64,8 @@ def describe(move: MoveRecord, now: float) -> dict[str, Any]:
         "step": move.step,
         "hold": request.hold,
         # Only MRS moves online; a request stored before that was checked may say otherwise.
-        "online": request.online and move.engine == MRS,
+        "online": bool(request.online) and move.engine == MRS,
+        "direction": request.direction,
         "suspend_when_ready": request.suspend_when_ready,
         "percent_complete": percent_complete(move, now),
         "bytes_transferred": done.get("bytes_transferred", 0),

@@ -16,7 +16,7 @@ import dataclasses
 import secrets
 
 from mailflow.errors import Conflict, Invalid, NotFound
-from mailflow.moves import common, mrs2010, wizard2003
+from mailflow.moves import common, mrs2010, mrs_service, versions, wizard2003
 from mailflow.moves.common import MoveRequest
 from mailflow.moves.states import FINAL, MOVES, MoveStatus
 from stores import directory
@@ -32,8 +32,6 @@ __all__ = ["MoveRequest", "complete", "fail", "recover", "remove", "resume", "ru
 def _check(scenario: Scenario, request: MoveRequest, engine: str) -> None:
     """Refuse a request its engine cannot run (fail points, servers); the ranges of its
     numbers are checked where they enter (``mailflow.limits``)."""
-    if engine not in common.ENGINES:
-        raise Invalid(f"engine must be one of {', '.join(common.ENGINES)}")
     if engine == mrs2010.ENGINE:
         mrs2010.transient_failures(request.fail_at)
         if request.fail_at is not None and not request.fail_at.startswith("transient:"):
@@ -44,16 +42,16 @@ def _check(scenario: Scenario, request: MoveRequest, engine: str) -> None:
         raise NotFound(f"no server {request.move_host!r} to run the move from")
 
 
-def _effective(scenario: Scenario, request: MoveRequest, engine: str) -> MoveRequest:
-    """The request as its engine runs it, so the move shows what applies: only MRS moves
-    online (the 2003 wizard and 2007's Move-Mailbox lock the mailbox for the whole move),
-    and an unset bad-item limit is the engine's default from the scenario."""
+def _effective(scenario: Scenario, request: MoveRequest, rule: versions.Rule) -> MoveRequest:
+    """The request as its engine runs it, so the move shows what applies: online only where
+    the version pair moves online (the 2003 wizard, 2007's Move-Mailbox and MRS pushes lock
+    the mailbox for the whole move), and an unset bad-item limit is the engine's default."""
     limit = request.bad_item_limit
     if limit is None:
-        limit = (scenario.defaults.mrs_bad_item_limit if engine == mrs2010.ENGINE
+        limit = (scenario.defaults.mrs_bad_item_limit if rule.engine == mrs2010.ENGINE
                  else scenario.defaults.wizard_bad_item_limit)
-    return dataclasses.replace(request, online=request.online and engine == mrs2010.ENGINE,
-                               bad_item_limit=limit)
+    return dataclasses.replace(request, online=rule.online, bad_item_limit=limit,
+                               direction=rule.direction and rule.direction.value)
 
 
 def start(tx: Tx, scenario: Scenario, address: str, target: str,
@@ -67,10 +65,17 @@ def start(tx: Tx, scenario: Scenario, address: str, target: str,
     target = scenario.server(target).name
     if target == home.server:
         raise Invalid(f"{home.address} is already on {target}")
-    engine = request.engine or common.pick_engine(
-        scenario.server(home.server).version, scenario.server(target).version)
+    if request.engine is not None and request.engine not in common.ENGINES:
+        raise Invalid(f"engine must be one of {', '.join(common.ENGINES)}")
+    rule = versions.rule(scenario.server(home.server).version,
+                         scenario.server(target).version, request.engine, request.online)
+    engine = rule.engine
     _check(scenario, request, engine)
-    request = _effective(scenario, request, engine)
+    versions.check_archive(_has_archive(scenario, home.address), scenario.server(target).version)
+    request = _effective(scenario, request, rule)
+    if engine == mrs2010.ENGINE:
+        request = dataclasses.replace(request, mrs_server=mrs_service.pick_instance(
+            scenario, home.address, target, tx.now))
     _refuse_second_request(tx, home.address, engine)
     step = (wizard2003.WizardStep.WAIT_FOR_SCHEDULE.value if engine != mrs2010.ENGINE
             else mrs2010.Phase.QUEUED.value)
@@ -84,8 +89,16 @@ def start(tx: Tx, scenario: Scenario, address: str, target: str,
                   "time": tx.now},),
     )
     stored.insert(tx, move)
+    if request.suspend:
+        if engine != mrs2010.ENGINE:
+            raise Invalid("only MRS requests are created suspended (-Suspend)")
+        mrs2010.suspend(tx, move)
     run_due(tx, scenario)
     return move.id
+
+
+def _has_archive(scenario: Scenario, address: str) -> bool:
+    return any(m.archive for m in scenario.mailboxes if m.address.lower() == address.lower())
 
 
 def _refuse_second_request(tx: Tx, mailbox: str, engine: str) -> None:

@@ -8,7 +8,11 @@ wait, CompletionInProgress (Finalization) and Completed. An online move locks
 the mailbox (PR_IN_TRANSIT) only for the final sync and directory update;
 ``online: false`` locks it from the start. Transient faults retry every
 RetryDelay up to MaxRetries; bad items over BadItemLimit fail the request; the
-per-database limits keep extra requests Queued.
+MRS limits keep extra requests Queued (``mrs_service.has_capacity``). At the end
+of every phase the request passes the gates of ``mrs_service`` (RPC from its MRS
+instance to the source and target): a gate that holds it makes it
+TransientFailure, retried every RetryDelay, FailedNetwork after MaxRetries, and
+it goes on from its phase once the gate opens.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import enum
 from collections.abc import Callable
 
 from mailflow.errors import Invalid
-from mailflow.moves import common
+from mailflow.moves import common, data_guarantee, mrs_service
 from mailflow.moves.states import MoveStatus
 from stores import moves as stored
 from stores.backend import Tx
@@ -49,8 +53,11 @@ PHASES = Machine.of_targets("MRS phase", {
     Phase.AUTO_SUSPENDED: frozenset({Phase.FINALIZATION}),
     Phase.FINALIZATION: frozenset(),
 })
-# Requests holding MRS capacity on their source and target databases.
-ACTIVE = (MoveStatus.IN_PROGRESS, MoveStatus.COMPLETION_IN_PROGRESS)
+ACTIVE = mrs_service.ACTIVE
+# The network gates, then the DAG's (issue 19): a dismounted database, the data guarantee.
+GATES = mrs_service.GATES + data_guarantee.GATES
+# Progress keys a stalled request keeps until the gates pass again.
+_STALL_KEYS = (*mrs_service.STALL_PROGRESS, *data_guarantee.STALL_PROGRESS)
 
 
 def transient_failures(fail_at: str | None) -> int:
@@ -79,13 +86,6 @@ def _enter(tx: Tx, scenario: Scenario, move: MoveRecord, phase: Phase) -> MoveRe
                               due_at=tx.now + phase_seconds(scenario.defaults, phase, size))
     common.event(tx, moved, common.EVENT_STEP, "Information", f"{status.value}/{phase.value}.")
     return moved
-
-
-def _has_capacity(tx: Tx, defaults: Defaults, move: MoveRecord) -> bool:
-    return (stored.count_active(tx, ENGINE, "source", move.source, ACTIVE)
-            < defaults.mrs_max_active_moves_per_source_mdb
-            and stored.count_active(tx, ENGINE, "target", move.target, ACTIVE)
-            < defaults.mrs_max_active_moves_per_target_mdb)
 
 
 def _begin(tx: Tx, scenario: Scenario, move: MoveRecord) -> MoveRecord:
@@ -174,15 +174,48 @@ _PHASE_DONE: dict[Phase, Callable[[Tx, Scenario, MoveRecord], None]] = {
 def run_due(tx: Tx, scenario: Scenario) -> int:
     done = 0
     for move in stored.queued_due(tx, ENGINE):
-        if _has_capacity(tx, scenario.defaults, move):
+        if mrs_service.has_capacity(tx, scenario, move, ENGINE, move.options.get("mrs_server")):
             _begin(tx, scenario, move)
             done += 1
     for move in stored.phase_due(tx, ENGINE, ACTIVE):
+        stall = mrs_service.first_stall(tx, scenario, move, GATES)
         handler = _PHASE_DONE.get(Phase(move.step))
-        if handler is not None:
-            handler(tx, scenario, move)
+        if stall is not None:
+            _stalled(tx, scenario, move, stall)
+        elif handler is not None:
+            handler(tx, scenario, _going_on(tx, move))
         done += 1
     return done
+
+
+def _stalled(tx: Tx, scenario: Scenario, move: MoveRecord, stall: mrs_service.Stall) -> None:
+    """A gate holds the request: retry every RetryDelay, fail after MaxRetries (seed 001);
+    the phase stays what it was, so the request goes on from there."""
+    retries = move.progress.get(stall.counter, 0) + 1
+    most = scenario.defaults.mrs_max_retries if stall.max_retries is None else stall.max_retries
+    delay = (scenario.defaults.mrs_retry_delay_seconds if stall.retry_seconds is None
+             else stall.retry_seconds)
+    if retries > most:
+        failed = common.roll_back(tx, scenario, move, stall.failed_detail,
+                                  f"{stall.reason}; gave up after"
+                                  f" {stall.limit_name} ({most})")
+        common.set_progress(tx, failed, failure_type=stall.failure_type,
+                            failure_side=stall.side, failure_timestamp=tx.now)
+        return
+    if retries == 1:
+        common.event(tx, move, common.EVENT_STEP, "Warning", f"{stall.reason}; retrying every"
+                     f" {delay:g} s.")
+    common.set_status(tx, move, move.status, stall.detail, due_at=tx.now + delay,
+                      progress_update={stall.counter: retries, "stall_reason": stall.reason})
+
+
+def _going_on(tx: Tx, move: MoveRecord) -> MoveRecord:
+    """The gates passed: a request that was stalled forgets its retry counts."""
+    if not set(_STALL_KEYS) & set(move.progress):
+        return move
+    kept = {k: v for k, v in move.progress.items() if k not in _STALL_KEYS}
+    stored.update(tx, move.id, {"progress": kept})
+    return common.load(tx, move.id)
 
 
 def suspend(tx: Tx, move: MoveRecord) -> None:

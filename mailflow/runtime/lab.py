@@ -41,7 +41,7 @@ from mailflow.smtp.tls import server_context
 from routing import categorizer
 from routing.categorizer import Submission, Verdict
 from routing.transport import OUTBOUND, Transport, host_port
-from stores import connectors, db, directory, faults, meta
+from stores import connectors, databases, db, directory, faults, meta
 from stores import mailbox as stores_mailbox
 from stores.backend import Fact, StoreError, Tx
 from stores.clock import Clock
@@ -51,6 +51,7 @@ from stores.topology import Scenario
 
 def _seed(tx: Tx, scenario: Scenario) -> None:
     directory.seed(tx, scenario)
+    databases.seed(tx, scenario)
     for spec in scenario.mailboxes:
         stores_mailbox.seed(tx, spec.server, spec.address, spec.items,
                             scenario.defaults.item_size, tx.now)

@@ -18,6 +18,7 @@ from typing import Any, get_type_hints
 from email_validator import EmailNotValidError, validate_email
 
 from mailflow.scenarios import security
+from mailflow.scenarios.databases import database_server, parse_databases
 from mailflow.scenarios.table import MAX_FILE_BYTES, NAME_LENGTH, ScenarioError, Table, document
 from mailflow.smtp import faultrules
 from routing.transport import host_port
@@ -26,8 +27,10 @@ from stores.topology import (
     CONNECTOR_LABELS,
     CONNECTOR_TYPES,
     DEFAULT_RANGES,
+    ROLES,
     VERSIONS,
     ConnectorSpec,
+    DatabaseSpec,
     Defaults,
     MailboxSpec,
     Scenario,
@@ -62,6 +65,7 @@ _TOP_KEYS = (
     "smarthost_tls",
     "logins",
     "faults",
+    "databases",
 )
 
 
@@ -140,6 +144,7 @@ def parse(text: str, source: str) -> Scenario:
         sites[site.upper()] = site
     servers = _servers(top, sites)
     server_names = {server.name.upper(): server.name for server in servers}
+    databases = parse_databases(top, servers)
     return Scenario(
         name=name,
         organization=organization,
@@ -148,7 +153,7 @@ def parse(text: str, source: str) -> Scenario:
         servers=servers,
         connectors=_connectors(top, sites),
         rpc_allow=_rpc(top.table("rpc", ("allow",)), server_names),
-        mailboxes=_mailboxes(top, domains, server_names),
+        mailboxes=_mailboxes(top, domains, server_names, databases),
         defaults=_defaults(top.table("defaults", tuple(DEFAULT_RANGES))),
         source=text,
         relay_networks=_relay_networks(top),
@@ -156,6 +161,7 @@ def parse(text: str, source: str) -> Scenario:
         smarthost_tls=security.smarthost_tls(top),
         logins=security.logins(top),
         faults=_faults(top, tuple(server_names.values())),
+        databases=databases,
     )
 
 
@@ -203,7 +209,7 @@ def _relay_networks(top: Table) -> tuple[str, ...]:
 def _servers(top: Table, sites: dict[str, str]) -> tuple[Server, ...]:
     servers: dict[str, Server] = {}
     ports: dict[int, str] = {}
-    keys = ("name", "version", "site", "smtp_port", *security.SERVER_KEYS)
+    keys = ("name", "version", "site", "smtp_port", "roles", *security.SERVER_KEYS)
     for srv in top.tables("servers", keys, MAX_SERVERS):
         name = srv.text("name", longest=NAME_LENGTH)
         if not _SERVER_NAME.fullmatch(name):
@@ -222,10 +228,19 @@ def _servers(top: Table, sites: dict[str, str]) -> tuple[Server, ...]:
         if port:  # 0 asks for a free port at start-up, so several servers may share it
             ports[port] = name
         servers[name.upper()] = Server(name=name, version=Version(version), site=site,
-                                       smtp_port=port, security=security.server_security(srv))
+                                       smtp_port=port, roles=_roles(srv),
+                                       security=security.server_security(srv))
     if not servers:
         raise top.error("servers", "at least one server is required ([[servers]])")
     return tuple(servers.values())
+
+
+def _roles(srv: Table) -> tuple[str, ...]:
+    roles = srv.strings("roles", [], len(ROLES))
+    for i, role in enumerate(roles):
+        if role not in ROLES:
+            raise srv.error(f"roles[{i}]", f"unknown role {role!r} (expected: {', '.join(ROLES)})")
+    return tuple(dict.fromkeys(roles))
 
 
 def _connectors(top: Table, sites: dict[str, str]) -> tuple[ConnectorSpec, ...]:
@@ -287,8 +302,8 @@ class _Mailboxes:
             raise table.error("items", f"the mailboxes would hold {self.items} items;"
                                        f" at most {MAX_TOTAL_ITEMS} in all")
 
-    def add(self, table: Table, key: str, raw: str, server: str, display: str, items: int
-            ) -> None:
+    def add(self, table: Table, key: str, raw: str, server: str, display: str, items: int,
+            archive: bool = False, database: str = "") -> None:
         address, domain = _address(table, key, raw)
         if domain not in self.domains:
             accepted = ", ".join(self.domains)
@@ -298,18 +313,26 @@ class _Mailboxes:
                                    f" (also {self.defined_at[address]})")
         self.defined_at[address] = table.path(key)
         display = display or address.split("@")[0].capitalize()
-        self.specs[address] = MailboxSpec(address, server, display, items)
+        self.specs[address] = MailboxSpec(address, server, display, items, archive, database)
 
 
-def _mailboxes(top: Table, domains: list[str], servers: dict[str, str]) -> tuple[MailboxSpec, ...]:
+def _mailboxes(top: Table, domains: list[str], servers: dict[str, str],
+               databases: tuple[DatabaseSpec, ...] = ()) -> tuple[MailboxSpec, ...]:
     boxes = _Mailboxes(domains)
-    for box in top.tables("mailboxes", ("address", "server", "display_name", "items"),
-                          MAX_MAILBOXES):
-        server = _find(servers, box, "server", box.text("server"), "server")
+    for box in top.tables("mailboxes", ("address", "server", "display_name", "items",
+                                        "archive", "database"), MAX_MAILBOXES):
+        # A mailbox in a DAG database lives on the server of its active copy (issue 19).
+        database, server = (database_server(databases, box, "database")
+                            if "database" in box.data else
+                            ("", _find(servers, box, "server", box.text("server"), "server")))
         display = box.text("display_name") if "display_name" in box.data else ""
         items = box.integer("items", 0, 0, MAX_ITEMS)
         boxes.reserve(box, "address", 1, items)
-        boxes.add(box, "address", box.text("address"), server, display, items)
+        archive = box.data.get("archive", False)
+        if not isinstance(archive, bool):
+            raise box.error("archive", "expected true or false")
+        boxes.add(box, "address", box.text("address"), server, display, items, archive,
+                  database)
 
     for gen in top.tables("users", ("prefix", "count", "digits", "servers", "items"),
                           MAX_ENTRIES):
