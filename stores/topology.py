@@ -128,6 +128,11 @@ class Defaults:
     # 2007/2010 transport: DelayNotificationTimeOut 4 h, MessageExpirationTimeOut 2 days.
     delay_notification_2007_seconds: float = 4 * 3600.0
     expiration_2007_seconds: float = 2 * 86400.0
+    # Mixed mode (exchange-facts.md, "Mixed-mode directory"; issue 17): the ADC's DL and stub
+    # clean-up runs every 12 hours (seed 004); 5.5 directory replication between sites runs
+    # on its own schedule (unconfirmed: no seed gives its default).
+    adc_cleanup_seconds: float = 12 * 3600.0
+    ds_replication_seconds: float = 3600.0
 
 
 _DAY = 86400.0
@@ -165,7 +170,44 @@ DEFAULT_RANGES: dict[str, tuple[float, float]] = {
     "expiration_seconds": (60, 90 * _DAY),
     "delay_notification_2007_seconds": (60, 90 * _DAY),
     "expiration_2007_seconds": (60, 90 * _DAY),
+    "adc_cleanup_seconds": (60, 90 * _DAY),
+    "ds_replication_seconds": (60, 90 * _DAY),
 }
+
+
+# Directions of an ADC connection agreement: AD to the site's 5.5 directory, back, or both.
+ADC_DIRECTIONS = ("to-55", "to-ad", "both")
+
+
+@dataclass(frozen=True)
+class AgreementSpec:
+    """A recipient connection agreement of the ADC for one site (issue 17); ``schedule``
+    in simulated seconds, None for "never"."""
+
+    name: str
+    site: str
+    direction: str = "both"
+    schedule: float | None = 3600.0
+
+
+@dataclass(frozen=True)
+class AdcSpec:
+    """The ADC of a mixed-mode organization, and how its 5.5 servers word an NDR for a
+    recipient their directory does not know (KB 841659; unconfirmed wording, a default)."""
+
+    agreements: tuple[AgreementSpec, ...] = ()
+    ndr55_status: str = "5.1.1"
+    ndr55_text: str = "The recipient name is not recognized"
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """A distribution list: a universal distribution group in AD and, in mixed mode, a 5.5
+    DL owned by ``site`` (issue 17)."""
+
+    address: str
+    site: str
+    members: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -189,6 +231,14 @@ class Scenario:
     # organization (and DSNs to external senders); empty: such mail waits in queue
     # ``unreachable``. Set by ``Lab(smarthost=...)`` (``mailflow run --smarthost``).
     smarthost: str = ""
+    # Mixed mode (issue 17): the ADC (None when no server is 5.5) and distribution lists.
+    adc: AdcSpec | None = None
+    groups: tuple[GroupSpec, ...] = ()
+
+    @property
+    def mixed(self) -> bool:
+        """Mixed mode: a 5.5 server beside 2000/2003, so each site keeps a 5.5 directory."""
+        return any(s.version is Version.V55 for s in self.servers)
 
     def server(self, name: str) -> Server:
         for server in self.servers:

@@ -36,7 +36,7 @@ from mailflow.runtime.datadir import LAB_FILE, ensure_token, lock
 from mailflow.runtime.scheduler import Scheduler
 from mailflow.smtp.endpoint import Endpoint
 from mailflow.smtp.session import Limits
-from routing import categorizer
+from routing import adc, categorizer
 from routing.categorizer import Submission, Verdict
 from routing.transport import OUTBOUND, Transport, host_port
 from stores import connectors, db, directory, meta
@@ -49,6 +49,7 @@ from stores.topology import Scenario
 
 def _seed(tx: Tx, scenario: Scenario) -> None:
     directory.seed(tx, scenario)
+    adc.seed(tx, scenario)
     for spec in scenario.mailboxes:
         stores_mailbox.seed(tx, spec.server, spec.address, spec.items,
                             scenario.defaults.item_size, tx.now)
@@ -177,6 +178,8 @@ class Lab:
         else:
             # Moves that were running when the last run ended: as their engines did.
             await self.store.write(lambda tx: moves.recover(tx, self.scenario))
+            # A data directory from before the 5.5 directories: seeded now (issue 17).
+            await self.store.write(lambda tx: adc.seed(tx, self.scenario))
             # Mail for other domains follows this run's smarthost, or waits for one.
             await self.store.write(lambda tx: categorizer.reroute_external(tx, self.scenario))
 

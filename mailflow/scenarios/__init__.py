@@ -17,6 +17,7 @@ from typing import Any, get_type_hints
 
 from email_validator import EmailNotValidError, validate_email
 
+from mailflow.scenarios import mixed
 from mailflow.scenarios.table import MAX_FILE_BYTES, NAME_LENGTH, ScenarioError, Table, document
 from routing.transport import host_port
 from stores.topology import (
@@ -56,6 +57,8 @@ _TOP_KEYS = (
     "defaults",
     "relay_networks",
     "smarthost",
+    "adc",
+    "groups",
 )
 
 
@@ -134,6 +137,8 @@ def parse(text: str, source: str) -> Scenario:
         sites[site.upper()] = site
     servers = _servers(top, sites)
     server_names = {server.name.upper(): server.name for server in servers}
+    boxes = _mailboxes(top, domains, server_names)
+    mixed_mode = any(server.version is Version.V55 for server in servers)
     return Scenario(
         name=name,
         organization=organization,
@@ -142,11 +147,13 @@ def parse(text: str, source: str) -> Scenario:
         servers=servers,
         connectors=_connectors(top, sites),
         rpc_allow=_rpc(top.table("rpc", ("allow",)), server_names),
-        mailboxes=_mailboxes(top, domains, server_names),
+        mailboxes=boxes,
         defaults=_defaults(top.table("defaults", tuple(DEFAULT_RANGES))),
         source=text,
         relay_networks=_relay_networks(top),
         smarthost=_smarthost(top),
+        adc=mixed.adc(top, sites, mixed_mode),
+        groups=mixed.groups(top, sites, boxes),
     )
 
 
