@@ -81,7 +81,7 @@ def run_agreement(tx: Tx, scenario: Scenario, name: str) -> None:
     if agreement.direction in ("to-ad", "both"):
         for dn, mailbox, server, attributes in stored.edited(tx, agreement.site):
             _to_ad(tx, scenario, mailbox, server, attributes)
-            stored.clear_edited(tx, agreement.site, dn)
+            stored.resolve_edit(tx, agreement.site, dn, server)
             updated += 1
     stored.ran(tx, name, tx.now, agreement.schedule, stored.running(tx))
     _event(tx, EVENT_RUN, "Information", f"Connection agreement {name} (site"
@@ -91,7 +91,8 @@ def run_agreement(tx: Tx, scenario: Scenario, name: str) -> None:
 
 def _to_ad(tx: Tx, scenario: Scenario, mailbox: str, server: str | None,
            attributes: dict[str, str]) -> None:
-    """A change made on the 5.5 side wins in AD, homeMDB included (KB 299473)."""
+    """A change made on the 5.5 side wins in AD, with the homeMDB of the version it was
+    made on: after an intra-site move meanwhile, the source server (KB 299473)."""
     home = directory.lookup(tx, mailbox)
     directory.set_attributes(tx, mailbox, attributes)
     if home is None or server is None or home.server == server:

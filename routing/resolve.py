@@ -59,6 +59,17 @@ def not_recognized(scenario: Scenario) -> dsn.Failure:
     return dsn.Failure(status, f"X-Exchange-MTA; {text}", text, "unknown")
 
 
+# The MTA gives a message up after it reached the same server this often (issue 17).
+LOOP_LIMIT = 3
+
+
+def loop_detected() -> dsn.Failure:
+    """RFC 3463 X.4.6 "Routing loop detected"; Exchange's wording is unconfirmed."""
+    return dsn.Failure("5.4.6", "X-Exchange-MTA; routing loop detected",
+                       "A routing loop was detected: the directories disagree on the"
+                       " recipient's home.", "loop")
+
+
 def first_delivery(tx: Tx, scenario: Scenario, at: Server, home: Home) -> Home:
     """A 2000/2003 store creates the mailbox of an AD user whose homeMDB names it on its
     first delivery (exchange-facts.md; unconfirmed trigger): how a split mailbox gets mail."""

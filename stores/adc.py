@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from stores import meta, services
 from stores.backend import Conn
@@ -122,15 +123,17 @@ def put_object(conn: Conn, site: str, address: str, server: str, dn: str, proxie
 
 
 def edited(conn: Conn, site: str) -> list[tuple[str, str, str, dict[str, str]]]:
-    """Changes made on ``site``'s 5.5 side not yet replicated to AD: (DN, mailbox, home,
-    attributes)."""
+    """Changes made on ``site``'s 5.5 side not yet replicated to AD: (DN, mailbox, the home
+    server the changed version carries, attributes)."""
     return [(r[0], r[1], r[2], json.loads(r[3])) for r in conn.execute(
-        "SELECT dn, mailbox, server, attributes FROM ds55 WHERE site=? AND edited=1"
+        "SELECT dn, mailbox, edited_server, attributes FROM ds55 WHERE site=? AND edited=1"
         " AND state='present'", (site,))]
 
 
-def clear_edited(conn: Conn, site: str, dn: str) -> None:
-    conn.execute("UPDATE ds55 SET edited=0 WHERE site=? AND dn=?", (site, dn))
+def resolve_edit(conn: Conn, site: str, dn: str, server: str | None) -> None:
+    """The changed 5.5 version won: its home server stays, and nothing is pending."""
+    conn.execute("UPDATE ds55 SET edited=0, edited_server=NULL, server=COALESCE(?, server)"
+                 " WHERE site=? AND dn=?", (server, site, dn))
 
 
 def pending(conn: Conn, site: str, servers: list[str]) -> int:
@@ -151,7 +154,7 @@ def bump_udgs(conn: Conn, member: str) -> list[str]:
     return bumped
 
 
-def udgs(conn: Conn) -> list[dict[str, object]]:
+def udgs(conn: Conn) -> list[dict[str, Any]]:
     return [{"address": r[0], "site": r[1], "members": json.loads(r[2]),
              "replicated_object_version": r[3], "replicated_to_55": r[4]}
             for r in conn.execute("SELECT address, site, members, version, replicated_version"

@@ -176,6 +176,13 @@ def set_attributes(conn: Conn, address: str, updates: dict[str, str]) -> None:
                  (json.dumps(attributes), address))
 
 
+def find(conn: Conn, address: str) -> dict[str, Any] | None:
+    """The AD object of an SMTP address (primary or proxy), as the API shows it."""
+    row = conn.execute("SELECT * FROM mailboxes WHERE address = (SELECT mailbox FROM"
+                       " proxy_addresses WHERE address=?)", (address.lower(),)).fetchone()
+    return None if row is None else describe(row)
+
+
 def describe(row: Any) -> dict[str, Any]:
     """A mailboxes row as the API shows it."""
     return {

@@ -104,10 +104,9 @@ def objects(conn: Conn, mailbox: str) -> list[dict[str, Any]]:
 
 
 def set_home(conn: Conn, site: str, dn: str, server: str) -> None:
-    """The move's write of HomeMDB into ``site``'s 5.5 directory (intra-site move). A
-    conflicting change made there meanwhile wins (KB 299473): it is left as it is."""
-    conn.execute("UPDATE ds55 SET server=?, version=version+1 WHERE site=? AND dn=?"
-                 " AND edited=0", (server, site, dn))
+    """The move's write of HomeMDB into ``site``'s 5.5 directory (intra-site move)."""
+    conn.execute("UPDATE ds55 SET server=?, version=version+1 WHERE site=? AND dn=?",
+                 (server, site, dn))
 
 
 def make_stub(conn: Conn, site: str, dn: str) -> bool:
@@ -119,22 +118,27 @@ def make_stub(conn: Conn, site: str, dn: str) -> bool:
 
 def edit(conn: Conn, site: str, mailbox: str, attribute: str, value: str) -> bool:
     """A change made on ``site``'s present object, as in the 5.5 Administrator; it waits
-    for the ADC (``edited``). False when that replica has no present object."""
+    for the ADC (``edited``), and the object's version it was made on carries the home
+    server of that moment (``edited_server``: the first change's). False when that replica
+    has no present object."""
     row = conn.execute("SELECT dn, attributes FROM ds55 WHERE site=? AND mailbox=?"
                        " AND state='present' AND kind='mailbox'", (site, mailbox)).fetchone()
     if row is None:
         return False
     attributes = json.loads(row[1])
     attributes[attribute] = value
-    conn.execute("UPDATE ds55 SET attributes=?, edited=1, version=version+1 WHERE site=?"
-                 " AND dn=?", (json.dumps(attributes), site, row[0]))
+    conn.execute("UPDATE ds55 SET attributes=?, edited=1, version=version+1, edited_server ="
+                 " CASE WHEN edited=1 THEN edited_server ELSE server END WHERE site=? AND dn=?",
+                 (json.dumps(attributes), site, row[0]))
     return True
 
 
 def stubs(conn: Conn) -> list[tuple[str, str, str, list[str]]]:
-    """Every stub: (site, DN, mailbox, memberOf)."""
+    """Every stub in the site that owns it (replication removes its copies elsewhere):
+    (site, DN, mailbox, memberOf)."""
     return [(r[0], r[1], r[2], json.loads(r[3])) for r in conn.execute(
-        "SELECT site, dn, mailbox, member_of FROM ds55 WHERE state='stub' ORDER BY site, dn")]
+        "SELECT site, dn, mailbox, member_of FROM ds55 WHERE state='stub' AND site=owner"
+        " ORDER BY site, dn")]
 
 
 def stub_counts(conn: Conn) -> dict[str, int]:

@@ -210,6 +210,7 @@ MIGRATIONS: list[str] = [
         version INTEGER NOT NULL DEFAULT 1,
         attributes TEXT NOT NULL DEFAULT '{}',
         edited INTEGER NOT NULL DEFAULT 0,
+        edited_server TEXT,
         PRIMARY KEY(site, dn)
     );
     CREATE INDEX ds55_by_mailbox ON ds55(site, mailbox);

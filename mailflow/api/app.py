@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from mailflow.api import adc as adc_api
 from mailflow.api import (
     audit,
     clock,
@@ -25,13 +26,14 @@ from mailflow.api import (
     queues,
     topology,
 )
+from mailflow.api import directory as directory_api
 from mailflow.api.handle import LAB, LabHandle
 from mailflow.api.middleware import auth, errors, host_check
 
 MAX_BODY = 1024 * 1024
 # In the order they were registered when the API was one module.
 RESOURCES = (health, topology, mailboxes, messages, queues, moves, connectors, events, audit,
-             clock)
+             clock, directory_api, adc_api)
 
 
 def build_app(lab: LabHandle) -> web.Application:
