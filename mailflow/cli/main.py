@@ -19,6 +19,7 @@ import mailflow
 from mailflow.cli import (
     audit,
     clock,
+    directory,
     events,
     labs,
     limits,
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     organization.add_parser(sub, common)
     events.add_parser(sub, common)
     send.add_parser(sub, common)
+    directory.add_parser(sub, common)
     return parser
 
 
