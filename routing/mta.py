@@ -122,8 +122,9 @@ def _over_x400(tx: Tx, scenario: Scenario, at: Server, name: str, due: list[Pair
     connector = stored_connectors.by_name(tx, name)
     far_site = None if connector is None else connector.far_site(at.site)
     for pair in due:
-        home = directory.lookup(tx, pair.rcpt)
-        target = None if home is None else scenario.server(home.server)
+        # Resolved again as the categorizer did, through this server's replica.
+        home = resolve.lookup(tx, scenario, pair.rcpt, at)
+        target = scenario.server(home.server) if isinstance(home, directory.Home) else None
         if target is not None and target.site == far_site:
             _arrive(tx, scenario, pair, at, target, "x400")
         else:
