@@ -30,7 +30,8 @@ NAME, TEXT = 64, 256
 METRIC = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 VERBS = {"move": ("start", "complete", "fail", "suspend", "resume", "remove"),
          "connector": ("add", "remove"), "rpc": ("allow", "block"),
-         "service": ("start", "stop"), "queue": ("retry", "freeze", "thaw")}
+         "service": ("start", "stop"), "queue": ("retry", "freeze", "thaw"),
+         "adc": ("run", "stop", "start"), "directory": ("edit",)}
 
 
 class LabFileError(ValueError):
@@ -212,6 +213,10 @@ class Checker:
             return {"servers": self.pair(self.server)}
         if kind == "service":
             return {"server": self.server, "service": self.choice("mta")}
+        if kind == "adc":  # issue 17
+            return {"agreement": self.name}
+        if kind == "directory":
+            return {"address": self.mailbox, "replica": self.site, "set": self.labels}
         return {"server": self.server, "queue": self.name}
 
     def check_keys(self, kind: str, subject: str) -> dict[str, Callable[[Any], Any]]:
@@ -338,4 +343,5 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "rpc allow": ("servers",), "rpc block": ("servers",), "service start": ("server",),
     "service stop": ("server",), "queue retry": ("server", "queue"),
     "queue freeze": ("server", "queue"), "queue thaw": ("server", "queue"),
+    "directory edit": ("address", "replica", "set"),
 }

@@ -136,9 +136,21 @@ class Runner:
             service = a.get("service", "mta")
             await self.api("POST", f"/api/v1/services/{a['server']}/{service}/{a['action']}")
             return f"service {a['action']} {a['server']} {service}"
+        if step.kind in ("adc", "directory"):
+            return await self.directory(step.kind, a)
         await self.api("POST", f"/api/v1/queues/{a['server']}/{a['queue']}/{a['action']}")
         await self.lab.settle()
         return f"queue {a['action']} {a['server']}\\{a['queue']}"
+
+    async def directory(self, kind: str, a: dict[str, Any]) -> str:
+        """The ADC run, stopped or started, or an edit of one 5.5 directory (issue 17)."""
+        if kind == "directory":
+            await self.api("POST", f"/api/v1/directory/{a['address']}/edit",
+                           {"replica": a["replica"], "set": a["set"]})
+            return f"directory edit {a['address']} in {a['replica']}"
+        body = {"agreement": a.get("agreement")} if a["action"] == "run" else None
+        await self.api("POST", f"/api/v1/adc/{a['action']}", body)
+        return f"adc {a['action']} {a.get('agreement', '')}".rstrip()
 
     async def send(self, a: dict[str, Any]) -> str:
         rcpts = [a["to"]] if isinstance(a["to"], str) else list(a["to"])
