@@ -8,6 +8,7 @@ starting state; at run time they live in the store and can change.
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, field
 
 
@@ -235,9 +236,10 @@ class Scenario:
     adc: AdcSpec | None = None
     groups: tuple[GroupSpec, ...] = ()
 
-    @property
+    @functools.cached_property
     def mixed(self) -> bool:
-        """Mixed mode: a 5.5 server beside 2000/2003, so each site keeps a 5.5 directory."""
+        """Mixed mode: a 5.5 server beside 2000/2003, so each site keeps a 5.5 directory
+        (asked for every recipient routed, so computed once)."""
         return any(s.version is Version.V55 for s in self.servers)
 
     def server(self, name: str) -> Server:

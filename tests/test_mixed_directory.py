@@ -5,6 +5,7 @@ after a cross-site move (KB 841659), stubs and DL clean-up (seed 004), and the s
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 from typing import Any
 
 import pytest
@@ -198,3 +199,16 @@ async def test_no_adc_outside_mixed_mode(lab: Lab) -> None:
     assert status == 409, doc
     status, doc = await api(lab, "GET", "/api/v1/directory/frank@fabrikam.test")
     assert status in (200, 404)
+
+
+async def test_an_older_data_directory_gets_its_5_5_directories_at_start(
+        lab_factory: LabFactory) -> None:
+    lab = await lab_factory.start()
+    await lab_factory.stop(lab)
+    conn = sqlite3.connect(lab.data_dir / "mailflow.db", isolation_level=None)
+    conn.executescript("DELETE FROM ds55; DELETE FROM udgs; DELETE FROM adc_agreements;")
+    conn.close()
+    lab = await lab_factory.start()
+    assert [r["state"] for r in (await replicas(lab, DAVE))["LONDON"]] == ["present"]
+    _, doc = await api(lab, "GET", "/api/v1/adc")
+    assert [a["name"] for a in doc["agreements"]] == ["LONDON CA", "REDMOND CA"]

@@ -151,6 +151,7 @@ async def test_a_data_directory_from_before_the_hop_secret_still_relays_once(
     # ... and the store is as the version before this one left it (schema 5).
     conn = sqlite3.connect(lab.data_dir / "mailflow.db", isolation_level=None)
     conn.executescript(f"DROP TABLE acks; DELETE FROM meta WHERE key = '{meta.HOP_SECRET}';"
+                       " DROP TABLE ds55; DROP TABLE udgs; DROP TABLE adc_agreements;"  # issue 17
                        " UPDATE schema_version SET version = 5;")
     conn.close()
 
