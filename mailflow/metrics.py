@@ -30,7 +30,8 @@ from mailflow import __version__
 from mailflow.moves.states import MoveStatus
 from routing import queues
 from routing.deferred import parking_queue
-from stores import databases
+from stores import adc as stored_adc
+from stores import databases, replicas
 from stores.backend import Fact, Read
 from stores.queue_ids import HOLDING
 from stores.snapshot import AGE_BUCKETS, EMPTY, Snapshot, snapshot
@@ -138,6 +139,8 @@ class Metrics:
         self.registry.register(_StoreGauges(scenario, read, now))
         if scenario.databases:
             self.registry.register(_DagGauges(read, now))
+        if scenario.mixed:
+            self.registry.register(_DirectoryGauges(scenario, read))
 
 
 class _StoreGauges(Collector):
@@ -211,3 +214,33 @@ class _DagGauges(Collector):
                                     " seconds the longest current data-guarantee stall lasts.")
         longest.add_metric([], max((self.now() - since for since in stalls), default=0.0))
         yield from (copy_queue, mounted, stalled, longest)
+class _DirectoryGauges(Collector):
+    """Mixed mode (issue 17): stubs per site's 5.5 directory, and per ADC agreement what it
+    would replicate now and when it last ran (simulated time), read at every scrape."""
+
+    def __init__(self, scenario: Scenario, read: Reader[Any]) -> None:
+        self.scenario = scenario
+        self.read = read
+
+    def _read(self, db: Read) -> tuple[dict[str, int], list[tuple[str, int, float | None]]]:
+        runs = [(a.name, stored_adc.pending(db, a.site, [s.name for s in self.scenario.servers
+                                                        if s.site == a.site]), a.last_run)
+                for a in stored_adc.agreements(db)]
+        return replicas.stub_counts(db), runs
+
+    def collect(self) -> Iterable[Metric]:
+        stubs, runs = self.read(self._read)
+        stub_gauge = GaugeMetricFamily("mailflow_directory_stubs", "Stub objects in a site's"
+                                       " 5.5 directory (cross-site moves not yet cleaned up).",
+                                       labels=["site"])
+        for site in self.scenario.sites:
+            stub_gauge.add_metric([site], stubs.get(site, 0))
+        pending = GaugeMetricFamily("mailflow_adc_pending_changes", "Changes an ADC connection"
+                                    " agreement would replicate if it ran now.",
+                                    labels=["agreement"])
+        last = GaugeMetricFamily("mailflow_adc_last_run_timestamp_seconds", "Simulated time of"
+                                 " an agreement's last run (0: never ran).", labels=["agreement"])
+        for name, count, last_run in runs:
+            pending.add_metric([name], count)
+            last.add_metric([name], last_run or 0.0)
+        yield from (stub_gauge, pending, last)

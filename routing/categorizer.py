@@ -5,7 +5,9 @@ the SMTP hop from another emulated server, whose hop token must verify:
 ``routing.hop``), a DSN the lab generated
 (``send_dsn``, ``fail``: the same intake as new mail, ``take_in``), and pairs
 handed back by deferred delivery or a move. Out: each (message, recipient)
-pair resolved through the directory to its home server and then delivered by
+pair resolved to its home server through the replica of the server it is at
+(``routing.resolve``: AD, or a 5.5 server's site directory in mixed mode, whose
+stub or missing object gets the 5.5 NDR), and then delivered by
 the store driver (``routing.delivery``), parked in ``deferred`` when the store
 answers ecMailboxInTransit, put in a link queue ``smtp:<SERVER>`` for the
 transport, or carried across an internal MTA hop. A recipient outside the
@@ -26,10 +28,10 @@ from email.message import Message
 from email.parser import BytesHeaderParser
 from email.utils import formatdate
 
-from routing import connectors, deferred, delivery, dsn, hop
+from routing import connectors, deferred, delivery, dsn, hop, resolve
 from routing.addresses import Verdict, check_recipient, may_relay, normalize, valid_sender
 from routing.hop import HOP_HEADER
-from stores import audit, directory, messages, meta, pairs, queue_ids, services
+from stores import audit, messages, meta, pairs, queue_ids, services
 from stores.backend import Tx
 from stores.messages import NewMessage, Pair, PairState
 from stores.queue_ids import LOCAL, SMARTHOST, UNREACHABLE, QueueId
@@ -209,7 +211,12 @@ def _hop_token(tx: Tx, pair: Pair, server: str, queue: str) -> str:
 
 def route(tx: Tx, scenario: Scenario, pair: Pair, at: Server) -> None:
     """Take ``pair``, which is on server ``at``, as far as it can go now."""
-    home = directory.lookup(tx, pair.rcpt, store=at.name)
+    home = resolve.lookup(tx, scenario, pair.rcpt, at)
+    if isinstance(home, resolve.NotKnown):
+        tx.trace(pair.message, pair.rcpt, at.name, "categorized",
+                 f"site {home.replica} 5.5 directory: recipient {home.state}")
+        fail(tx, scenario, [pair], at, resolve.not_recognized(scenario))
+        return
     if home is None:
         domain = pair.rcpt.rpartition("@")[2]
         if scenario.accepts_domain(domain):
@@ -225,6 +232,7 @@ def route(tx: Tx, scenario: Scenario, pair: Pair, at: Server) -> None:
         if not queue_ids.is_parking(pair.queue or ""):  # a retry is traced by the store's answer
             tx.trace(pair.message, pair.rcpt, at.name, "categorized",
                      f"home {target.name}: local delivery")
+        home = resolve.first_delivery(tx, scenario, at, home)
         refused = delivery.deliver(tx, scenario, pair, at, home.in_transit)
         if refused is not None:
             _unreachable(tx, pair, at, refused)
@@ -303,14 +311,16 @@ def _route_released(tx: Tx, scenario: Scenario, page: list[Pair]) -> None:
         queue = pair.queue or ""
         tx.trace(pair.message, pair.rcpt, pair.server, "released", f"from {queue}")
         tx.note("released", server=pair.server, queue=queue)
-        _rerouted(tx, pair)
+        _rerouted(tx, scenario, pair)
         route(tx, scenario, pair, scenario.server(pair.server))
 
 
-def _rerouted(tx: Tx, pair: Pair) -> None:
+def _rerouted(tx: Tx, scenario: Scenario, pair: Pair) -> None:
     """2007/2010: mail the store driver gives back because its mailbox moved says so."""
-    home = directory.lookup(tx, pair.rcpt, store=pair.server)
-    if queue_ids.is_mapi(pair.queue or "") and home is not None and home.server != pair.server:
+    if not queue_ids.is_mapi(pair.queue or ""):
+        return
+    home = resolve.lookup(tx, scenario, pair.rcpt, scenario.server(pair.server))
+    if home is not None and not isinstance(home, resolve.NotKnown) and home.server != pair.server:
         tx.trace(pair.message, pair.rcpt, pair.server, "rerouted",
                  f"DeferReason: {deferred.REROUTED}")
 

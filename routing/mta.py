@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 
-from routing import categorizer, connectors, deferred, dsn
+from routing import categorizer, connectors, deferred, dsn, resolve
 from stores import connectors as stored_connectors
 from stores import directory, messages, pairs, queue_ids, queue_state, services
 from stores.backend import Tx
@@ -122,8 +122,9 @@ def _over_x400(tx: Tx, scenario: Scenario, at: Server, name: str, due: list[Pair
     connector = stored_connectors.by_name(tx, name)
     far_site = None if connector is None else connector.far_site(at.site)
     for pair in due:
-        home = directory.lookup(tx, pair.rcpt)
-        target = None if home is None else scenario.server(home.server)
+        # Resolved again as the categorizer did, through this server's replica.
+        home = resolve.lookup(tx, scenario, pair.rcpt, at)
+        target = scenario.server(home.server) if isinstance(home, directory.Home) else None
         if target is not None and target.site == far_site:
             _arrive(tx, scenario, pair, at, target, "x400")
         else:
@@ -133,6 +134,10 @@ def _over_x400(tx: Tx, scenario: Scenario, at: Server, name: str, due: list[Pair
 
 def _arrive(tx: Tx, scenario: Scenario, pair: Pair, at: Server, target: Server,
             transport: str) -> None:
+    if messages.arrivals(tx, pair.message, pair.rcpt, target.name) >= resolve.LOOP_LIMIT:
+        # Directories that disagree (a 5.5 replica behind AD) can send mail in circles.
+        categorizer.fail(tx, scenario, [pair], at, resolve.loop_detected())
+        return
     messages.place_queued(tx, pair, target.name, LOCAL)
     tx.trace(pair.message, pair.rcpt, at.name, "relayed", f"to {target.name} over {transport}")
     tx.trace(pair.message, pair.rcpt, target.name, "received", f"from {at.name} MTA")

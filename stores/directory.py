@@ -153,6 +153,36 @@ def rehome(conn: Conn, scenario: Scenario, address: str, target: Server) -> None
     )
 
 
+def legacy_exchange_dn(conn: Conn, address: str) -> str:
+    return str(conn.execute("SELECT legacy_dn FROM mailboxes WHERE address=?",
+                            (address,)).fetchone()[0])
+
+
+def x500_proxies(conn: Conn, address: str) -> list[str]:
+    """The X500 proxy addresses of a mailbox (its former legacyExchangeDNs), oldest first."""
+    row = conn.execute("SELECT proxy_addresses FROM mailboxes WHERE address=?",
+                       (address,)).fetchone()
+    return [p[5:] for p in json.loads(row[0]) if p.upper().startswith("X500:")]
+
+
+def set_attributes(conn: Conn, address: str, updates: dict[str, str]) -> None:
+    """Set attributes of a mailbox's AD object (msExchADCGlobalNames, ADCDoNotReplicate, or
+    what the ADC carries over from the 5.5 side)."""
+    if not updates:
+        return
+    row = conn.execute("SELECT attributes FROM mailboxes WHERE address=?", (address,)).fetchone()
+    attributes = {**json.loads(row[0]), **updates}
+    conn.execute("UPDATE mailboxes SET attributes=? WHERE address=?",
+                 (json.dumps(attributes), address))
+
+
+def find(conn: Conn, address: str) -> dict[str, Any] | None:
+    """The AD object of an SMTP address (primary or proxy), as the API shows it."""
+    row = conn.execute("SELECT * FROM mailboxes WHERE address = (SELECT mailbox FROM"
+                       " proxy_addresses WHERE address=?)", (address.lower(),)).fetchone()
+    return None if row is None else describe(row)
+
+
 def describe(row: Any) -> dict[str, Any]:
     """A mailboxes row as the API shows it."""
     return {

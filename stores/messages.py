@@ -272,3 +272,11 @@ def original(conn: Conn, message: str) -> Original:
     ).fetchone()
     return Original(row["mail_from"], row["subject"], bytes(row["raw"]), row["accepted_at"],
                     row["dsn_of"])
+
+
+def arrivals(conn: Conn, message: str, rcpt: str, server: str) -> int:
+    """How often a recipient of a message has arrived at ``server`` from an MTA or a hop
+    (its ``received`` traces): the MTA's loop detection (issue 17)."""
+    row = conn.execute("SELECT COUNT(*) FROM trace WHERE message=? AND rcpt=? AND server=?"
+                       " AND stage='received'", (message, rcpt, server)).fetchone()
+    return int(row[0])

@@ -48,7 +48,11 @@ def mailbox(conn: Read, address: str) -> dict[str, Any] | None:
     doc["store"] = store_name(row["server"], row["home_mdb"])
     # The flag of the store mail is delivered to; "stores" shows a move's target copy too.
     doc["in_transit"] = any(r[1] for r in transit if r[0] == row["server"])
-    doc["stores"] = [{"server": r[0], "in_transit": bool(r[1])} for r in transit]
+    counts = dict(conn.execute("SELECT server, COUNT(*) FROM items WHERE mailbox=?"
+                               " GROUP BY server", (row["address"],)).fetchall())
+    # Items per store: a split mailbox (KB 299473) has them in two.
+    doc["stores"] = [{"server": r[0], "in_transit": bool(r[1]), "items": counts.get(r[0], 0)}
+                     for r in transit]
     doc["message_count"] = conn.execute(
         "SELECT COUNT(*) FROM items WHERE mailbox=? AND server=?", (row["address"], row["server"])
     ).fetchone()[0]

@@ -226,4 +226,42 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY(database, server)
     );
     """,
+    # 9 (issue 17): the Exchange 5.5 directory of each site beside AD (table mailboxes): one
+    # row per site and DN, present or a stub, owned by the site its DN names; universal
+    # distribution groups in AD and their 5.5 DLs; the ADC's connection agreements.
+    """
+    CREATE TABLE ds55(
+        site TEXT NOT NULL,
+        dn TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        mailbox TEXT NOT NULL,
+        kind TEXT NOT NULL DEFAULT 'mailbox',
+        state TEXT NOT NULL DEFAULT 'present',
+        server TEXT,
+        proxies TEXT NOT NULL DEFAULT '[]',
+        member_of TEXT NOT NULL DEFAULT '[]',
+        members TEXT NOT NULL DEFAULT '[]',
+        version INTEGER NOT NULL DEFAULT 1,
+        attributes TEXT NOT NULL DEFAULT '{}',
+        edited INTEGER NOT NULL DEFAULT 0,
+        edited_server TEXT,
+        PRIMARY KEY(site, dn)
+    );
+    CREATE INDEX ds55_by_mailbox ON ds55(site, mailbox);
+    CREATE TABLE udgs(
+        address TEXT PRIMARY KEY,
+        site TEXT NOT NULL,
+        members TEXT NOT NULL,
+        version INTEGER NOT NULL DEFAULT 1,
+        replicated_version INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE TABLE adc_agreements(
+        name TEXT PRIMARY KEY,
+        site TEXT NOT NULL,
+        direction TEXT NOT NULL,
+        schedule REAL,
+        last_run REAL,
+        next_run REAL
+    );
+    """,
 ]

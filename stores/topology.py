@@ -8,6 +8,7 @@ starting state; at run time they live in the store and can change.
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, field
 
 from stores.faults import FaultRule
@@ -193,6 +194,11 @@ class Defaults:
     enable_data_guarantee_check: int = 1
     data_guarantee_check_period_seconds: float = 300.0
     data_guarantee_timeout_seconds: float = 1800.0
+    # Mixed mode (exchange-facts.md, "Mixed-mode directory"; issue 17): the ADC's DL and stub
+    # clean-up runs every 12 hours (seed 004); 5.5 directory replication between sites runs
+    # on its own schedule (unconfirmed: no seed gives its default).
+    adc_cleanup_seconds: float = 12 * 3600.0
+    ds_replication_seconds: float = 3600.0
 
 
 _DAY = 86400.0
@@ -239,6 +245,8 @@ DEFAULT_RANGES: dict[str, tuple[float, float]] = {
     "enable_data_guarantee_check": (0, 1),
     "data_guarantee_check_period_seconds": (30, 7200),
     "data_guarantee_timeout_seconds": (60, _DAY),
+    "adc_cleanup_seconds": (60, 90 * _DAY),
+    "ds_replication_seconds": (60, 90 * _DAY),
 }
 
 
@@ -271,6 +279,41 @@ class DatabaseSpec:
         return self.copies[0].server
 
 
+# Directions of an ADC connection agreement: AD to the site's 5.5 directory, back, or both.
+ADC_DIRECTIONS = ("to-55", "to-ad", "both")
+
+
+@dataclass(frozen=True)
+class AgreementSpec:
+    """A recipient connection agreement of the ADC for one site (issue 17); ``schedule``
+    in simulated seconds, None for "never"."""
+
+    name: str
+    site: str
+    direction: str = "both"
+    schedule: float | None = 3600.0
+
+
+@dataclass(frozen=True)
+class AdcSpec:
+    """The ADC of a mixed-mode organization, and how its 5.5 servers word an NDR for a
+    recipient their directory does not know (KB 841659; unconfirmed wording, a default)."""
+
+    agreements: tuple[AgreementSpec, ...] = ()
+    ndr55_status: str = "5.1.1"
+    ndr55_text: str = "The recipient name is not recognized"
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """A distribution list: a universal distribution group in AD and, in mixed mode, a 5.5
+    DL owned by ``site`` (issue 17)."""
+
+    address: str
+    site: str
+    members: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -301,6 +344,15 @@ class Scenario:
     faults: tuple[FaultRule, ...] = ()
     # DAG databases and their copies (issue 19).
     databases: tuple[DatabaseSpec, ...] = ()
+    # Mixed mode (issue 17): the ADC (None when no server is 5.5) and distribution lists.
+    adc: AdcSpec | None = None
+    groups: tuple[GroupSpec, ...] = ()
+
+    @functools.cached_property
+    def mixed(self) -> bool:
+        """Mixed mode: a 5.5 server beside 2000/2003, so each site keeps a 5.5 directory
+        (asked for every recipient routed, so computed once)."""
+        return any(s.version is Version.V55 for s in self.servers)
 
     def server(self, name: str) -> Server:
         for server in self.servers:

@@ -54,6 +54,13 @@ async def test_stuck_rpc_queue_after_a_cross_site_move_and_its_fix(lab: Lab) -> 
                   server="EX55-LON", target="EX2003-A", event_id="9318") == 2
     assert await queue_depth(lab, "EX55-LON", "mta:EX2003-A") == 2
 
+    # KB 841659: LONDON's 5.5 directory knows dave@ only as a stub until the REDMOND
+    # agreement has run and directory replication has carried his new object to LONDON.
+    early = queue_id(await send(lab, "EX55-LON", DAVE, subject="in the window"))
+    await lab.settle()
+    _, trace = await api(lab, "GET", f"/api/v1/messages/{early}")
+    assert [t["state"] for t in trace["recipients"]] == ["ndr"]
+    await lab.advance(lab.scenario.defaults.ds_replication_seconds)
     fresh = queue_id(await send(lab, "EX55-LON", DAVE, subject="after the move"))
     await lab.settle()
     _, trace = await api(lab, "GET", f"/api/v1/messages/{fresh}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from mailflow.api import adc as adc_api
 from mailflow.api import (
     audit,
     clock,
@@ -32,6 +33,7 @@ from mailflow.api import (
     tracking,
     waiting,
 )
+from mailflow.api import directory as directory_api
 from mailflow.api.handle import LAB, LabHandle
 from mailflow.api.middleware import auth, errors, host_check
 from mailflow.web import site as ui  # the web interface at / (issue 21)
@@ -40,7 +42,8 @@ MAX_BODY = 1024 * 1024
 # In the order they were registered when the API was one module.
 # waiting before messages: /messages/wait must not be taken as /messages/{id}.
 RESOURCES = (health, topology, mailboxes, waiting, messages, queues, moves, connectors, events,
-             audit, clock, faults, openapi, tracking, system_mailbox, databases)
+             audit, clock, faults, openapi, tracking, system_mailbox, databases, directory_api,
+             adc_api)
 
 
 def build_app(lab: LabHandle) -> web.Application:

@@ -20,6 +20,7 @@ from mailflow.cli import (
     audit,
     clock,
     databases,
+    directory,
     events,
     faults,
     labs,
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_parser(sub, common)
     wait.add_parser(sub, common)
     databases.add_parser(sub, common)
+    directory.add_parser(sub, common)
     return parser
 
 

@@ -35,7 +35,9 @@ VERBS = {"move": ("start", "complete", "fail", "suspend", "resume", "remove"),
          "connector": ("add", "remove"), "rpc": ("allow", "block"),
          "service": ("start", "stop"), "queue": ("retry", "freeze", "thaw"),
          # Issue 19: DAG databases and their copies.
-         "db": ("lag", "suspend-copy", "resume-copy", "failover", "dismount", "mount")}
+         "db": ("lag", "suspend-copy", "resume-copy", "failover", "dismount", "mount"),
+         # Issue 17: the ADC and edits of one site's 5.5 directory.
+         "adc": ("run", "stop", "start"), "directory": ("edit",)}
 
 
 class LabFileError(ValueError):
@@ -221,6 +223,10 @@ class Checker:
         if kind == "db":
             return {"database": self.name, "server": self.server,
                     "copy_queue": self.within(limits.COPY_QUEUE)}
+        if kind == "adc":  # issue 17
+            return {"agreement": self.name}
+        if kind == "directory":
+            return {"address": self.mailbox, "replica": self.site, "set": self.labels}
         return {"server": self.server, "queue": self.name}
 
     def check_keys(self, kind: str, subject: str) -> dict[str, Callable[[Any], Any]]:
@@ -381,4 +387,5 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "db lag": ("database", "server", "copy_queue"), "db suspend-copy": ("database", "server"),
     "db resume-copy": ("database", "server"), "db failover": ("database", "server"),
     "db dismount": ("database",), "db mount": ("database",),
+    "directory edit": ("address", "replica", "set"),
 }

@@ -144,6 +144,8 @@ class Runner:
             return f"service {a['action']} {a['server']} {service}"
         if step.kind == "db":
             return await self.database(a)
+        if step.kind in ("adc", "directory"):
+            return await self.directory(step.kind, a)
         await self.api("POST", f"/api/v1/queues/{a['server']}/{a['queue']}/{a['action']}")
         await self.lab.settle()
         return f"queue {a['action']} {a['server']}\\{a['queue']}"
@@ -161,6 +163,15 @@ class Runner:
         else:
             await self.api("POST", f"{base}/copies/{a['server']}/{verb.removesuffix('-copy')}")
         return f"db {verb} {a['database']} {a.get('server', '')}".rstrip()
+    async def directory(self, kind: str, a: dict[str, Any]) -> str:
+        """The ADC run, stopped or started, or an edit of one 5.5 directory (issue 17)."""
+        if kind == "directory":
+            await self.api("POST", f"/api/v1/directory/{a['address']}/edit",
+                           {"replica": a["replica"], "set": a["set"]})
+            return f"directory edit {a['address']} in {a['replica']}"
+        body = {"agreement": a.get("agreement")} if a["action"] == "run" else None
+        await self.api("POST", f"/api/v1/adc/{a['action']}", body)
+        return f"adc {a['action']} {a.get('agreement', '')}".rstrip()
 
     async def send(self, a: dict[str, Any]) -> str:
         rcpts = [a["to"]] if isinstance(a["to"], str) else list(a["to"])

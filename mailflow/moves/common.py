@@ -16,7 +16,7 @@ from typing import Any
 
 from mailflow.errors import Invalid, NotFound
 from mailflow.moves.states import MOVES, MoveStatus
-from routing import categorizer, mta
+from routing import adc, categorizer, mta
 from stores import moves as stored
 from stores.backend import Tx
 from stores.moves import MoveRecord
@@ -120,6 +120,7 @@ def event(tx: Tx, move: MoveRecord, event_id: int, level: str, text: str) -> Non
 def finish(tx: Tx, scenario: Scenario, move: MoveRecord, status: MoveStatus) -> MoveRecord:
     """Copy done, directory updated: clear the flag on the target, remove the source, release."""
     items = stored.rehome(tx, scenario, move)
+    adc.moved(tx, scenario, move.mailbox, move.source, move.target)
     begun = move.begun_at if move.begun_at is not None else move.start_at
     tx.note("move_duration", tx.now - begun, engine=move.engine)
     size = move.progress.get("total_mailbox_size", 0)

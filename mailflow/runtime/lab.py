@@ -38,7 +38,7 @@ from mailflow.smtp.endpoint import Endpoint
 from mailflow.smtp.faults import FaultBook, FaultGate
 from mailflow.smtp.session import Limits
 from mailflow.smtp.tls import server_context
-from routing import categorizer
+from routing import adc, categorizer
 from routing.categorizer import Submission, Verdict
 from routing.transport import OUTBOUND, Transport, host_port
 from stores import connectors, databases, db, directory, faults, meta
@@ -52,6 +52,7 @@ from stores.topology import Scenario
 def _seed(tx: Tx, scenario: Scenario) -> None:
     directory.seed(tx, scenario)
     databases.seed(tx, scenario)
+    adc.seed(tx, scenario)
     for spec in scenario.mailboxes:
         stores_mailbox.seed(tx, spec.server, spec.address, spec.items,
                             scenario.defaults.item_size, tx.now)
@@ -188,6 +189,8 @@ class Lab:
         else:
             # Moves that were running when the last run ended: as their engines did.
             await self.store.write(lambda tx: moves.recover(tx, self.scenario))
+            # A data directory from before the 5.5 directories: seeded now (issue 17).
+            await self.store.write(lambda tx: adc.seed(tx, self.scenario))
             # Mail for other domains follows this run's smarthost, or waits for one.
             await self.store.write(lambda tx: categorizer.reroute_external(tx, self.scenario))
 

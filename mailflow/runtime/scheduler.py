@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 
 from mailflow.moves import dispatch as moves
-from routing import categorizer, expiry, mta
+from routing import adc, categorizer, expiry, mta
 from routing.transport import Transport, due_links
 from stores import meta, queue_state
 from stores import moves as stored_moves
@@ -48,6 +48,7 @@ WORK: tuple[tuple[str, Callable[[Tx, Scenario], int]], ...] = (
     ("holding", mta.release_due),
     ("mta", mta.run_due),
     ("expiry", expiry.run_due),
+    ("adc", adc.run_due),
 )
 
 
@@ -166,4 +167,7 @@ def next_due(db: Read, scenario: Scenario, after: float) -> float | None:
     moves_due = stored_moves.next_due(db, after)
     if moves_due is not None:
         times.append(moves_due)
+    adc_due = adc.next_due(db, scenario, after)
+    if adc_due is not None:
+        times.append(adc_due)
     return min(times, default=None)

@@ -17,7 +17,7 @@ from typing import Any, get_type_hints
 
 from email_validator import EmailNotValidError, validate_email
 
-from mailflow.scenarios import security
+from mailflow.scenarios import mixed, security
 from mailflow.scenarios.databases import database_server, parse_databases
 from mailflow.scenarios.table import MAX_FILE_BYTES, NAME_LENGTH, ScenarioError, Table, document
 from mailflow.smtp import faultrules
@@ -66,6 +66,8 @@ _TOP_KEYS = (
     "logins",
     "faults",
     "databases",
+    "adc",
+    "groups",
 )
 
 
@@ -145,6 +147,8 @@ def parse(text: str, source: str) -> Scenario:
     servers = _servers(top, sites)
     server_names = {server.name.upper(): server.name for server in servers}
     databases = parse_databases(top, servers)
+    boxes = _mailboxes(top, domains, server_names, databases)
+    mixed_mode = any(server.version is Version.V55 for server in servers)
     return Scenario(
         name=name,
         organization=organization,
@@ -153,7 +157,7 @@ def parse(text: str, source: str) -> Scenario:
         servers=servers,
         connectors=_connectors(top, sites),
         rpc_allow=_rpc(top.table("rpc", ("allow",)), server_names),
-        mailboxes=_mailboxes(top, domains, server_names, databases),
+        mailboxes=boxes,
         defaults=_defaults(top.table("defaults", tuple(DEFAULT_RANGES))),
         source=text,
         relay_networks=_relay_networks(top),
@@ -162,6 +166,8 @@ def parse(text: str, source: str) -> Scenario:
         logins=security.logins(top),
         faults=_faults(top, tuple(server_names.values())),
         databases=databases,
+        adc=mixed.adc(top, sites, mixed_mode),
+        groups=mixed.groups(top, sites, boxes),
     )
 
 
