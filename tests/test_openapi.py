@@ -95,13 +95,17 @@ def test_schemathesis_finds_no_5xx_and_nothing_outside_the_description(
         lab_process: LabProcess) -> None:
     schema = schemathesis.openapi.from_dict(_bounded())
     headers = {"Authorization": f"Bearer {lab_process.token}"}
-    # Mail in a queue first, so that the lists hold rows to check against their schemas.
+    # Mail in a queue first, so that the lists hold rows to check against their schemas; and
+    # objects that exist (a random name is mostly a 404).
     cli(lab_process.data, "move", "start", "alice@contoso.test", "--to", "EX2003-B", "--hold")
     cli(lab_process.data, "send", "--to", "alice@contoso.test")
     for path, params in (("/api/v1/queues", {}),
                          ("/api/v1/queues/{server}/{queue}/messages",
                           {"server": "EX2003-A", "queue": "deferred"}),
-                         ("/api/v1/tracking", {})):
+                         ("/api/v1/tracking", {}),
+                         ("/api/v1/mailboxes/{address}", {"address": "alice@contoso.test"}),
+                         ("/api/v1/directory/{address}", {"address": "alice@contoso.test"}),
+                         ("/api/v1/adc", {})):
         case = schema[path]["GET"].Case(path_parameters=params)
         response = case.call(base_url=lab_process.api, timeout=30)
         assert response.json(), path
@@ -127,6 +131,7 @@ PASSIVE = {**DB, "server": "EX2010-D1"}
 DAG_CALLS: list[tuple[str, str, dict[str, str], dict[str, Any] | None, int]] = [
     ("GET", "/api/v1/queues", {}, None, 200),
     ("POST", "/api/v1/moves", {}, {"mailbox": "carol@contoso.test", "target": "EX2010-R1"}, 201),
+    ("GET", "/api/v1/mailboxes/{address}", {"address": "carol@contoso.test"}, None, 200),
     ("GET", "/api/v1/databases", {}, None, 200),
     ("GET", "/api/v1/databases/{db}", DB, None, 200),
     ("GET", "/api/v1/databases/{db}/system-mailbox", DB, None, 200),
