@@ -103,6 +103,7 @@ def test_schemathesis_finds_no_5xx_and_nothing_outside_the_description(
                          ("/api/v1/queues/{server}/{queue}/messages",
                           {"server": "EX2003-A", "queue": "deferred"}),
                          ("/api/v1/tracking", {}),
+                         ("/api/v1/moves", {}),
                          ("/api/v1/mailboxes/{address}", {"address": "alice@contoso.test"}),
                          ("/api/v1/directory/{address}", {"address": "alice@contoso.test"}),
                          ("/api/v1/adc", {})):
