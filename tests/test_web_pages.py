@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from mailflow import views
 from mailflow.runtime.lab import Lab
 from stores import connectors, queue_state, services
 from tests.test_web_security import client, logged_in
@@ -105,3 +106,21 @@ async def test_organization_actions_change_the_store(lab: Lab) -> None:
         before = lab.clock.now()
         assert await post("/clock/advance", seconds="3600") == 200
         assert lab.clock.now() >= before + 3600
+
+
+@pytest.mark.lab(scenario="exchange-2010")
+async def test_move_form_sends_online_only_when_chosen_and_the_mrs_fields(lab: Lab) -> None:
+    async with client() as session:
+        csrf = await logged_in(lab, session)
+        form = {"csrf": csrf, "mailbox": "frank@contoso.test", "target": "EX2010-B"}
+        async with session.post(f"{lab.http_url}/moves", data={**form, "mode": "sideways"}) as a:
+            assert a.status == 400 and "mode must be" in await a.text()
+        async with session.post(f"{lab.http_url}/moves", data={
+                **form, "mode": "offline", "suspend": "on", "suspend_comment": "after hours",
+                "batch": "web-batch"}) as answer:
+            assert answer.status == 200
+            move_id = answer.url.path.rsplit("/", 1)[1]
+    move = await lab.store.read(lambda db: views.move(db, move_id, lab.clock.now()))
+    assert (move["online"], move["suspend"], move["suspend_comment"], move["batch"]) == (
+        False, True, "after hours", "web-batch")
+    assert move["status"] == "Suspended"
