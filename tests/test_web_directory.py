@@ -133,7 +133,10 @@ async def test_database_actions_need_the_login_and_refuse_bad_input(lab: Lab) ->
         async with session.post(f"{lab.http_url}/databases/DAG-DB01/mount",
                                 data={"csrf": csrf}) as answer:
             assert answer.status == 200
-        async with session.post(f"{lab.http_url}/databases/DAG-DB01/failover",
-                                data={"csrf": csrf, "server": "NOWHERE"}) as answer:
+        failover = f"{lab.http_url}/databases/DAG-DB01/failover"
+        async with session.post(failover, data={"csrf": csrf, "server": "NOWHERE"}) as answer:
             assert answer.status == 404
-    assert (await lab.store.read(lambda db: dag.show(db, "DAG-DB01")))["mounted"]
+        async with session.post(failover, data={"csrf": csrf, "server": "EX2010-R2"}) as answer:
+            assert answer.status == 200 and 'class="active-server">EX2010-R2' in await answer.text()
+    doc = await lab.store.read(lambda db: dag.show(db, "DAG-DB01"))
+    assert doc["mounted"] and doc["active_server"] == "EX2010-R2"
