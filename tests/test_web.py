@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from playwright.async_api import Page, expect
 
 from mailflow.runtime.lab import Lab
@@ -93,3 +94,19 @@ async def test_held_move_live_queue_freeze_thaw_complete(lab: Lab, page: Page) -
     await shoot(page, "message")
     await page.goto(f"{lab.http_url}/events")
     await shoot(page, "events")
+
+
+@pytest.mark.lab(scenario="exchange-2010")
+async def test_each_version_family_has_its_own_table(lab: Lab, page: Page) -> None:
+    """The 2010 organization's 2003 server in Queue Viewer's table, the others in Get-Queue's,
+    each sorted by the chosen column."""
+    await page.goto(f"{lab.http_url}/queues?sort=message_count&dir=desc")
+    hub = page.locator("#queues-hub")
+    await expect(hub.locator("thead th")).to_have_text(
+        ["Identity", "DeliveryType", "NextHopDomain", "Status", "MessageCount", "LastError",
+         "RetryCount", "NextRetryTime", "Actions"])
+    await expect(hub.locator('[data-queue="EX2010-A/mapi:EX2010-A-DB01"] td').nth(1)).to_have_text(
+        "MapiDelivery")
+    await expect(page.locator("#queues-viewer tbody tr").first).to_contain_text("EX2003-A")
+    await page.evaluate("document.querySelector('#hub-heading').scrollIntoView()")
+    await shoot(page, "get-queue")

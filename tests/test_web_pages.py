@@ -8,8 +8,9 @@ import re
 
 import pytest
 
+from mailflow import views
 from mailflow.runtime.lab import Lab
-from stores import connectors, services
+from stores import connectors, queue_state, services
 from tests.test_web_security import client, logged_in
 
 
@@ -25,12 +26,45 @@ async def test_queue_viewer_columns_of_2003(lab: Lab) -> None:
     assert "MessageCount" not in page
 
 
+def table(page: str, family: str) -> str:
+    """One family's table of the Queue Viewer page ("viewer" or "hub")."""
+    start = page.index(f'id="queues-{family}"')
+    return page[start:page.index("</table>", start)]
+
+
 @pytest.mark.lab(scenario="exchange-2010")
 async def test_get_queue_columns_on_2007_and_2010(lab: Lab) -> None:
+    """Each server's queues with its version's columns: the 2003 server of the 2010
+    organization in Queue Viewer's table, the 2007/2010 servers in Get-Queue's."""
     page = await text(lab, "/queues")
-    assert "MessageCount" in page and "NextRetryTime" in page and "Identity" in page
-    assert "Number of messages" not in page
-    assert "Suspend" in page and "Freeze" not in page
+    hub, viewer = table(page, "hub"), table(page, "viewer")
+    for heading in ("Identity", "DeliveryType", "NextHopDomain", "Status", "MessageCount",
+                    "LastError", "RetryCount", "NextRetryTime"):
+        assert f">{heading}</a>" in hub
+    assert "Number of messages" not in hub and "Freeze" not in hub
+    assert "Suspend" in hub and "EX2010-A\\" in hub
+    assert set(servers(hub)) == {"EX2007-A", "EX2010-A", "EX2010-B"}
+    assert "Number of messages" in viewer and "MessageCount" not in viewer
+    assert "Freeze" in viewer and "Suspend" not in viewer
+    assert set(servers(viewer)) == {"EX2003-A"}
+
+
+@pytest.mark.lab(scenario="exchange-2010")
+async def test_suspend_and_resume_a_hub_queue_from_the_page(lab: Lab) -> None:
+    queue = "/queues/EX2010-A/mapi:EX2010-A-DB01"
+    async with client() as session:
+        csrf = await logged_in(lab, session)
+        async with session.post(lab.http_url + queue + "/suspend", data={"csrf": csrf}) as a:
+            assert a.status == 200
+        hub = table(await text(lab, "/queues"), "hub")
+        row = hub[hub.index('data-queue="EX2010-A/mapi:EX2010-A-DB01"'):]
+        assert '"status">Suspended' in row.split("</tr>")[0]
+        assert "Resume mapi:EX2010-A-DB01 on EX2010-A" in row.split("</tr>")[0]
+        async with session.post(lab.http_url + queue + "/resume", data={"csrf": csrf}) as a:
+            assert a.status == 200
+    status = await lab.store.read(
+        lambda db: queue_state.status(db, "EX2010-A", "mapi:EX2010-A-DB01"))
+    assert status != queue_state.QueueStatus.FROZEN
 
 
 def servers(page: str) -> list[str]:
@@ -72,3 +106,21 @@ async def test_organization_actions_change_the_store(lab: Lab) -> None:
         before = lab.clock.now()
         assert await post("/clock/advance", seconds="3600") == 200
         assert lab.clock.now() >= before + 3600
+
+
+@pytest.mark.lab(scenario="exchange-2010")
+async def test_move_form_sends_online_only_when_chosen_and_the_mrs_fields(lab: Lab) -> None:
+    async with client() as session:
+        csrf = await logged_in(lab, session)
+        form = {"csrf": csrf, "mailbox": "frank@contoso.test", "target": "EX2010-B"}
+        async with session.post(f"{lab.http_url}/moves", data={**form, "mode": "sideways"}) as a:
+            assert a.status == 400 and "mode must be" in await a.text()
+        async with session.post(f"{lab.http_url}/moves", data={
+                **form, "mode": "offline", "suspend": "on", "suspend_comment": "after hours",
+                "batch": "web-batch"}) as answer:
+            assert answer.status == 200
+            move_id = answer.url.path.rsplit("/", 1)[1]
+    move = await lab.store.read(lambda db: views.move(db, move_id, lab.clock.now()))
+    assert (move["online"], move["suspend"], move["suspend_comment"], move["batch"]) == (
+        False, True, "after hours", "web-batch")
+    assert move["status"] == "Suspended"

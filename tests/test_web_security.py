@@ -145,7 +145,8 @@ async def test_an_action_without_login_is_refused_in_the_browser(lab: Lab, page:
 
 
 PAGES = ("/", "/queues", "/queues/EX2003-A/deferred", "/find?search=alice", "/moves",
-         "/mailboxes", "/mailboxes/alice@contoso.test", "/events", "/clock", "/login")
+         "/mailboxes", "/mailboxes/alice@contoso.test", "/events", "/clock", "/adc",
+         "/directory/alice@contoso.test", "/databases", "/login")
 
 
 async def test_every_page_has_a_title_a_skip_link_and_breaks_no_policy(lab: Lab,

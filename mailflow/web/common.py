@@ -27,10 +27,10 @@ from mailflow.limits import Range
 COOKIE = "mailflow_session"
 CSRF_FIELD = "csrf"
 MAX_SESSIONS = 256
-# The sections of the navigation; None: a later issue fills it (no page yet).
+# The sections of the navigation.
 NAV = (("/", "Organization"), ("/queues", "Queue Viewer"), ("/moves", "Moves"),
        ("/mailboxes", "Mailboxes"), ("/events", "Events"), ("/clock", "Clock"),
-       (None, "Directory replicas (ADC)"), (None, "Databases (DAG)"))
+       ("/adc", "Directory replicas (ADC)"), ("/databases", "Databases (DAG)"))
 # The store's revision the guard read before this request's page read anything
 # (stores.revision); the page hands it to /live, which redraws what committed after.
 REVISION: ContextVar[tuple[int, ...]] = ContextVar("revision", default=())

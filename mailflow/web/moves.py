@@ -1,7 +1,9 @@
 """Moves: the list with status and progress, the form that starts one, each move's page.
 
 In: ``GET /moves`` (``page``), ``POST /moves`` (the form: mailbox, target, engine,
-hold, start after, bad items, online, suspend-when-ready, fail point, batch),
+hold, start after, bad items, online (engine default, online or offline: nothing is sent
+by default, so the version rules choose), suspend-when-ready, suspend with a comment,
+fail point, batch, move host),
 ``GET /moves/{id}`` and ``.../report``, ``POST /moves/{id}/complete|fail|suspend|
 resume|remove``. Out: pages from ``mailflow.views``; the form's fields become the
 API's request body and pass the API's own checks (``mailflow.api.moves.move_request``)
@@ -28,8 +30,10 @@ from stores.backend import Tx
 routes = web.RouteTableDef()
 ACTIONS = {"complete": moves.complete, "fail": moves.fail, "suspend": moves.suspend,
            "resume": moves.resume}
-FLAGS = ("hold", "online", "suspend_when_ready")
-TEXTS = ("engine", "fail_at", "batch")
+FLAGS = ("hold", "suspend_when_ready", "suspend")
+TEXTS = ("engine", "fail_at", "batch", "move_host", "suspend_comment")
+# The form's "mode" → the API's ``online`` (absent: the engine's default for the versions).
+MODES = {"": None, "online": True, "offline": False}
 
 
 def _body(fields: dict[str, str], now: float) -> dict[str, Any]:
@@ -37,6 +41,11 @@ def _body(fields: dict[str, str], now: float) -> dict[str, Any]:
     doc: dict[str, Any] = {"mailbox": field(fields, "mailbox"), "target": field(fields, "target")}
     doc.update({name: fields.get(name) == "on" for name in FLAGS})
     doc.update({name: field(fields, name, "") or None for name in TEXTS})
+    mode = field(fields, "mode", "")
+    if mode not in MODES:
+        raise Invalid("mode must be online, offline or empty (the engine's default)")
+    if MODES[mode] is not None:
+        doc["online"] = MODES[mode]
     if count := field(fields, "bad_items", ""):
         doc["bad_items"] = whole(count, limits.BAD_ITEMS)
     if limit := field(fields, "bad_item_limit", ""):

@@ -1,17 +1,20 @@
 """The Queue Viewer: every queue of every server, one queue's messages, and their actions.
 
-In: ``GET /queues`` (``sort``, ``dir``, ``page``), ``GET /queues/{server}/{queue}``
+In: ``GET /queues`` (``sort``, ``dir``, ``page`` of the Queue Viewer's table,
+``hub_page`` of Get-Queue's), ``GET /queues/{server}/{queue}``
 (``sender``, ``recipient``, ``page``: Find Messages), ``GET /find`` (message
 tracking's search) and the actions ``POST /queues/{server}/{queue}/retry|freeze|thaw``,
 ``.../messages/{id}/freeze|thaw|delete`` (``ndr``), ``POST /servers/{server}/
 disable-outbound|enable-outbound``. Out: pages with the columns of
-each server's version (Exchange 2003's Queue Viewer; ``Get-Queue`` on 2007 and
-2010), live as the store commits; actions through ``mailflow.actions.queues``
-(what the API calls), then the lab settles and the browser goes back.
+each server's version (a table of Exchange 5.5/2000/2003's Queue Viewer; one of
+``Get-Queue`` on 2007 and 2010, fields and the suspend/resume names from
+``routing.hub_views``), live as the store commits; actions through
+``mailflow.actions.queues`` (what the API calls), then the lab settles and the browser goes back.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -20,6 +23,7 @@ from mailflow import queue_views
 from mailflow.actions import queues as queue_ops
 from mailflow.errors import Invalid
 from mailflow.web.common import (
+    PAGE_NUMBER,
     PAGE_SIZE,
     Pager,
     done,
@@ -29,32 +33,72 @@ from mailflow.web.common import (
     local_path,
     page,
     page_number,
+    whole,
 )
-from routing import queues
+from routing import hub_views, queues
 from stores import queue_state
 from stores.backend import Read, Tx
 
 routes = web.RouteTableDef()
 QUEUE = "/queues/{server}/{queue}"
 
-# (key, Queue Viewer's heading on 5.5/2000/2003, Get-Queue's on 2007/2010)
-COLUMNS = (
-    ("server", "Server", "Server"),
-    ("display_name", "Queue", "Identity"),
-    ("message_count", "Number of messages", "MessageCount"),
-    ("status", "State", "Status"),
-    ("next_retry_time", "Next retry time", "NextRetryTime"),
-    ("oldest_message_age_seconds", "Oldest message (s)", "OldestMessageAge (s)"),
-    ("last_error", "Last error", "LastError"),
+# The columns of Exchange 5.5/2000/2003's Queue Viewer: (key of the row, heading).
+VIEWER = (
+    ("server", "Server"),
+    ("display_name", "Queue"),
+    ("message_count", "Number of messages"),
+    ("status", "State"),
+    ("next_retry_time", "Next retry time"),
+    ("oldest_message_age_seconds", "Oldest message (s)"),
+    ("last_error", "Last error"),
 )
-SORTS = frozenset(key for key, _, _ in COLUMNS)
+# Get-Queue's on 2007/2010 (the fields of ``routing.hub_views.get_queue``).
+GET_QUEUE = (
+    ("identity", "Identity"),
+    ("delivery_type", "DeliveryType"),
+    ("next_hop_domain", "NextHopDomain"),
+    ("status", "Status"),
+    ("message_count", "MessageCount"),
+    ("last_error", "LastError"),
+    ("retry_count", "RetryCount"),
+    ("next_retry_time", "NextRetryTime"),
+)
+SORTS = frozenset(key for key, _ in VIEWER + GET_QUEUE)
+
+
+@dataclass(frozen=True)
+class Family:
+    """One table of the page: the queues of the servers of one family of versions."""
+
+    id: str
+    title: str
+    columns: tuple[tuple[str, str], ...]
+    page_field: str
+    hub: bool
+    pager: Pager
 
 
 def _sort(rows: list[dict[str, Any]], key: str, descending: bool) -> list[dict[str, Any]]:
     if key not in SORTS:
         raise Invalid(f"sort must be one of {', '.join(sorted(SORTS))}")
-    return sorted(rows, key=lambda r: (r[key] is None, r[key] if r[key] is not None else 0),
-                  reverse=descending)
+    return sorted(rows, key=lambda r: (r.get(key) is None, r.get(key) if r.get(key) is not None
+                                       else 0, r["server"], r["queue"]), reverse=descending)
+
+
+def _families(request: web.Request, rows: list[dict[str, Any]]) -> list[Family]:
+    """The Queue Viewer's table (5.5/2000/2003) and Get-Queue's (2007/2010), each paged by
+    its own field; a family without a server in the scenario has no table."""
+    scenario, query = live(request).scenario, request.query
+    found = []
+    for hub, columns, name, title in (
+            (False, VIEWER, "page", "Queue Viewer (Exchange 5.5, 2000 and 2003)"),
+            (True, GET_QUEUE, "hub_page", "Get-Queue (Exchange 2007 and 2010)")):
+        if any(s.version.hub_transport == hub for s in scenario.servers):
+            mine = [r for r in rows if r["hub"] == hub]
+            number = whole(query.get(name, "1"), PAGE_NUMBER)
+            found.append(Family("hub" if hub else "viewer", title, columns, name, hub,
+                                Pager.of(mine, number)))
+    return found
 
 
 @routes.get("/queues")
@@ -68,12 +112,10 @@ async def queue_list(request: web.Request) -> web.Response:
         queue_state.outbound_disabled_servers(db)))
     for row in rows:
         row["hub"] = running.scenario.server(row["server"]).version.hub_transport
-        row["label"] = row["identity"] if row["hub"] else row["display_name"]
-    pager = Pager.of(_sort(rows, key, order == "desc"), page_number(request))
-    hub_only = all(r["hub"] for r in rows)
+    families = _families(request, _sort(rows, key, order == "desc"))
     return page(request, "queues.html", {
-        "title": "Queue Viewer", "pager": pager, "sort": key, "dir": order,
-        "columns": [(k, gq if hub_only else qv) for k, qv, gq in COLUMNS],
+        "title": "Queue Viewer", "families": families, "sort": key, "dir": order,
+        "pages": {f.page_field: f.pager.number for f in families},
         "now": running.clock.now(), "total": sum(r["message_count"] for r in rows),
         "servers": [(s.name, s.name in off) for s in running.scenario.servers]})
 
@@ -128,11 +170,12 @@ async def _back(request: web.Request) -> web.HTTPSeeOther:
     return done(local_path((await form(request)).get("back", queue), queue))
 
 
-@routes.post(f"{QUEUE}/{{action:retry|freeze|thaw}}")
+@routes.post(f"{QUEUE}/{{action:retry|freeze|thaw|suspend|resume}}")
 async def queue_action(request: web.Request) -> web.Response:
     info = request.match_info
+    name = hub_views.ACTIONS.get(info["action"], info["action"])
     action = {"retry": queue_ops.retry_queue, "freeze": queue_ops.freeze_queue,
-              "thaw": queue_ops.thaw_queue}[info["action"]]
+              "thaw": queue_ops.thaw_queue}[name]
     await _act(request, action, info["server"], info["queue"])
     raise await _back(request)
 

@@ -19,6 +19,8 @@ from mailflow.api.handle import LabHandle
 from mailflow.web import (
     clock,
     common,
+    databases,
+    directory,
     events,
     live,
     mailboxes,
@@ -30,7 +32,8 @@ from mailflow.web import (
 from mailflow.web.common import LIVE
 
 MIDDLEWARES = (session.guard,)
-PAGES = (organization, queues, moves, mailboxes, events, clock, session, live)
+PAGES = (organization, queues, moves, mailboxes, events, clock, directory, databases, session,
+         live)
 STATIC = Path(__file__).parent / "static"
 
 
