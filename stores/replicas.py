@@ -57,6 +57,7 @@ def seed(conn: Conn, scenario: Scenario) -> None:
              for address, server, dn, proxies, owner in objects])
         for group in dls.values():
             members = [dn for address, _, dn, _, _ in objects if address in group.members]
+            members += [dl_dn(scenario, dls[m].site, m) for m in group.members if m in dls]
             conn.execute(
                 "INSERT OR IGNORE INTO ds55(site, dn, owner, mailbox, kind, members)"
                 " VALUES (?,?,?,?,'dl',?)",

@@ -3,10 +3,16 @@ that resolves it, through the replica it reads; over real SMTP and on the lab cl
 
 from __future__ import annotations
 
+import dataclasses
+
 import aiosmtplib
 import pytest
 
+from mailflow import scenarios
 from mailflow.runtime.lab import Lab
+from routing.expansion import MAX_DEPTH
+from stores.topology import GroupSpec, Scenario
+from tests.conftest import LabFactory
 from tests.helpers import api, queue_id, sample, scrape, send
 from tests.test_mixed_directory import audit_clean, move
 
@@ -79,4 +85,40 @@ async def test_a_5_5_dl_member_is_ndrd_until_the_clean_up_rewrote_it(lab: Lab) -
     assert (await recipients(lab, late))[DAVE] == "delivered"
     _, items = await api(lab, "GET", f"/api/v1/mailboxes/{DAVE}/messages")
     assert sorted(i["subject"] for i in items) == ["ad", "late"]
+    await audit_clean(lab)
+
+
+def nested(base: Scenario, groups: dict[str, tuple[str, ...]]) -> Scenario:
+    return dataclasses.replace(base, groups=base.groups + tuple(
+        GroupSpec(address, "LONDON", members) for address, members in groups.items()))
+
+
+@pytest.mark.parametrize("via, sender", [("EX2003-B", CAROL), ("EX55-LON", LONDON_USER)])
+async def test_groups_in_groups_are_expanded_once_and_a_loop_ends(
+        lab_factory: LabFactory, via: str, sender: str) -> None:
+    lab = await lab_factory.start(scenario=nested(scenarios.load("mixed-2003"), {
+        "team@contoso.test": (ALICE, "crew@contoso.test", SALES),
+        "crew@contoso.test": (CAROL, ALICE, "team@contoso.test")}))
+    message = queue_id(await send(lab, via, "team@contoso.test", sender=sender))
+    await lab.settle()
+    assert await recipients(lab, message) == {
+        "team@contoso.test": "expanded", ALICE: "delivered", CAROL: "delivered",
+        DAVE: "delivered", LONDON_USER: "delivered"}
+    assert (await expanded(lab, message))[0].endswith(
+        "team@contoso.test: 4 members (through 2 nested groups)")
+    await audit_clean(lab)
+
+
+async def test_groups_nested_too_deep_are_left_out(lab_factory: LabFactory) -> None:
+    chain = [f"level{n}@contoso.test" for n in range(MAX_DEPTH + 2)]
+    lab = await lab_factory.start(scenario=nested(scenarios.load("mixed-2003"), {
+        group: (f"user{n + 1:03d}@contoso.test", *chain[n + 1:n + 2])
+        for n, group in enumerate(chain)}))
+    message = queue_id(await send(lab, "EX2003-B", chain[0], sender=CAROL))
+    await lab.settle()
+    states = await recipients(lab, message)
+    assert sorted(r for r, s in states.items() if s == "delivered") == [
+        f"user{n + 1:03d}@contoso.test" for n in range(MAX_DEPTH)]
+    assert (await expanded(lab, message))[0].endswith(
+        f"nested deeper than {MAX_DEPTH}, left out: {chain[MAX_DEPTH]}")
     await audit_clean(lab)
