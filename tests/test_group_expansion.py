@@ -4,6 +4,7 @@ that resolves it, through the replica it reads; over real SMTP and on the lab cl
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 
 import aiosmtplib
 import pytest
@@ -12,8 +13,9 @@ from mailflow import scenarios
 from mailflow.runtime.lab import Lab
 from routing.expansion import MAX_DEPTH
 from stores.topology import GroupSpec, Scenario
-from tests.conftest import LabFactory
+from tests.conftest import LabFactory, require_tool
 from tests.helpers import api, queue_id, sample, scrape, send
+from tests.process import LabProcess, cli, mailbox_once
 from tests.test_mixed_directory import audit_clean, move
 
 SALES = "sales@contoso.test"  # alice (EX2003-A), dave and user003 (EX55-LON)
@@ -122,3 +124,13 @@ async def test_groups_nested_too_deep_are_left_out(lab_factory: LabFactory) -> N
     assert (await expanded(lab, message))[0].endswith(
         f"nested deeper than {MAX_DEPTH}, left out: {chain[MAX_DEPTH]}")
     await audit_clean(lab)
+
+
+def test_swaks_to_a_group_and_the_cli_audit(lab_process: LabProcess) -> None:
+    swaks = require_tool("swaks")
+    port = str(lab_process.info["endpoints"]["EX2003-A"][1])
+    subprocess.run([swaks, "--from", CAROL, "--to", SALES, "--server", "127.0.0.1", "--port",
+                    port], check=True, capture_output=True, timeout=60)
+    assert mailbox_once(lab_process.data, ALICE, 1)["message_count"] == 1
+    audit = cli(lab_process.data, "audit").stdout
+    assert "expanded 1," in audit and "audit clean" in audit
