@@ -7,7 +7,8 @@ the SMTP hop from another emulated server, whose hop token must verify:
 handed back by deferred delivery or a move. Out: each (message, recipient)
 pair resolved to its home server through the replica of the server it is at
 (``routing.resolve``: AD, or a 5.5 server's site directory in mixed mode, whose
-stub or missing object gets the 5.5 NDR), and then delivered by
+stub or missing object gets the 5.5 NDR; a group address is expanded there, through
+that replica, into one pair per member: ``routing.expansion``), and then delivered by
 the store driver (``routing.delivery``), parked in ``deferred`` when the store
 answers ecMailboxInTransit, put in a link queue ``smtp:<SERVER>`` for the
 transport, or carried across an internal MTA hop. A recipient outside the
@@ -28,7 +29,7 @@ from email.message import Message
 from email.parser import BytesHeaderParser
 from email.utils import formatdate
 
-from routing import connectors, deferred, delivery, dsn, hop, resolve
+from routing import connectors, deferred, delivery, dsn, expansion, hop, resolve
 from routing.addresses import Verdict, check_recipient, may_relay, normalize, valid_sender
 from routing.hop import HOP_HEADER
 from stores import audit, messages, meta, pairs, queue_ids, services
@@ -118,14 +119,12 @@ def take_in(tx: Tx, scenario: Scenario, sub: Submission, queue_id: str, raw: byt
         str(headers.get("Subject", "")), raw, sub.server, urgency, dsn_of, summary))
     at = scenario.server(sub.server)
     rcpts = _recipients(sub.rcpts)
+    taken = set(rcpts)  # a list's member that is a recipient already gets no second pair
     for rcpt in rcpts:
         tx.trace(queue_id, rcpt, sub.server, "accepted", how)
         # In "local" now; its row is written once routing has placed it (messages.place_*).
-        pair = Pair(id=0, message=queue_id, rcpt=rcpt, mailbox=None, state=PairState.LOCAL,
-                    server=sub.server, queue=LOCAL, queued_at=tx.now, attempts=0,
-                    next_attempt=None, first_refused_at=None, frozen=False,
-                    accepted_at=tx.now, size=len(raw), priority=urgency, stored=False)
-        route(tx, scenario, pair, at)
+        pair = Pair.accepted(queue_id, rcpt, sub.server, tx.now, len(raw), urgency)
+        route(tx, scenario, pair, at, taken=taken)
     return rcpts
 
 
@@ -209,9 +208,14 @@ def _hop_token(tx: Tx, pair: Pair, server: str, queue: str) -> str:
     return token or f"{pair.message}.{secrets.token_hex(8)}"
 
 
-def route(tx: Tx, scenario: Scenario, pair: Pair, at: Server) -> None:
-    """Take ``pair``, which is on server ``at``, as far as it can go now."""
+def route(tx: Tx, scenario: Scenario, pair: Pair, at: Server, *,
+          taken: set[str] | None = None) -> None:
+    """Take ``pair``, which is on server ``at``, as far as it can go now; ``taken``: the
+    message's recipients that have a pair already."""
     home = resolve.lookup(tx, scenario, pair.rcpt, at)
+    if (home is None or isinstance(home, resolve.NotKnown)) and _expand(
+            tx, scenario, pair, at, set() if taken is None else taken):
+        return
     if isinstance(home, resolve.NotKnown):
         tx.trace(pair.message, pair.rcpt, at.name, "categorized",
                  f"site {home.replica} 5.5 directory: recipient {home.state}")
@@ -249,6 +253,32 @@ def route(tx: Tx, scenario: Scenario, pair: Pair, at: Server) -> None:
         to_mta(tx, pair, at, next_hop.queue)
     else:
         _unreachable(tx, pair, at, f"no route from site {at.site} to site {target.site}")
+
+
+def _expand(tx: Tx, scenario: Scenario, pair: Pair, at: Server, taken: set[str]) -> bool:
+    """A group address: ends "expanded", and each member not ``taken`` yet becomes a pair
+    of its own on ``at``, accepted, then routed or NDR'd (``routing.expansion``)."""
+    group = expansion.expand(tx, scenario, pair.rcpt, at)
+    if group is None:
+        return False
+    members = [m for m in group.members if m.address not in taken]
+    taken.update(m.address for m in members)
+    messages.place_final(tx, pair, PairState.EXPANDED)
+    tx.trace(pair.message, pair.rcpt, at.name, "expanded", group.describe(pair.rcpt, len(members)))
+    unknown = []
+    for member in members:
+        tx.trace(pair.message, member.address, at.name, "accepted", f"member of {member.group}")
+        new = Pair.accepted(pair.message, member.address, at.name, tx.now, pair.size,
+                            pair.priority)
+        if member.unknown is None:
+            route(tx, scenario, new, at, taken=taken)
+            continue
+        tx.trace(pair.message, member.address, at.name, "categorized",
+                 f"site {group.replica} 5.5 directory: {member.unknown}")
+        unknown.append(new)
+    if unknown:
+        fail(tx, scenario, unknown, at, resolve.not_recognized(scenario))
+    return True
 
 
 def to_mta(tx: Tx, pair: Pair, at: Server, queue: QueueId) -> None:

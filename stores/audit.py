@@ -3,8 +3,10 @@
 Every accepted pair must be in exactly one place: one queue on one existing
 server, or delivered into exactly one mailbox item that sits in a store
 holding that mailbox, or relayed out of the organization through the outbound
-smarthost, or finally NDR'd or deleted. Every pair must have been
-accepted exactly once, and every mailbox item must belong to a delivered pair.
+smarthost, or finally NDR'd, deleted, or expanded (a distribution list whose
+members became pairs of their own, each audited the same way). Every pair must
+have been accepted exactly once, and every mailbox item must belong to a
+delivered pair.
 
 Every 250 after DATA must name stored pairs: ``acknowledge`` records, in the
 transaction that commits before the reply, the queue id answered and its
@@ -29,6 +31,7 @@ class AuditReport:
     relayed: int = 0
     ndr: int = 0
     deleted: int = 0
+    expanded: int = 0  # group addresses expanded into their members (issue 17)
     acknowledged: int = 0  # 250 replies after DATA on record
     queued: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
@@ -45,6 +48,7 @@ class AuditReport:
             "relayed": self.relayed,
             "ndr": self.ndr,
             "deleted": self.deleted,
+            "expanded": self.expanded,
             "acknowledged": self.acknowledged,
             "queued": self.queued,
             "problems": self.problems,
@@ -122,6 +126,7 @@ def audit(conn: Conn, servers: set[str]) -> AuditReport:
             report.relayed += current is PairState.RELAYED
             report.ndr += current is PairState.NDR
             report.deleted += current is PairState.DELETED
+            report.expanded += current is PairState.EXPANDED
             if queue is not None:
                 report.problems.append(f"{where}: {current.value} but still in queue {queue}")
             continue

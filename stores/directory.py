@@ -123,7 +123,10 @@ def lookup(conn: Conn, address: str, *, store: str | None = None) -> Home | None
 
 
 def smtp_addresses(conn: Conn) -> frozenset[str]:
-    return frozenset(r[0] for r in conn.execute("SELECT address FROM proxy_addresses"))
+    """Every address RCPT TO accepts: mailboxes' proxies, and groups (UDGs, 5.5 DLs)."""
+    return frozenset(r[0] for r in conn.execute(
+        "SELECT address FROM proxy_addresses UNION SELECT address FROM udgs"
+        " UNION SELECT mailbox FROM ds55 WHERE kind='dl'"))
 
 
 def rehome(conn: Conn, scenario: Scenario, address: str, target: Server) -> None:

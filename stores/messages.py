@@ -7,7 +7,8 @@ lab goes through ``place_queued`` or ``place_final`` (``carry`` for a place it
 only passes through), so a pair is always in exactly one place: a queue
 on one server (LOCAL, DEFERRED, REMOTE, UNREACHABLE) or a final state
 (DELIVERED into one mailbox item, RELAYED out of the organization through the
-outbound smarthost, NDR, DELETED).
+outbound smarthost, NDR, DELETED, or EXPANDED: a group address whose members
+became pairs of their own, issue 17).
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ class PairState(enum.StrEnum):
     RELAYED = "relayed"  # the outbound smarthost answered 250: it left the organization
     NDR = "ndr"
     DELETED = "deleted"
+    EXPANDED = "expanded"  # a distribution list: its members are pairs of their own (issue 17)
 
 
-FINAL = frozenset({PairState.DELIVERED, PairState.RELAYED, PairState.NDR, PairState.DELETED})
+FINAL = frozenset({PairState.DELIVERED, PairState.RELAYED, PairState.NDR, PairState.DELETED,
+                   PairState.EXPANDED})
 
 # Every queued pair may end in any final state (an operator deletes it, a DSN fails it ...).
 TRANSITIONS: dict[PairState, frozenset[PairState]] = {
@@ -54,6 +57,7 @@ TRANSITIONS: dict[PairState, frozenset[PairState]] = {
     PairState.RELAYED: frozenset(),
     PairState.NDR: frozenset(),
     PairState.DELETED: frozenset(),
+    PairState.EXPANDED: frozenset(),
 }
 PAIRS = Machine.of_targets("pair", TRANSITIONS)
 
@@ -98,6 +102,15 @@ class Pair:
     # False for a pair just accepted whose row is written with its first place, not
     # inserted and then at once updated (``place_queued``, ``place_final``).
     stored: bool = True
+
+    @classmethod
+    def accepted(cls, message: str, rcpt: str, server: str, now: float, size: int,
+                 priority: str) -> Pair:
+        """A pair just accepted on ``server``, in "local" until routing places it."""
+        return cls(id=0, message=message, rcpt=rcpt, mailbox=None, state=PairState.LOCAL,
+                   server=server, queue=queue_ids.LOCAL, queued_at=now, attempts=0,
+                   next_attempt=None, first_refused_at=None, frozen=False, accepted_at=now,
+                   size=size, priority=priority, stored=False)
 
     @classmethod
     def from_row(cls, row: Any) -> Pair:

@@ -4,7 +4,8 @@ In: the scenario (seeded once), the directory side of moves, the ADC and 5.5
 directory replication (``routing.adc``) and edits made "in the 5.5
 Administrator". Out: what one site's 5.5 directory knows of an address
 (``lookup``: present, a stub, or nothing), each object side by side in every
-replica (``objects``), and the counts the metrics and ``adc status`` show.
+replica (``objects``), the members of a group as one replica lists them
+(``group_members``, ``member``), and the counts the metrics and ``adc status`` show.
 
 Active Directory is the ``mailboxes`` table (``stores.directory``); a 5.5
 directory is the rows of ``ds55`` with its ``site``. Each row is one object by
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from stores.backend import Conn
 from stores.topology import Scenario
@@ -56,6 +57,7 @@ def seed(conn: Conn, scenario: Scenario) -> None:
              for address, server, dn, proxies, owner in objects])
         for group in dls.values():
             members = [dn for address, _, dn, _, _ in objects if address in group.members]
+            members += [dl_dn(scenario, dls[m].site, m) for m in group.members if m in dls]
             conn.execute(
                 "INSERT OR IGNORE INTO ds55(site, dn, owner, mailbox, kind, members)"
                 " VALUES (?,?,?,?,'dl',?)",
@@ -88,6 +90,34 @@ def lookup(conn: Conn, site: str, address: str, *, store: str | None = None) -> 
     if row is None:
         return None
     return Found(row[0], row[1], row[2], None if row[3] is None else bool(row[3]))
+
+
+class Member(NamedTuple):
+    """A DN a 5.5 DL lists, as one site's directory resolves it."""
+
+    dn: str
+    address: str  # the SMTP address of its object (in any site, when this one lacks it)
+    kind: str  # "mailbox" or "dl"
+    state: str  # "present", "stub", or "absent" in the reading site
+
+
+def group_members(conn: Conn, replica: str, address: str) -> list[str] | None:
+    """The members of group ``address`` in ``replica``: AD's UDG lists SMTP addresses, a
+    site's 5.5 DL lists DNs. None when that replica has no such group."""
+    row = conn.execute("SELECT members FROM udgs WHERE address=?", (address,)).fetchone() \
+        if replica == AD else conn.execute(
+            "SELECT members FROM ds55 WHERE site=? AND mailbox=? AND kind='dl'",
+            (replica, address)).fetchone()
+    return None if row is None else list(json.loads(row[0]))
+
+
+def member(conn: Conn, site: str, dn: str) -> Member | None:
+    """What ``site``'s 5.5 directory makes of the DL member ``dn``; None for a DN that no
+    directory holds."""
+    row = conn.execute(
+        "SELECT mailbox, kind, CASE WHEN site=? THEN state ELSE 'absent' END FROM ds55"
+        " WHERE dn=? ORDER BY site=? DESC LIMIT 1", (site, dn, site)).fetchone()
+    return None if row is None else Member(dn, row[0], row[1], row[2])
 
 
 def objects(conn: Conn, mailbox: str) -> list[dict[str, Any]]:

@@ -33,9 +33,10 @@ STAGES: dict[str, tuple[str, str]] = {
     "ndr": ("FAIL", "STOREDRIVER"),
     "deleted": ("FAIL", "ADMIN"),
     "dsn": ("DSN", "DSN"),
+    "expanded": ("EXPAND", "ROUTING"),  # a distribution list expanded (issue 17)
 }
 EVENT_IDS = ("RECEIVE", "SUBMIT", "DEFER", "DELIVER", "SEND", "FAIL", "DSN", "RESUBMIT",
-             "REDIRECT")
+             "REDIRECT", "EXPAND")
 # The columns of the CSV export, in Exchange's order.
 FIELDS = ("Timestamp", "ServerHostname", "Source", "EventId", "InternalMessageId",
           "MessageId", "Recipients", "RecipientStatus", "TotalBytes", "Reference",

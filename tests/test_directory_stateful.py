@@ -1,8 +1,10 @@
 """Hypothesis drives a mixed-mode lab (issue 17): moves within and across sites, mail from
-5.5 and 2003 senders, ADC runs, stops and starts, 5.5-side edits and the lab clock.
+5.5 and 2003 senders, mail to the group sales@ (expanded by the server that resolves it),
+ADC runs, stops and starts, 5.5-side edits and the lab clock.
 
-Whatever the order, every accepted recipient ends in exactly one place (delivered, queued
-or NDR'd), nothing is delivered twice, and the audit is clean.
+Whatever the order, every accepted recipient ends in exactly one place (delivered, queued,
+NDR'd, or expanded: a group into its members), nothing is delivered twice, every group
+mail was expanded once, and the audit is clean.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ MAILBOXES = ["alice@contoso.test", "dave@contoso.test", "erin@contoso.test",
              "user003@contoso.test"]
 SENDERS = ["user007@contoso.test", "carol@contoso.test"]  # on EX55-LON, on EX2003-B
 SERVERS = ["EX2003-A", "EX2003-B", "EX55-LON", "EX2000-LON"]
+GROUP = "sales@contoso.test"  # alice, dave and user003 (mixed-2003.toml)
 
 
 class DirectoryMachine(RuleBasedStateMachine):
@@ -38,6 +41,7 @@ class DirectoryMachine(RuleBasedStateMachine):
         self.lab.http = None
         self._run(self.lab.start())
         self.sent = 0
+        self.to_group = 0
         self.active: dict[str, str] = {}
 
     def _run(self, coro: Any) -> Any:
@@ -58,6 +62,13 @@ class DirectoryMachine(RuleBasedStateMachine):
     def send_mail(self, via: str, sender: str, to: list[str]) -> None:
         assert self._run(send(self.lab, via, to, sender=sender)).startswith("2.6.0")
         self.sent += len(to)
+        self._run(self.lab.settle())
+
+    @rule(via=st.sampled_from(SERVERS), sender=st.sampled_from(SENDERS),
+          also=st.lists(st.sampled_from(MAILBOXES), max_size=2, unique=True))
+    def send_to_group(self, via: str, sender: str, also: list[str]) -> None:
+        assert self._run(send(self.lab, via, [GROUP, *also], sender=sender)).startswith("2.6.0")
+        self.to_group += 1
         self._run(self.lab.settle())
 
     @rule(mailbox=st.sampled_from(MAILBOXES), server=st.sampled_from(SERVERS),
@@ -99,6 +110,9 @@ class DirectoryMachine(RuleBasedStateMachine):
         servers = {s.name for s in self.lab.scenario.servers}
         report = self.lab.store.read_sync(lambda c: audit(c, servers))
         assert report.clean, report.problems
+        assert report.expanded == self.to_group
+        assert report.accepted == sum(report.queued.values()) + report.delivered \
+            + report.relayed + report.ndr + report.deleted + report.expanded
         delivered = self.lab.store.read_sync(
             lambda c: c.execute("SELECT COUNT(*), COUNT(DISTINCT pair) FROM items"
                                 " WHERE pair IS NOT NULL").fetchone())

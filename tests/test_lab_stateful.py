@@ -115,6 +115,8 @@ class LabMachine(RuleBasedStateMachine):
         servers = {s.name for s in self.lab.scenario.servers}
         report = self.lab.store.read_sync(lambda c: audit(c, servers))
         assert report.clean, report.problems
+        assert report.accepted == sum(report.queued.values()) + report.delivered \
+            + report.relayed + report.ndr + report.deleted + report.expanded
         dsns = self.lab.store.read_sync(lambda c: c.execute(
             "SELECT COUNT(*) FROM pairs p JOIN messages m ON m.id = p.message"
             " WHERE m.dsn_of IS NOT NULL").fetchone()[0])

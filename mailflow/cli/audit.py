@@ -24,7 +24,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     queued = "\n".join(f"  {k}: {v}" for k, v in sorted(doc["queued"].items()))
     text = (f"accepted {doc['accepted']}, delivered {doc['delivered']},"
             f" relayed {doc['relayed']}, NDR {doc['ndr']},"
-            f" deleted {doc['deleted']}, queued {sum(doc['queued'].values())},"
+            f" deleted {doc['deleted']},"
+            + (f" expanded {doc['expanded']}," if doc.get("expanded") else "")
+            + f" queued {sum(doc['queued'].values())},"
             f" acknowledged {doc['acknowledged']} (250 replies)\n{queued}\n")
     text += "audit clean: every accepted recipient is in exactly one place" if doc["clean"] \
         else "AUDIT FAILED:\n" + "\n".join(f"  {p}" for p in doc["problems"])

@@ -26,7 +26,7 @@ from mailflow.cli.client import Client, CliError
 # Move statuses after which the move does nothing more (stores.moves.FINAL).
 MOVE_ENDED = frozenset({"Completed", "CompletedWithWarning", "Failed"})
 # Pair states of a recipient that has reached its final place (stores.messages.FINAL).
-PAIR_FINAL = frozenset({"delivered", "relayed", "ndr", "deleted"})
+PAIR_FINAL = frozenset({"delivered", "relayed", "ndr", "deleted", "expanded"})
 # How often the lab is asked again, in real seconds: the mail crosses real SMTP hops.
 POLL_SECONDS = 0.2
 PAGE = 10_000
