@@ -1,6 +1,7 @@
 """The pages over real HTTP: the Queue Viewer's columns per version, sorting and paging; the
 organization's actions (connectors, RPC, the MTA service) change the store as the API's do;
-the clock page advances the clock; the move form refuses what the API refuses."""
+the clock page advances the clock; the move form refuses what the API refuses; Delete all
+messages of a queue with NDR."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import pytest
 from mailflow import views
 from mailflow.runtime.lab import Lab
 from stores import connectors, queue_state, services
+from tests.helpers import mailbox, queue_depth
+from tests.test_queue_viewer_2003 import BOB, clean_audit, deferred_mail
 from tests.test_web_security import client, logged_in
 
 
@@ -124,3 +127,23 @@ async def test_move_form_sends_online_only_when_chosen_and_the_mrs_fields(lab: L
     assert (move["online"], move["suspend"], move["suspend_comment"], move["batch"]) == (
         False, True, "after hours", "web-batch")
     assert move["status"] == "Suspended"
+
+
+async def test_delete_all_messages_with_ndr_from_the_queue_page(lab: Lab) -> None:
+    ids = await deferred_mail(lab, 2, sender=BOB)
+    queue = "/queues/EX2003-A/deferred"
+    page = await text(lab, queue)
+    assert "Delete all messages (with NDR)" in page and ids[0] in page
+    async with client() as session:
+        csrf = await logged_in(lab, session)
+        async with session.post(lab.http_url + queue + "/delete-all",
+                                data={"csrf": csrf, "ndr": "true"}) as answer:
+            assert answer.status == 200
+        # An empty queue has nothing to delete: a 404 page, not a traceback.
+        async with session.post(lab.http_url + queue + "/delete-all",
+                                data={"csrf": csrf, "ndr": "false"}) as answer:
+            assert answer.status == 404
+    await lab.settle()
+    assert await queue_depth(lab, "EX2003-A", "deferred") == 0
+    assert (await mailbox(lab, BOB))["message_count"] == 2  # one NDR per message
+    await clean_audit(lab)

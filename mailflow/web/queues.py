@@ -4,6 +4,7 @@ In: ``GET /queues`` (``sort``, ``dir``, ``page`` of the Queue Viewer's table,
 ``hub_page`` of Get-Queue's), ``GET /queues/{server}/{queue}``
 (``sender``, ``recipient``, ``page``: Find Messages), ``GET /find`` (message
 tracking's search) and the actions ``POST /queues/{server}/{queue}/retry|freeze|thaw``,
+``.../delete-all`` (``ndr``: Delete all messages),
 ``.../messages/{id}/freeze|thaw|delete`` (``ndr``), ``POST /servers/{server}/
 disable-outbound|enable-outbound``. Out: pages with the columns of
 each server's version (a table of Exchange 5.5/2000/2003's Queue Viewer; one of
@@ -196,12 +197,25 @@ async def outbound(request: web.Request) -> web.Response:
     raise done("/queues")
 
 
-@routes.post(f"{QUEUE}/messages/{{id}}/delete")
-async def message_delete(request: web.Request) -> web.Response:
-    info, fields = request.match_info, await form(request)
-    ndr = field(fields, "ndr", "false")
+async def _ndr(request: web.Request) -> bool:
+    ndr = field(await form(request), "ndr", "false")
     if ndr not in ("true", "false"):
         raise Invalid("ndr must be true or false")
+    return ndr == "true"
+
+
+@routes.post(f"{QUEUE}/messages/{{id}}/delete")
+async def message_delete(request: web.Request) -> web.Response:
+    info = request.match_info
     await _act(request, queue_ops.delete_message, info["server"], info["queue"], info["id"],
-               ndr == "true")
+               await _ndr(request))
+    raise await _back(request)
+
+
+@routes.post(f"{QUEUE}/delete-all")
+async def queue_delete_all(request: web.Request) -> web.Response:
+    """Queue Viewer's "Delete all messages (with NDR / no NDR)"; 404 for an empty queue."""
+    info = request.match_info
+    await _act(request, queue_ops.delete_all_messages, info["server"], info["queue"],
+               await _ndr(request))
     raise await _back(request)
