@@ -9,6 +9,7 @@ import aiosmtplib
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from prometheus_client.parser import text_string_to_metric_families
 
+from mailflow.moves.states import FINAL
 from mailflow.runtime.lab import Lab
 
 
@@ -99,3 +100,17 @@ class RefuseNobody:
             return "550 5.1.1 No such user here"
         envelope.rcpt_tos.append(address)
         return "250 OK"
+
+
+def assert_nothing_in_transit_after_a_final_state(lab: Lab) -> None:
+    """The move invariant of the stateful tests: a store keeps a mailbox in transit, or a
+    second copy of it, only while a move of that mailbox is open."""
+    def rows(sql: str, *args: Any) -> list[Any]:
+        return list(lab.store.read_sync(lambda c: c.execute(sql, args).fetchall()))
+
+    locked = {r[0] for r in rows("SELECT mailbox FROM store_mailboxes WHERE in_transit = 1")}
+    open_moves = {r[0] for r in rows("SELECT mailbox FROM moves WHERE status NOT IN (?,?,?)",
+                                     *sorted(s.value for s in FINAL))}
+    assert locked <= open_moves
+    for mailbox, stores in rows("SELECT mailbox, COUNT(*) FROM store_mailboxes GROUP BY mailbox"):
+        assert stores == 1 or mailbox in open_moves

@@ -30,7 +30,7 @@ from stores import databases
 from stores.audit import audit
 from stores.machine import InvalidTransition
 from tests.conftest import build_lab
-from tests.helpers import send
+from tests.helpers import assert_nothing_in_transit_after_a_final_state, send
 
 MAILBOXES = ["alice@contoso.test", "bob@contoso.test", "carol@contoso.test",
              "dave@contoso.test"]
@@ -126,15 +126,7 @@ class DagMachine(RuleBasedStateMachine):
 
     @invariant()
     def nothing_in_transit_after_a_final_state(self) -> None:
-        locked = {r[0] for r in self._read(
-            "SELECT mailbox FROM store_mailboxes WHERE in_transit = 1")}
-        open_moves = {r[0] for r in self._read(
-            "SELECT mailbox FROM moves WHERE status NOT IN (?,?,?)",
-            *sorted(s.value for s in FINAL))}
-        assert locked <= open_moves
-        for mailbox, stores in self._read(
-                "SELECT mailbox, COUNT(*) FROM store_mailboxes GROUP BY mailbox"):
-            assert stores == 1 or mailbox in open_moves
+        assert_nothing_in_transit_after_a_final_state(self.lab)
 
     @invariant()
     def no_message_lost_or_duplicated(self) -> None:

@@ -26,12 +26,12 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from mailflow.actions.organization import set_rpc
 from mailflow.errors import LabError
 from mailflow.moves import dispatch as moves
-from mailflow.moves.states import FINAL, TRANSITIONS, MoveStatus
+from mailflow.moves.states import TRANSITIONS, MoveStatus
 from stores import queue_ids
 from stores.audit import audit
 from stores.machine import InvalidTransition
 from tests.conftest import build_lab
-from tests.helpers import send
+from tests.helpers import assert_nothing_in_transit_after_a_final_state, send
 
 MAILBOXES = ["frank@contoso.test", "grace@contoso.test", "heidi@contoso.test",
              "ivan@contoso.test"]
@@ -108,15 +108,7 @@ class MrsMachine(RuleBasedStateMachine):
 
     @invariant()
     def nothing_in_transit_after_a_final_state(self) -> None:
-        locked = {r[0] for r in self._read(
-            "SELECT mailbox FROM store_mailboxes WHERE in_transit = 1")}
-        open_moves = {r[0] for r in self._read(
-            "SELECT mailbox FROM moves WHERE status NOT IN (?,?,?)",
-            *sorted(s.value for s in FINAL))}
-        assert locked <= open_moves
-        for mailbox, stores in self._read(
-                "SELECT mailbox, COUNT(*) FROM store_mailboxes GROUP BY mailbox"):
-            assert stores == 1 or mailbox in open_moves
+        assert_nothing_in_transit_after_a_final_state(self.lab)
 
     @invariant()
     def history_follows_the_state_machine(self) -> None:
