@@ -180,7 +180,13 @@ def replicate_sites(conn: Conn, sites: tuple[str, ...]) -> None:
                 "DELETE FROM ds55 WHERE site=? AND owner=? AND dn NOT IN"
                 " (SELECT dn FROM ds55 WHERE site=? AND owner=?)", (site, owner, owner, owner))
             conn.execute(
-                "INSERT OR REPLACE INTO ds55(site, dn, owner, mailbox, kind, state, server,"
-                " proxies, member_of, members, version, attributes, edited) SELECT ?, dn,"
-                " owner, mailbox, kind, state, server, proxies, member_of, members, version,"
-                " attributes, 0 FROM ds55 WHERE site=? AND owner=?", (site, owner, owner))
+                "INSERT INTO ds55(site, dn, owner, mailbox, kind, state, server, proxies,"
+                " member_of, members, version, attributes, edited) SELECT ?, dn, owner,"
+                " mailbox, kind, state, server, proxies, member_of, members, version,"
+                " attributes, 0 FROM ds55 WHERE site=? AND owner=? ON CONFLICT(site, dn) DO"
+                " UPDATE SET owner=excluded.owner, mailbox=excluded.mailbox,"
+                " kind=excluded.kind, state=excluded.state, server=excluded.server,"
+                " proxies=excluded.proxies, member_of=excluded.member_of,"
+                " members=excluded.members, version=excluded.version,"
+                " attributes=excluded.attributes, edited=0, edited_server=NULL",
+                (site, owner, owner))

@@ -43,11 +43,11 @@ def seed(conn: Conn, scenario: Scenario) -> None:
 
 def add(conn: Conn, kind: str, site_a: str, site_b: str, cost: int, name: str) -> int:
     cur = conn.execute(
-        "INSERT INTO connectors(type, site_a, site_b, cost, name) VALUES (?,?,?,?,?)",
+        "INSERT INTO connectors(type, site_a, site_b, cost, name) VALUES (?,?,?,?,?)"
+        " RETURNING id",
         (kind, site_a, site_b, cost, name),
     )
-    assert cur.lastrowid is not None
-    return cur.lastrowid
+    return int(cur.fetchone()[0])
 
 
 def remove(conn: Conn, connector_id: int) -> bool:

@@ -94,7 +94,7 @@ def all_databases(conn: Read) -> list[Database]:
 
 
 def get(conn: Read, name: str) -> Database | None:
-    row = conn.execute("SELECT * FROM dag_databases WHERE name=? COLLATE NOCASE",
+    row = conn.execute("SELECT * FROM dag_databases WHERE upper(name) = upper(?)",
                        (name,)).fetchone()
     return None if row is None else _database(conn, row)
 
@@ -103,7 +103,7 @@ def of_server(conn: Read, server: str) -> Database | None:
     """The DAG database whose active copy ``server`` holds, if any."""
     row = conn.execute(
         "SELECT d.* FROM dag_databases d JOIN dag_copies c ON c.database = d.name"
-        " WHERE c.active = 1 AND c.server = ? COLLATE NOCASE ORDER BY d.name", (server,)
+        " WHERE c.active = 1 AND upper(c.server) = upper(?) ORDER BY d.name", (server,)
     ).fetchone()
     return None if row is None else _database(conn, row)
 
@@ -140,10 +140,13 @@ def strand_moves(tx: Tx, server: str, engine: str, database: str) -> int:
     """Open ``engine`` requests from or to ``server`` keep trying ``database`` there
     (``lost_database`` in their progress) instead of following it elsewhere."""
     final = tuple(s.value for s in FINAL)
-    return tx.execute(
-        "UPDATE moves SET progress = json_set(progress, '$.lost_database', ?) WHERE engine=?"
-        f" AND (source=? OR target=?) AND status NOT IN ({marks(final)})",
-        (database, engine, server, server, *final)).rowcount
+    rows = tx.execute(
+        "SELECT id, progress FROM moves WHERE engine=? AND (source=? OR target=?)"
+        f" AND status NOT IN ({marks(final)})", (engine, server, server, *final)).fetchall()
+    for move_id, progress in rows:
+        stranded = {**json.loads(progress), "lost_database": database}
+        tx.execute("UPDATE moves SET progress=? WHERE id=?", (json.dumps(stranded), move_id))
+    return len(rows)
 
 
 def carry_over(tx: Tx, scenario: Scenario, old: str, new: str) -> int:

@@ -88,7 +88,7 @@ def first_awaiting_delay(conn: Conn, server: str, after: float) -> float | None:
 def first_arrival(conn: Conn, server: str, after: float, priority: str | None = None
                   ) -> float | None:
     """The first arrival after ``after`` of a candidate (of ``priority``, when given)."""
-    condition = "1" if priority is None else _PRIORITIES[priority]
+    condition = "1=1" if priority is None else _PRIORITIES[priority]
     return _first(conn, f"{_ANY} > ? AND {condition}", (server, after))
 
 

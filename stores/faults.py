@@ -67,10 +67,9 @@ class FaultRow:
 
 
 def add(tx: Tx, rule: FaultRule) -> int:
-    cur = tx.execute("INSERT INTO faults(rule, remaining, created) VALUES (?,?,?)",
+    cur = tx.execute("INSERT INTO faults(rule, remaining, created) VALUES (?,?,?) RETURNING id",
                      (json.dumps(rule.doc()), rule.count, tx.now))
-    assert cur.lastrowid is not None
-    return cur.lastrowid
+    return int(cur.fetchone()[0])
 
 
 def remove(tx: Tx, rule_id: int) -> bool:

@@ -50,7 +50,7 @@ def postpone(conn: Conn, server: str, queue: str, ids: Sequence[int], retry_at: 
 def hold(conn: Conn, server: str, queue: str, retry_at: float) -> None:
     """The whole link waits for its retry, as an Exchange link queue in Retry does."""
     conn.execute(
-        "UPDATE pairs SET next_attempt = MAX(COALESCE(next_attempt, 0), ?)"
+        "UPDATE pairs SET next_attempt = CASE WHEN next_attempt > ? THEN next_attempt ELSE ? END"
         " WHERE server = ? AND queue = ?",
-        (retry_at, server, queue),
+        (retry_at, retry_at, server, queue),
     )

@@ -69,7 +69,7 @@ def queue_messages(
         where += " AND p.queued_at <= ?"
         args.append(queued_by)
     if recipient is not None:
-        having = " HAVING SUM(lower(p.rcpt) LIKE ? ESCAPE '\\') > 0"
+        having = " HAVING MAX(CASE WHEN lower(p.rcpt) LIKE ? ESCAPE '\\' THEN 1 ELSE 0 END) = 1"
         args.append(_like(recipient))
     rows = conn.execute(
         "SELECT m.id, m.message_id, m.mail_from AS sender, GROUP_CONCAT(p.rcpt, char(10))"

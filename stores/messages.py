@@ -213,12 +213,12 @@ def _insert(tx: Tx, pair: Pair, state: PairState, server: str, queue: str | None
     """Write a just-accepted pair's row straight into its first place."""
     cur = tx.execute(
         "INSERT INTO pairs(message, rcpt, mailbox, state, server, queue, queued_at, attempts,"
-        " next_attempt, last_error, hop_token, accepted_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        " next_attempt, last_error, hop_token, accepted_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+        " RETURNING id",
         (pair.message, pair.rcpt, pair.mailbox, state.value, server, queue, tx.now, attempts,
          next_attempt, last_error, hop_token, pair.accepted_at),
     )
-    assert cur.lastrowid is not None
-    pair.id, pair.stored = cur.lastrowid, True
+    pair.id, pair.stored = cur.fetchone()[0], True
 
 
 # -- the messages table -------------------------------------------------------------------------
@@ -242,7 +242,8 @@ def insert(tx: Tx, msg: NewMessage) -> None:
     tx.execute(
         "INSERT INTO messages(id, message_id, mail_from, subject, size, raw, accepted_server,"
         " accepted_at, accepted_real, priority, dsn_of, dsn_summary)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+        " RETURNING id",
         (msg.id, msg.message_id, msg.mail_from, msg.subject, len(msg.raw), msg.raw, msg.server,
          tx.now, tx.real, msg.priority, msg.dsn_of, msg.dsn_summary),
     )

@@ -40,3 +40,14 @@ def hop_secret(tx: Tx) -> bytes:
         value = secrets.token_bytes(32).hex()
         put(tx, HOP_SECRET, value)
     return bytes.fromhex(value)
+
+
+def reached(conn: Conn) -> float:
+    """The simulated time the lab has reached, for its next start. Time never runs
+    backwards, not even after kill -9: the last trace or event written bounds it from
+    below when the periodic save is older."""
+    saved = float(get(conn, "clock") or 0.0)
+    for table in ("trace", "events"):
+        last = conn.execute(f"SELECT sim_time FROM {table} ORDER BY id DESC LIMIT 1")
+        saved = max([saved, *(row[0] for row in last)])
+    return saved

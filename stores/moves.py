@@ -260,6 +260,6 @@ def next_due(conn: Conn, after: float) -> float | None:
     row = conn.execute(
         "SELECT MIN(t) FROM (SELECT MIN(due_at) AS t FROM moves WHERE due_at > :after"
         " UNION ALL SELECT MIN(start_at) FROM moves WHERE status = 'Queued' AND start_at > :after"
-        ")", {"after": after},
+        ") AS due", {"after": after},
     ).fetchone()
     return None if row[0] is None else float(row[0])

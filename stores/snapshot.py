@@ -48,7 +48,7 @@ class Snapshot:
 # The recipients of one queue queued in [lo, hi), and the sum of their ages: a range of
 # pairs_by_age, read from the index alone.
 _SEGMENT = (
-    "SELECT COUNT(*), TOTAL(? - queued_at) FROM pairs"
+    "SELECT COUNT(*), COALESCE(SUM(? - queued_at), 0.0) FROM pairs"
     " WHERE server = ? AND queue = ? AND queued_at >= ? AND queued_at < ?"
 )
 

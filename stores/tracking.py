@@ -58,7 +58,7 @@ class Filter:
 def _where(query: Filter) -> tuple[str, list[Any]]:
     stages = [stage for stage, (event, _) in STAGES.items()
               if query.event_id is None or event == query.event_id.upper()]
-    clauses = [f"t.stage IN ({','.join('?' * len(stages))})"] if stages else ["0"]
+    clauses = [f"t.stage IN ({','.join('?' * len(stages))})"] if stages else ["1=0"]
     args: list[Any] = list(stages)
     for clause, value in (("t.message = ?", query.message),
                           ("lower(m.mail_from) = lower(?)", query.sender),

@@ -138,7 +138,7 @@ async def test_recipient_unknown_after_acceptance_gets_the_2003_ndr(lab: Lab) ->
     await send(lab, "EX2003-B", CAROL, sender=BOB, subject="to carol")
     await lab.settle()
     # The address goes from the directory while its mail waits in deferred delivery.
-    await lab.store.write(lambda tx: tx.conn.execute(
+    await lab.store.write(lambda tx: tx.execute(
         "DELETE FROM proxy_addresses WHERE mailbox=?", (CAROL,)))
     await lab.advance(lab.scenario.defaults.deferred_retry_seconds)
     assert await queue_depth(lab, "EX2003-B", "deferred") == 0

@@ -70,8 +70,8 @@ async def test_a_release_cut_short_by_a_restart_goes_on(lab_factory: LabFactory)
     # it has gone.
     store = Store(lab.data_dir / "mailflow.db", Clock(speed=0))
     store.write_sync(lambda tx: (
-        stores_mailbox.set_in_transit(tx.conn, "EX2003-A", ALICE, False),
-        tx.conn.execute("INSERT INTO releases(mailbox, queue, after_id) VALUES (?, ?, 0)",
+        stores_mailbox.set_in_transit(tx, "EX2003-A", ALICE, False),
+        tx.execute("INSERT INTO releases(mailbox, queue, after_id) VALUES (?, ?, 0)",
                         (ALICE, deferred.QUEUE))))
     store.close()
 

@@ -86,7 +86,7 @@ class PairMachine(RuleBasedStateMachine):
         self.conn.row_factory = sqlite3.Row
         db.migrate(self.conn)
         self.conn.execute("INSERT INTO store_mailboxes(server, mailbox) VALUES ('A', 'm')")
-        self.tx = db.Tx(self.conn, 0.0, 0.0)
+        self.tx = db.tx(self.conn, 0.0, 0.0)
         self.count = 0
 
     def teardown(self) -> None:

@@ -14,7 +14,7 @@ from stores.db import Store, Tx
 
 def insert(key: str) -> Callable[[Tx], str]:
     def write(tx: Tx) -> str:
-        tx.conn.execute("INSERT INTO meta(key, value) VALUES (?, 'v')", (key,))
+        tx.execute("INSERT INTO meta(key, value) VALUES (?, 'v')", (key,))
         tx.trace("M", None, "A", key)
         tx.note("accepted", server=key)
         return key

@@ -40,6 +40,11 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     run.add_argument("--token-for-reads", action="store_true",
                      help="require the API token for reads too (all but /healthz)")
     run.add_argument("--listen", default="127.0.0.1", help="address the SMTP endpoints bind")
+    run.add_argument("--store", default=os.environ.get("MAILFLOW_STORE"),
+                     metavar="postgresql://...",
+                     help="keep the lab's state in this PostgreSQL database, shared by every"
+                          " process of the lab (default: MAILFLOW_STORE, else SQLite in"
+                          " --data)")
     run.add_argument("--smarthost", metavar="HOST:PORT",
                      help="relay mail for other domains and DSNs to external senders here")
     run.set_defaults(func=cmd_run)
@@ -60,14 +65,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from mailflow import scenarios
     from mailflow.runtime.lab import Lab
+    from stores import backends
 
     data = Path(args.data)
-    stored = _stored_scenario(data)
+    where = backends.location(data, args.store)
+    stored = _stored_scenario(where)
     try:
         if args.scenario:
             scenario = scenarios.load(args.scenario)
         elif stored is not None:
-            scenario = scenarios.parse(stored, f"{data}/mailflow.db")
+            scenario = scenarios.parse(stored, backends.describe(where))
         else:
             scenario = scenarios.load("mixed-2003")
     except scenarios.ScenarioError as exc:
@@ -76,7 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         lab = Lab(scenario, data, speed=args.speed, host=args.listen, http=http,
                   smarthost=args.smarthost, token_for_reads=args.token_for_reads,
-                  http_names=tuple(args.http_name))
+                  http_names=tuple(args.http_name), store=args.store)
     except ValueError as exc:
         raise CliError(f"--smarthost wants HOST:PORT: {exc}") from None
     # The lab's files (store, WAL, lab.json, token) are its user's alone.
@@ -106,14 +113,14 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def _stored_scenario(data: Path) -> str | None:
-    from stores import db
+def _stored_scenario(where: Path | str) -> str | None:
+    from stores import backends
     from stores.backend import StoreError
 
     try:
-        return db.stored_meta(data / "mailflow.db", "scenario")
+        return backends.stored_meta(where, "scenario")
     except (StoreError, OSError) as exc:
-        raise CliError(f"cannot read {data / 'mailflow.db'}: {exc}") from None
+        raise CliError(f"cannot read {backends.describe(where)}: {exc}") from None
 
 
 async def _run(lab: Lab) -> int:

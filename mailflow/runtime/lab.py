@@ -41,11 +41,10 @@ from mailflow.smtp.tls import server_context
 from routing import adc, categorizer
 from routing.categorizer import Submission, Verdict
 from routing.transport import OUTBOUND, Transport, host_port
-from stores import connectors, databases, db, directory, faults, meta
+from stores import backends, connectors, databases, directory, faults, meta
 from stores import mailbox as stores_mailbox
-from stores.backend import Fact, StoreError, Tx
+from stores.backend import Backend, Fact, StoreError, Tx
 from stores.clock import Clock
-from stores.db import Store
 from stores.topology import Scenario
 
 
@@ -79,6 +78,7 @@ class Lab:
         smarthost: str | None = None,
         token_for_reads: bool = False,
         http_names: tuple[str, ...] = (),
+        store: str | None = None,
     ) -> None:
         if smarthost:
             host_port(smarthost)  # HOST:PORT, or ValueError
@@ -91,6 +91,8 @@ class Lab:
         self.token_for_reads = token_for_reads
         self.http_names = frozenset(name.lower().rstrip(".") for name in http_names)
         self.smtp_port_override = smtp_port_override
+        # Where the store is: the data directory's SQLite file, or a PostgreSQL URL.
+        self.store_location = backends.location(data_dir, store)
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.endpoints: dict[str, Endpoint] = {}
@@ -106,7 +108,7 @@ class Lab:
         # Until the endpoints and the transport are up, commits do not kick links: the
         # first run_due after start finds every link with mail due.
         self._serving = False
-        self.store: Store
+        self.store: Backend
         self.clock: Clock
         self.transport: Transport
         self.scheduler: Scheduler
@@ -157,21 +159,23 @@ class Lab:
         """Check the token, open (or seed) the store and prove it takes a write; the store
         is closed again if it does not."""
         self.token = ensure_token(self.data_dir)
-        path = self.data_dir / "mailflow.db"
-        datadir.private(path)
+        where = self.store_location
+        shown = backends.describe(where)
+        if isinstance(where, Path):
+            datadir.private(where)
         try:
-            saved = db.saved_clock(path)
+            saved = backends.saved_clock(where)
             self.clock = Clock(start=max(time.time(), saved), speed=self.speed)
-            self.store = Store(path, self.clock, on_commit=self._on_commit)
+            self.store = backends.open_store(where, self.clock, on_commit=self._on_commit)
         except StoreError as exc:  # not a database, or one this user cannot open
-            raise LabError(f"cannot open {path}: {exc}") from None
+            raise LabError(f"cannot open {shown}: {exc}") from None
         try:
             # A read-only file or a full disk fails here, not at the first 250.
             await self.store.write(meta.save_clock)
             await self._load()
         except StoreError as exc:
             self.store.close()
-            raise LabError(f"cannot write {path}: {exc}") from None
+            raise LabError(f"cannot write {shown}: {exc}") from None
         except BaseException:
             self.store.close()
             raise
