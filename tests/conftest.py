@@ -21,25 +21,49 @@ import os
 import shutil
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
 from mailflow import scenarios
 from mailflow.runtime.lab import Lab
 from stores.topology import Scenario
+from tests import pg
 from tests.process import LabProcess
+
+
+def missing_tool(message: str) -> NoReturn:
+    """Skip, or fail when CI says tools are required."""
+    if os.environ.get("MAILFLOW_REQUIRE_TOOLS") == "1":
+        pytest.fail(f"{message} and MAILFLOW_REQUIRE_TOOLS=1")
+    pytest.skip(message)
 
 
 def require_tool(name: str) -> str:
     """The path of an external tool; skip without it, or fail when CI says tools are required."""
     path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin")
     if path is None:
-        message = f"{name} is not installed"
-        if os.environ.get("MAILFLOW_REQUIRE_TOOLS") == "1":
-            pytest.fail(f"{message} and MAILFLOW_REQUIRE_TOOLS=1")
-        pytest.skip(message)
+        missing_tool(f"{name} is not installed")
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[pg.PostgresServer]:
+    """A real PostgreSQL server for the session (for each xdist worker: its own server, on
+    its own port and directory), stopped and removed at the end."""
+    reason = pg.unavailable_reason()
+    if reason is not None:
+        missing_tool(reason)
+    server = pg.PostgresServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres: pg.PostgresServer) -> str:
+    """The URL of a new empty database of the session's server, for this test alone."""
+    return postgres.new_database()
 
 
 def build_lab(
