@@ -62,8 +62,10 @@ def ran(conn: Conn, name: str, now: float, schedule: float | None, running: bool
 
 def reschedule(conn: Conn, now: float, running: bool) -> None:
     """Stopped: nothing is due. Started: every scheduled agreement one schedule from now."""
-    conn.execute("UPDATE adc_agreements SET next_run = CASE WHEN ? AND schedule IS NOT NULL"
-                 " THEN ? + schedule END", (int(running), now))
+    if running:
+        conn.execute("UPDATE adc_agreements SET next_run = ? + schedule", (now,))
+    else:
+        conn.execute("UPDATE adc_agreements SET next_run = NULL")
 
 
 def running(conn: Conn) -> bool:
@@ -119,7 +121,7 @@ def put_object(conn: Conn, site: str, address: str, server: str, dn: str, proxie
     conn.execute(
         "INSERT INTO ds55(site, dn, owner, mailbox, server, proxies) VALUES (?,?,?,?,?,?)"
         " ON CONFLICT(site, dn) DO UPDATE SET server=excluded.server, state='present',"
-        " version=version+1", (site, dn, site, address, server, proxies))
+        " version=ds55.version+1", (site, dn, site, address, server, proxies))
 
 
 def edited(conn: Conn, site: str) -> list[tuple[str, str, str, dict[str, str]]]:

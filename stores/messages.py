@@ -197,12 +197,12 @@ def place_final(tx: Tx, pair: Pair, state: PairState, *, last_error: str | None 
                 None if state is PairState.DELIVERED else last_error, None)
     else:
         # A delivered pair has no error left to show; an NDR'd or deleted one keeps its last.
+        error = None if state is PairState.DELIVERED else last_error
+        keep = "NULL" if state is PairState.DELIVERED else "last_error"
         tx.execute(
             "UPDATE pairs SET state=?, server=?, queue=NULL, next_attempt=NULL, hop_token=NULL,"
-            " mailbox=?, last_error=CASE WHEN ? THEN NULL ELSE COALESCE(?, last_error) END"
-            " WHERE id=?",
-            (state.value, pair.server, pair.mailbox, state is PairState.DELIVERED, last_error,
-             pair.id),
+            f" mailbox=?, last_error=COALESCE(?, {keep}) WHERE id=?",
+            (state.value, pair.server, pair.mailbox, error, pair.id),
         )
     pair.state, pair.queue = state, None
 

@@ -29,7 +29,7 @@ ROWID_TABLES = ("messages",)
 
 _NAMED = re.compile(r":([A-Za-z_]\w*)")
 _INDEXED_BY = re.compile(r"\s+INDEXED BY \w+", re.IGNORECASE)
-_UNARY_PLUS = re.compile(r"(?<=[\s(])\+(?=[A-Za-z_]\w*\.)")
+_UNARY_PLUS = re.compile(r"(?<=[\s(])\+(?=[A-Za-z_])")
 _GROUP_CONCAT = re.compile(r"GROUP_CONCAT\(([^(),]+), char\(10\)\)", re.IGNORECASE)
 _OR_IGNORE = re.compile(r"\bINSERT OR IGNORE INTO\b", re.IGNORECASE)
 

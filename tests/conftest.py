@@ -54,10 +54,7 @@ def postgres() -> Iterator[pg.PostgresServer]:
     reason = pg.unavailable_reason()
     if reason is not None:
         missing_tool(reason)
-    server = pg.PostgresServer()
-    server.start()
-    yield server
-    server.stop()
+    yield pg.shared_server()
 
 
 @pytest.fixture
@@ -85,7 +82,7 @@ def build_lab(
     if relay_networks is not None:
         chosen = dataclasses.replace(chosen, relay_networks=relay_networks)
     return Lab(chosen, data, speed=speed, http=("127.0.0.1", 0) if http else None,
-               smtp_port_override=0, smarthost=smarthost)
+               smtp_port_override=0, smarthost=smarthost, store=pg.lab_store(data))
 
 
 class LabFactory:

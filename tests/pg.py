@@ -16,6 +16,7 @@ PostgreSQL refuses to run as root, and CI runs as root: then the cluster belongs
 
 from __future__ import annotations
 
+import atexit
 import os
 import pwd
 import re
@@ -231,3 +232,33 @@ class PostgresServer:
         with psycopg.connect(self.url("postgres"), autocommit=True) as connection:
             connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return self.url(name)
+
+
+# -- the lab tests on PostgreSQL (MAILFLOW_TEST_STORE=postgresql) ---------------------------
+
+_shared: PostgresServer | None = None
+_databases: dict[Path, str] = {}
+
+
+def shared_server() -> PostgresServer:
+    """This process's server, started at its first use and stopped when the process ends:
+    the ``postgres`` fixture and the labs of a PostgreSQL run share it."""
+    global _shared
+    if _shared is None:
+        server = PostgresServer()
+        server.start()
+        atexit.register(server.stop)
+        _shared = server
+    return _shared
+
+
+def lab_store(data: Path) -> str | None:
+    """The store a test lab on ``data`` uses: None (SQLite in ``data``) unless
+    MAILFLOW_TEST_STORE=postgresql, then a database of its own, the same one each time the
+    test starts a lab on ``data`` again (a restart sees what the last run left)."""
+    if os.environ.get("MAILFLOW_TEST_STORE") != "postgresql":
+        return None
+    key = data.resolve()
+    if key not in _databases:
+        _databases[key] = shared_server().new_database()
+    return _databases[key]

@@ -13,6 +13,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from tests import pg
+
 MAILFLOW = [sys.executable, "-m", "mailflow"]
 
 
@@ -70,9 +72,11 @@ class LabProcess:
     def start(self) -> None:
         lab_file = self.data / "lab.json"
         lab_file.unlink(missing_ok=True)  # left behind by a kill -9
+        store = pg.lab_store(self.data)
         self.proc = subprocess.Popen(
             [*MAILFLOW, "run", "--scenario", str(self.scenario), "--data", str(self.data),
-             "--speed", self.speed, "--http", "127.0.0.1:0"],
+             "--speed", self.speed, "--http", "127.0.0.1:0",
+             *(["--store", store] if store else [])],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         wait_started(self.proc, lab_file.exists)
