@@ -275,4 +275,27 @@ MIGRATIONS: list[str] = [
     CREATE INDEX IF NOT EXISTS moves_by_batch ON moves(batch, step);
     CREATE INDEX IF NOT EXISTS moves_by_due ON moves(due_at);
     """,
+    # 11 (issue 22, a lab in several processes on PostgreSQL, mailflow.runtime.cluster): the
+    # live processes (their servers, API, heartbeat in real time, and the simulated time by
+    # which each has done its due work) and where each server takes hop mail and clients'.
+    """
+    CREATE TABLE processes(
+        id TEXT PRIMARY KEY,
+        pid INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        servers TEXT NOT NULL,
+        api TEXT NOT NULL,
+        leader INTEGER NOT NULL DEFAULT 0,
+        heartbeat REAL NOT NULL,
+        settled REAL NOT NULL
+    );
+    CREATE TABLE endpoints(
+        server TEXT PRIMARY KEY,
+        process TEXT NOT NULL,
+        hop_host TEXT NOT NULL,
+        hop_port INTEGER NOT NULL,
+        smtp_host TEXT NOT NULL,
+        smtp_port INTEGER NOT NULL
+    );
+    """,
 ]

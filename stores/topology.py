@@ -86,6 +86,9 @@ class Server:
     # Empty: every role of its version (a 2010 server is then also Client Access).
     roles: tuple[str, ...] = ()
     security: SmtpSecurity = field(default_factory=SmtpSecurity)
+    # The address the lab's other processes hop to this server at, when it runs in a
+    # process of its own on another host (docs/scale-out.md); "" for the address it listens on.
+    host: str = ""
 
     @property
     def runs_mrs(self) -> bool:
