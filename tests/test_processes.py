@@ -10,6 +10,7 @@ stopped and advanced by the tests.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,9 @@ from typing import Any
 import aiohttp
 import aiosmtplib
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import require_tool
 from tests.pg import PostgresServer
 from tests.process import LabProcess, ephemeral_scenario
 
@@ -168,6 +171,43 @@ async def test_the_leaders_death_hands_the_organization_to_another(org: Org) -> 
     await org.call("b", "POST", "/api/v1/clock/advance", {"seconds": 600})
     await org.until_delivered("b", "dave@contoso.test", 2)
     await org.audit_everywhere()
+
+
+async def test_each_series_is_scraped_from_one_process(org: Org) -> None:
+    promtool = require_tool("promtool")
+    await org.send("a", "EX2003-A", "carol@contoso.test", 2, "metrics")
+    await org.until_delivered("b", "carol@contoso.test", 2)
+    leader = await _leader(org)
+    owners: dict[tuple[str, str], list[str]] = {}
+    moves_from = []
+    for name, lab in org.p.items():
+        async with aiohttp.ClientSession() as session, session.get(
+                f"{lab.api}/metrics") as response:
+            text = await response.text()
+        proc = await asyncio.create_subprocess_exec(
+            promtool, "check", "metrics", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT)
+        out, _ = await proc.communicate(text.encode())
+        assert (proc.returncode, out.decode()) == (0, ""), name
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        for sample in families["mailflow_queue_messages"].samples:
+            key = (sample.labels["server"], sample.labels["queue"])
+            owners.setdefault(key, []).append(name)
+        if "mailflow_moves" in families:
+            moves_from.append(name)
+    assert all(len(names) == 1 for names in owners.values()), owners
+    assert {server for server, _ in owners} == {"EX2003-A", "EX2003-B", "EX55-LON",
+                                                 "EX2000-LON"}
+    assert owners[("EX2003-A", "local")] == ["a"]
+    assert moves_from == [leader]
+    # The flow counters count what each process did: EX2003-A's 250s in its process.
+    async with aiohttp.ClientSession() as session, session.get(
+            f"{org.p['a'].api}/metrics") as response:
+        families = {f.name: f for f in text_string_to_metric_families(await response.text())}
+    accepted = {s.labels["server"]: s.value
+                for s in families["mailflow_smtp_messages_accepted"].samples
+                if s.name.endswith("_total")}
+    assert accepted["EX2003-A"] == 2
 
 
 async def _leader(org: Org) -> str:

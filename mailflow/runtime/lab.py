@@ -150,15 +150,14 @@ class Lab:
         self._known = await self.store.read(directory.smtp_addresses)
         self.faults = FaultBook(self.store)
         await self.faults.load()
-        # Each process exports its own servers' series (docs/scale-out.md).
-        own = dataclasses.replace(self.scenario, servers=tuple(
-            s for s in self.scenario.servers if s.name in self.servers))
-        self.metrics.watch_store(own, self.store.read_sync, self.clock.now)
+        # Each process exports its own servers' series, the leader the organization's.
+        self.metrics.watch_store(self.scenario, self.store.read_sync, self.clock.now,
+                                 servers=self.servers, leading=self._leading)
         domain = self.scenario.domains[0]
         # The hop goes to each endpoint's own hop port, never to the clients' slots.
         self.transport = Transport(self.store, self.scenario, self._hop_address, domain)
         limits = Limits.from_defaults(self.scenario.defaults)
-        for server in own.servers:
+        for server in (self.scenario.server(name) for name in self.servers):
             hostname = f"{server.name}.{domain}"
             tls = server_context(server.security, self.data_dir, server.name, hostname)
             endpoint = Endpoint(server, self, limits, domain, self.metrics.rejected, tls,
@@ -291,6 +290,9 @@ class Lab:
         if address is None:
             raise LinkError(f"{server} is not running in any process of this lab", 0)
         return address.hop
+
+    def _leading(self) -> bool:
+        return self.cluster is None or self.cluster.leading
 
     async def processes(self) -> list[dict[str, Any]]:
         """The lab's live processes (``GET /api/v1/processes``)."""
