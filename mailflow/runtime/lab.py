@@ -179,8 +179,7 @@ class Lab:
         self.scheduler = Scheduler(self.store, self.scenario, self.clock, self.transport,
                                    self._wake, failed=self.metrics.scheduler_failed,
                                    servers=self.servers, cluster=self.cluster)
-        if self.cluster is not None and await self.cluster.follow():
-            await self.scheduler.take_over()
+
         # Even a stopped clock has work due "now" (MTA transfers, retries forced by hand).
         self._tasks.append(asyncio.get_running_loop().create_task(self.scheduler.tick_loop()))
         await self.scheduler.run_due()
@@ -224,14 +223,17 @@ class Lab:
         of several processes, its leader does, when it begins to lead)."""
         # Looked at and seeded in one write: of processes starting together, one seeds.
         stored = await self.store.write(lambda tx: _seed_once(tx, self.scenario))
-        if stored is None:
+        if stored is None and self.cluster is None:
             return
-        if stored != self.scenario.source:
-            raise Conflict(
-                f"{backends.describe(self.store_location)} holds a lab of another scenario;"
-                " run it without --scenario, or give a new store"
-            )
-        if self.cluster is None:
+        if stored not in (None, self.scenario.source):
+            held, other = ((self.data_dir, "--data directory") if self.cluster is None else
+                           (backends.describe(self.store_location), "--store database"))
+            raise Conflict(f"{held} holds a lab of another scenario; run it without"
+                           f" --scenario, or give a new {other}")
+        # In a lab of several processes, the leader picks it up; this one, if it leads now.
+        # Before the API and the endpoints open: a move asked for a moment later must not be
+        # taken for one the last run left.
+        if self.cluster is None or await self.cluster.follow():
             for work in recovery(self.scenario):
                 await self.store.write(work)
 
