@@ -10,6 +10,7 @@ stopped and advanced by the tests.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,6 +133,11 @@ async def test_kill_9_of_ex2003_a_mid_drain_loses_and_duplicates_nothing(org: Or
     await org.call("b", "POST", "/api/v1/clock/advance", {"seconds": 60})
     acked = await org.send("a", "EX2003-A", "alice@contoso.test", 300, "drain")
     await org.call("b", "POST", f"/api/v1/moves/{move['id']}/complete")
+    # Under load: clients keep sending to EX2003-A (for carol, on EX2003-B) through the
+    # kill and the restart, each message on a connection of its own.
+    load: list[str] = []
+    enough = asyncio.Event()
+    loading = asyncio.create_task(_keep_sending(org, load, enough))
     # Released by the leader; EX2003-A's process relays it over the hop to EX2003-B's.
     for _ in range(5000):
         if await org.mailbox_ids("b", "alice@contoso.test"):
@@ -139,6 +145,8 @@ async def test_kill_9_of_ex2003_a_mid_drain_loses_and_duplicates_nothing(org: Or
         await asyncio.sleep(0.001)
     await asyncio.to_thread(org.p["a"].kill9)
     await asyncio.to_thread(org.p["a"].start)
+    enough.set()
+    await loading
     # What the kill cut short is retried on the link queue's schedule.
     for _ in range(10):
         queues = await org.call("a", "GET", "/api/v1/queues")
@@ -147,10 +155,28 @@ async def test_kill_9_of_ex2003_a_mid_drain_loses_and_duplicates_nothing(org: Or
         await org.call("a", "POST", "/api/v1/clock/advance", {"seconds": 600})
     ids = await org.until_delivered("b", "alice@contoso.test", len(acked))
     assert len(ids) == len(set(ids)) == len(acked) == 300
-    for queue_id in acked[::50]:
+    # A message whose 250 the kill cut off may be delivered too; none twice.
+    carol = await org.until_delivered("b", "carol@contoso.test", len(load))
+    assert len(carol) == len(set(carol)) >= len(load)
+    for queue_id in [*acked[::50], *load]:
         message = await org.call("london", "GET", f"/api/v1/messages/{queue_id}")
         assert [r["state"] for r in message["recipients"]] == ["delivered"]
     await org.audit_everywhere()
+
+
+async def _keep_sending(org: Org, acked: list[str], enough: asyncio.Event) -> None:
+    """Send to carol through EX2003-A until ``enough`` is set and 20 were acknowledged after
+    it; a send the kill broke is sent again (as a new message: only a 250 counts)."""
+    after = None
+    for n in itertools.count():
+        if enough.is_set():
+            after = len(acked) if after is None else after
+            if len(acked) >= after + 20:
+                return
+        try:
+            acked += await org.send("a", "EX2003-A", "carol@contoso.test", 1, f"load{n}")
+        except (aiosmtplib.SMTPException, OSError, KeyError):
+            await asyncio.sleep(0.02)  # EX2003-A's process is down, or starting
 
 
 async def test_the_leaders_death_hands_the_organization_to_another(org: Org) -> None:

@@ -68,3 +68,18 @@ async def test_a_failing_write_undoes_only_itself(
         assert sorted(f.labels["server"] for f in committed) == ["first", "second"]
     finally:
         store.close()
+
+
+async def test_text_with_a_nul_is_stored_and_found(
+        open_store: Callable[[Callable[[list[Fact]], None]], Backend]) -> None:
+    """A NUL in a message's subject or in a search (the API's filters) is no error on
+    either backend (PostgreSQL keeps it as U+FFFD)."""
+    store = open_store(lambda facts: None)
+    try:
+        await store.write(lambda tx: tx.execute("INSERT INTO meta(key, value) VALUES (?, ?)",
+                                                ("subject\x00", "v\x00")))
+        found = await store.read(lambda c: c.execute(
+            "SELECT COUNT(*) FROM meta WHERE key = ?", ("subject\x00",)).fetchone()[0])
+        assert found == 1
+    finally:
+        store.close()
