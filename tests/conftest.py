@@ -104,7 +104,7 @@ def blank_store(request: pytest.FixtureRequest) -> Iterator[Callable[[], Any]]:
         " AND tablename <> 'schema_version'")]
 
     def pg_conn() -> pg_store.PgConn:
-        conn.raw.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
+        conn.raw.execute(f"TRUNCATE {', '.join(tables)}")
         return conn
 
     yield pg_conn
