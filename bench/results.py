@@ -184,6 +184,7 @@ class Config(TypedDict):
     deep: int
     deep_clone: int
     systems: list[str]
+    store: NotRequired[str]  # sqlite or postgresql (runs before issue 22: sqlite)
 
 
 class Results(TypedDict):
