@@ -1,7 +1,9 @@
-"""A smoke run of the benchmark harness (bench/run.py, issue 8) on a few hundred messages.
+"""A smoke run of the benchmark harness (bench/run.py, issue 8) on a few hundred messages,
+and of bench/scaleout.py (issue 22) on a few dozen.
 
 It checks that the harness starts the systems (Postfix aside), loads them, measures
-the lab's drains, deep-queue reads and startup, stops everything and reports numbers.
+the lab's drains, deep-queue reads and startup, stops everything and reports numbers;
+and that scaleout's lab on PostgreSQL delivers every message it was sent.
 Nothing about speed is asserted: the benchmark itself is not part of the test suite.
 """
 
@@ -15,10 +17,21 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_tool
+from tests.pg import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.tools
+
+
+def finished(harness: subprocess.Popen[str], name: str) -> tuple[str, str]:
+    """The harness's output once it exits; SIGTERM (it stops what it started) if hung."""
+    try:
+        return harness.communicate(timeout=240)  # a hung harness, not a slow one
+    except subprocess.TimeoutExpired:
+        harness.terminate()
+        _, stderr = harness.communicate(timeout=60)
+        pytest.fail(f"{name} did not finish:\n{stderr[-4000:]}")
 
 
 def test_bench_quick_smoke_reports_numbers(tmp_path: Path) -> None:
@@ -34,12 +47,7 @@ def test_bench_quick_smoke_reports_numbers(tmp_path: Path) -> None:
          "--startup-repeats", "1", "--read-repeats", "1", "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
     )
-    try:
-        stdout, stderr = harness.communicate(timeout=240)  # a hung harness, not a slow one
-    except subprocess.TimeoutExpired:
-        harness.terminate()  # SIGTERM: the harness stops every server it started
-        stdout, stderr = harness.communicate(timeout=60)
-        pytest.fail(f"bench/run.py did not finish:\n{stderr[-4000:]}")
+    stdout, stderr = finished(harness, "bench/run.py")
     assert harness.returncode == 0, stderr[-4000:]
     assert "Targets:" in stdout
     doc = json.loads(out.read_text())
@@ -66,3 +74,22 @@ def test_bench_quick_smoke_reports_numbers(tmp_path: Path) -> None:
     assert all(s > 0 for s in doc["startup"]["all_s"])
     lab_targets = [t for t in doc["targets"] if not t["target"].startswith("1b")]
     assert lab_targets and all(t["value"] is not None and t["value"] > 0 for t in lab_targets)
+
+
+def test_scaleout_smoke_delivers_every_message(tmp_path: Path,
+                                               postgres: PostgresServer) -> None:
+    out = tmp_path / "scaleout.json"
+    harness = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "scaleout.py"), "--processes", "1",
+         "--messages", "48", "--sessions", "16", "--store-url", postgres.url(),
+         "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    _, stderr = finished(harness, "bench/scaleout.py")
+    assert harness.returncode == 0, stderr[-4000:]
+    [run] = json.loads(out.read_text())["runs"]
+    assert run["processes"] == 1 and run["messages"] == 48
+    assert run["delivered"] == 48, run
+    assert run["queues_left"] == [], run
+    assert 0 < run["relayed"] < 48  # some mail stayed on its server, some hopped
+    assert run["accepted_rate"] > 0 and run["e2e_rate"] > 0
