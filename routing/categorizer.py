@@ -23,7 +23,7 @@ commit covers every step taken; so does the record of what that 250 acknowledges
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from email.message import Message
 from email.parser import BytesHeaderParser
@@ -355,11 +355,11 @@ def _rerouted(tx: Tx, scenario: Scenario, pair: Pair) -> None:
                  f"DeferReason: {deferred.REROUTED}")
 
 
-def retry_due(tx: Tx, scenario: Scenario) -> int:
-    """Try again every deferred pair whose retry has fallen due."""
-    servers = [s.name for s in scenario.servers]
+def retry_due(tx: Tx, scenario: Scenario, servers: Sequence[str] | None = None) -> int:
+    """Try again every deferred pair of ``servers`` (default: all) whose retry has fallen due."""
+    names = list(servers) if servers is not None else [s.name for s in scenario.servers]
     due = [p for queue in deferred.parking_queues(scenario)
-           for p in pairs.due(tx, servers, queue, tx.now)]
+           for p in pairs.due(tx, names, queue, tx.now)]
     for pair in due:
         route(tx, scenario, pair, scenario.server(pair.server))
     return len(due)

@@ -16,6 +16,7 @@ that server, which never drains when the sites share no RPC path.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from routing import categorizer, connectors, deferred, dsn, resolve
 from stores import connectors as stored_connectors
@@ -88,12 +89,13 @@ def _reroute(tx: Tx, scenario: Scenario, pair: Pair, at: Server) -> None:
             categorizer.to_mta(tx, pair, at, hop.queue)
 
 
-def run_due(tx: Tx, scenario: Scenario) -> int:
-    """Open every MTA queue with mail due, on servers whose MTA runs; returns pairs handled."""
+def run_due(tx: Tx, scenario: Scenario, servers: Sequence[str] | None = None) -> int:
+    """Open every MTA queue with mail due, on ``servers`` (default: all) whose MTA runs;
+    returns pairs handled."""
+    names = servers if servers is not None else [s.name for s in scenario.servers]
     return sum(
         _open(tx, scenario, scenario.server(server), queue)
-        for server, queue in queue_state.due_queues(tx, (s.name for s in scenario.servers),
-                                                    tx.now, queue_ids.is_mta)
+        for server, queue in queue_state.due_queues(tx, names, tx.now, queue_ids.is_mta)
         if services.running(tx, server, "mta")
     )
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
@@ -183,6 +183,10 @@ class Transport:
             return
         self._tasks[link] = asyncio.get_running_loop().create_task(self._drain(link))
 
+    def busy(self) -> bool:
+        """Whether a link is draining."""
+        return any(not t.done() for t in self._tasks.values())
+
     async def idle(self) -> None:
         """Wait until no link is draining."""
         while running := [t for t in self._tasks.values() if not t.done()]:
@@ -319,11 +323,13 @@ def _link_ok(tx: Tx, server: str, target: str) -> None:
         queue_state.set_status(tx, server, queue, QueueStatus.READY)
 
 
-def due_links(db: Read, scenario: Scenario, now: float) -> list[Link]:
-    """Links of the scenario's servers holding pairs whose attempt has fallen due (for the
-    lab's scheduler); the smarthost link of a server is ``(server, OUTBOUND)``."""
+def due_links(db: Read, scenario: Scenario, now: float,
+              servers: Iterable[str] | None = None) -> list[Link]:
+    """Links of ``servers`` (default: the scenario's) holding pairs whose attempt has fallen
+    due (for the lab's scheduler); the smarthost link of a server is ``(server, OUTBOUND)``."""
+    names = servers if servers is not None else (s.name for s in scenario.servers)
     return [
         (server, _target(queue))
-        for server, queue in queue_state.due_queues(db, (s.name for s in scenario.servers), now,
+        for server, queue in queue_state.due_queues(db, names, now,
                                                     queue_ids.is_outbound, sendable=True)
     ]

@@ -27,6 +27,17 @@ class Clock:
         """Simulated seconds since the Unix epoch."""
         return self._start + (time.monotonic() - self._mono0) * self.speed + self._offset
 
+    def set(self, now: float, speed: float) -> None:
+        """Run on from ``now`` at ``speed``: a lab process takes up its organization's clock."""
+        if speed < 0:
+            raise ValueError("speed must be >= 0")
+        self.speed = speed
+        self._start, self._mono0, self._offset = now, time.monotonic(), 0.0
+
+    def follow(self, now: float, speed: float) -> None:
+        """As ``set``, but never back in time."""
+        self.set(max(self.now(), now), speed)
+
     def advance(self, seconds: float) -> float:
         if seconds < 0:
             raise ValueError("the clock only moves forward")

@@ -120,7 +120,8 @@ def set_suspended(tx: Tx, database: str, server: str, flag: bool) -> None:
 
 def activate(tx: Tx, database: str, server: str) -> None:
     """Make ``server``'s copy the active one; the old active becomes a healthy passive."""
-    tx.execute("UPDATE dag_copies SET active = (server = ?), copy_queue = 0, replay_queue = 0,"
+    tx.execute("UPDATE dag_copies SET active = CASE WHEN server = ? THEN 1 ELSE 0 END,"
+               " copy_queue = 0, replay_queue = 0,"
                " suspended = 0 WHERE database=? AND (active = 1 OR server = ?)",
                (server, database, server))
 

@@ -2,13 +2,15 @@
 
 In: a ``postgresql://`` URL, and callables that take a ``Tx`` (writes) or a connection
 (reads), from the event loop. Out: their results, a write's only after PostgreSQL has
-committed it (``synchronous_commit`` is left as the server has it: on, unless its
-operator chose otherwise). Writes are group-committed by ``stores.groupcommit`` on one
-connection; a batch that loses a deadlock or a serialization check to another process
-is run again. Reads run on their own connections, each in one REPEATABLE READ READ ONLY
-transaction: the same consistent snapshot a SQLite read sees. A connection that broke
-(the server restarted) is opened again before its next use; the batch or read it broke
-fails with ``StoreError`` and SMTP answers 451.
+committed it (``synchronous_commit`` is left as the server has it: on, unless its operator
+chose otherwise). Writes are group-committed by ``stores.groupcommit`` on one connection,
+and the batches of all the lab's processes run one at a time (an advisory lock,
+``WRITE_LOCK``), so that a lab in several processes changes its state as one in a single
+process does; a batch that loses a deadlock to another process is run again. Reads run on
+their own connections, each in one REPEATABLE READ READ ONLY transaction: the same
+consistent snapshot a SQLite read sees. A connection that broke (the server restarted) is
+opened again before its next use; the batch or read it broke fails with ``StoreError`` and
+SMTP answers 451.
 
 The query modules' SQL is SQLite's; ``stores.pgdialect`` spells it for PostgreSQL.
 Migrations are those of ``stores.schema``, applied under an advisory lock so that
@@ -40,6 +42,8 @@ T = TypeVar("T")
 SCHEMA_VERSION = len(MIGRATIONS)
 # pg_advisory_xact_lock key under which one process at a time migrates (and seeds).
 MIGRATE_LOCK = 0x6D61696C666C6F77  # "mailflow"
+# pg_advisory_xact_lock key of a write batch: the lab's processes write one at a time.
+WRITE_LOCK = MIGRATE_LOCK - 1
 
 
 class Row(tuple[Any, ...]):
@@ -94,7 +98,7 @@ def connect(url: str) -> psycopg.Connection[Row]:
         conn: psycopg.Connection[Row] = psycopg.connect(url, autocommit=True,
                                                         row_factory=_rows)
     except psycopg.Error as exc:
-        raise _classified(exc) from exc
+        raise classified(exc) from exc
     conn.adapters.register_dumper(bool, _BoolAsInteger)
     conn.adapters.register_loader("numeric", _NumericAsNumber)
     return conn
@@ -125,7 +129,7 @@ class PgConn:
         self.raw.close()
 
 
-def _classified(exc: Exception) -> Exception:
+def classified(exc: Exception) -> Exception:
     """``exc``, or for an error of PostgreSQL the backend's own: StoreFull for a full disk,
     else StoreError."""
     if not isinstance(exc, psycopg.Error):
@@ -145,6 +149,9 @@ class _Postgres:
     def begin(self, conn: PgConn) -> None:
         conn.ensure_open()
         conn.raw.execute("BEGIN")
+        # One writer at a time in the whole lab, as in SQLite: every process's batch sees
+        # what the others committed before it, and none interleaves with another.
+        conn.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
 
     def commit(self, conn: PgConn) -> None:
         conn.raw.execute("COMMIT")
@@ -162,7 +169,7 @@ class _Postgres:
         conn.raw.execute("ROLLBACK TO SAVEPOINT w")
 
     tx = staticmethod(tx)
-    classified = staticmethod(_classified)
+    classified = staticmethod(classified)
 
     def retryable(self, exc: Exception) -> bool:
         return isinstance(exc, errors.DeadlockDetected | errors.SerializationFailure)
@@ -195,7 +202,7 @@ def migrate(conn: PgConn) -> None:
     except BaseException as exc:
         raw.execute("ROLLBACK")
         if isinstance(exc, psycopg.Error):
-            raise _classified(exc) from exc
+            raise classified(exc) from exc
         raise
 
 
@@ -234,7 +241,7 @@ class PgStore(GroupCommit[PgConn]):
                 if not conn.raw.broken:
                     conn.raw.execute("ROLLBACK")
         except psycopg.Error as exc:
-            raise _classified(exc) from exc
+            raise classified(exc) from exc
 
     async def read(self, fn: Callable[[PgConn], T]) -> T:
         loop = asyncio.get_running_loop()

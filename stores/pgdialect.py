@@ -12,6 +12,7 @@ distinct statement:
 - SQLite's planner hints go: ``INDEXED BY`` and the unary ``+`` that keeps a column off
   an index;
 - ``GROUP_CONCAT(x, char(10))`` becomes ``string_agg(x, chr(10))``;
+- ``x IN ()`` (a list that came out empty) becomes FALSE, and ``x NOT IN ()`` TRUE;
 - in migrations, column types: ``INTEGER PRIMARY KEY`` is an identity column, INTEGER
   BIGINT, REAL DOUBLE PRECISION and BLOB BYTEA.
 
@@ -32,6 +33,8 @@ _INDEXED_BY = re.compile(r"\s+INDEXED BY \w+", re.IGNORECASE)
 _UNARY_PLUS = re.compile(r"(?<=[\s(])\+(?=[A-Za-z_])")
 _GROUP_CONCAT = re.compile(r"GROUP_CONCAT\(([^(),]+), char\(10\)\)", re.IGNORECASE)
 _OR_IGNORE = re.compile(r"\bINSERT OR IGNORE INTO\b", re.IGNORECASE)
+# ``x IN ()`` (a list that came out empty), which SQLite reads and PostgreSQL does not.
+_EMPTY_IN = re.compile(r"[\w.]+\s+(NOT\s+)?IN\s*\(\s*\)", re.IGNORECASE)
 
 
 def _placeholders(sql: str) -> str:
@@ -53,6 +56,7 @@ def statement(sql: str) -> str:
     sql = _INDEXED_BY.sub("", sql)
     sql = _UNARY_PLUS.sub("", sql)
     sql = _GROUP_CONCAT.sub(r"string_agg(\1, chr(10))", sql)
+    sql = _EMPTY_IN.sub(lambda m: "TRUE" if m.group(1) else "FALSE", sql)
     if _OR_IGNORE.search(sql):
         sql = _OR_IGNORE.sub("INSERT INTO", sql).rstrip().rstrip(";") + " ON CONFLICT DO NOTHING"
     return _placeholders(sql)

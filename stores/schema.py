@@ -264,4 +264,38 @@ MIGRATIONS: list[str] = [
         next_run REAL
     );
     """,
+    # 10 (issue 22, the migration benchmark): indexes for the scans the scheduler makes of
+    # the moves at every due time, which read the whole table without them, so that a lab
+    # that has run thousands of moves is as quick as a new one: the wizard's moves at a step
+    # (``at_step``), the moves of a batch holding its threads (``count_in_batch``, once per
+    # queued move) and the next time a move falls due (``next_due``). IF NOT EXISTS: a store
+    # taken back to an older version by hand (tests/test_security_hop.py) keeps its indexes.
+    """
+    CREATE INDEX IF NOT EXISTS moves_by_step ON moves(step, engine);
+    CREATE INDEX IF NOT EXISTS moves_by_batch ON moves(batch, step);
+    CREATE INDEX IF NOT EXISTS moves_by_due ON moves(due_at);
+    """,
+    # 11 (issue 22, a lab in several processes on PostgreSQL, mailflow.runtime.cluster): the
+    # live processes (their servers, API, heartbeat in real time, and the simulated time by
+    # which each has done its due work) and where each server takes hop mail and clients'.
+    """
+    CREATE TABLE processes(
+        id TEXT PRIMARY KEY,
+        pid INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        servers TEXT NOT NULL,
+        api TEXT NOT NULL,
+        leader INTEGER NOT NULL DEFAULT 0,
+        heartbeat REAL NOT NULL,
+        settled REAL NOT NULL
+    );
+    CREATE TABLE endpoints(
+        server TEXT PRIMARY KEY,
+        process TEXT NOT NULL,
+        hop_host TEXT NOT NULL,
+        hop_port INTEGER NOT NULL,
+        smtp_host TEXT NOT NULL,
+        smtp_port INTEGER NOT NULL
+    );
+    """,
 ]

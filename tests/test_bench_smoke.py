@@ -1,10 +1,13 @@
-"""A smoke run of the benchmark harness (bench/run.py, issue 8) on a few hundred messages,
-and of bench/scaleout.py (issue 22) on a few dozen.
+"""Smoke runs of the benchmarks at tiny sizes: bench/run.py (issue 8) on a few hundred
+messages, bench/migration.py (issue 22) on a few hundred mailboxes, bench/scaleout.py
+(issue 22) on a few dozen messages.
 
-It checks that the harness starts the systems (Postfix aside), loads them, measures
-the lab's drains, deep-queue reads and startup, stops everything and reports numbers;
-and that scaleout's lab on PostgreSQL delivers every message it was sent.
-Nothing about speed is asserted: the benchmark itself is not part of the test suite.
+The first checks that the harness starts the systems (Postfix aside), loads them, measures
+the lab's drains, deep-queue reads and startup, stops everything and reports numbers; the
+second that the migration moves every mailbox it was asked to, delivers the background
+mail (some of it parked in ``deferred`` and released) and ends with a clean audit; the
+third that scaleout's lab on PostgreSQL delivers every message it was sent.
+Nothing about speed is asserted: the benchmarks themselves are not part of the test suite.
 """
 
 from __future__ import annotations
@@ -16,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from bench import orgs
+from mailflow import scenarios
 from tests.conftest import require_tool
 from tests.pg import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
-
-pytestmark = pytest.mark.tools
 
 
 def finished(harness: subprocess.Popen[str], name: str) -> tuple[str, str]:
@@ -34,6 +37,7 @@ def finished(harness: subprocess.Popen[str], name: str) -> tuple[str, str]:
         pytest.fail(f"{name} did not finish:\n{stderr[-4000:]}")
 
 
+@pytest.mark.tools
 def test_bench_quick_smoke_reports_numbers(tmp_path: Path) -> None:
     require_tool("smtp-source")
     out = tmp_path / "bench.json"
@@ -76,6 +80,47 @@ def test_bench_quick_smoke_reports_numbers(tmp_path: Path) -> None:
     assert lab_targets and all(t["value"] is not None and t["value"] > 0 for t in lab_targets)
 
 
+def test_generated_organization_is_what_its_toml_loads_to() -> None:
+    scenario = orgs.organization(servers=7, mailboxes=120, sites=3, items=2)
+    assert scenarios.parse(scenario.source, "generated") == scenario
+    assert len({server.site for server in scenario.servers}) == 3
+    assert len(scenario.connectors) == 3  # every two sites
+    assert {box.server for box in scenario.mailboxes} == {s.name for s in scenario.servers}
+
+
+def test_migration_bench_quick_moves_every_mailbox_with_a_clean_audit(tmp_path: Path) -> None:
+    out = tmp_path / "migration.json"
+    harness = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "migration.py"), "--quick", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    try:
+        stdout, stderr = harness.communicate(timeout=180)  # a hung harness, not a slow one
+    except subprocess.TimeoutExpired:
+        harness.terminate()  # SIGTERM: the harness stops the lab it started
+        stdout, stderr = harness.communicate(timeout=60)
+        pytest.fail(f"bench/migration.py did not finish:\n{stderr[-4000:]}")
+    assert harness.returncode == 0, stderr[-4000:]
+    assert "simulated hours per real minute" in stdout
+    doc = json.loads(out.read_text())
+    run = doc["run"]
+    assert not run["cut_short"]
+    assert run["moves"]["completed"] == run["moves"]["asked"] == doc["settings"]["moves"]
+    assert run["moves"]["failed"] == 0
+    audit = run["audit"]
+    assert audit["clean"], audit["problems"]
+    assert run["mail"]["sent"] > 0 and run["mail"]["refused"] == 0
+    assert audit["delivered"] == run["mail"]["sent"]  # every message, to its mailbox
+    assert sum(audit["queued"].values()) == 0 and run["in_transit_at_end"] == []
+    flow = run["flow"]
+    # Mail for mailboxes in transit was parked in deferred, released and rerouted over SMTP.
+    assert flow["mailflow_messages_deferred_total"] > 0
+    assert flow["mailflow_messages_released_total"] > 0
+    assert doc["startup"]["seconds"] > 0 and doc["startup"]["endpoints"] == 6
+    assert run["rss_mb"]["VmHWM"] > 0 and run["sim_hours"] > 0
+
+
+@pytest.mark.tools
 def test_scaleout_smoke_delivers_every_message(tmp_path: Path,
                                                postgres: PostgresServer) -> None:
     out = tmp_path / "scaleout.json"

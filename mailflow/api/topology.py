@@ -19,7 +19,7 @@ async def status(request: web.Request) -> web.Response:
     running = lab(request)
     doc = await running.store.read(
         lambda c: views.status(c, running.scenario, running.clock.now()))
-    doc["endpoints"] = {name: running.endpoint_address(name) for name in running.endpoints}
+    doc["endpoints"] = running.endpoint_addresses()
     doc["api"] = running.http_url
     return json_response(doc)
 

@@ -1,12 +1,12 @@
 """``mailflow run``: start a lab in this process and keep it running until Ctrl-C.
 
-In: ``--scenario``, ``--speed``, ``--http`` (``HOST:PORT``, ``[v6]:PORT``),
-``--http-name``, ``--token-for-reads``, ``--listen``, ``--smarthost`` and the
-data directory. Out: the running lab (its endpoints, API and metrics), a few
-lines saying where it listens (and a warning on stderr for anything that listens
-beyond this machine), and exit status 0 once stopped. Every file the lab makes
-is private to its user (umask 077).
-"""
+In: ``--scenario``, ``--speed``, ``--http`` (``HOST:PORT``, ``[v6]:PORT``), ``--http-
+name``, ``--token-for-reads``, ``--listen``, ``--smarthost``, the data directory, and the
+store (``--store``) with the servers this process runs (``--servers``, for a lab in
+several processes on PostgreSQL). Out: the running lab (its endpoints, API and metrics), a
+few lines saying where it listens (and a warning on stderr for anything that listens
+beyond this machine), and exit status 0 once stopped. Every file the lab makes is private
+to its user (umask 077)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from mailflow.errors import LabError
 # hotspot 8).
 if TYPE_CHECKING:
     from mailflow.runtime.lab import Lab
+    from stores.topology import Scenario
 
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -45,6 +46,10 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                      help="keep the lab's state in this PostgreSQL database, shared by every"
                           " process of the lab (default: MAILFLOW_STORE, else SQLite in"
                           " --data)")
+    run.add_argument("--servers", metavar="A,B",
+                     help="run only these servers' endpoints and work here; the lab's other"
+                          " processes, on the same PostgreSQL --store, run the rest"
+                          " (docs/scale-out.md)")
     run.add_argument("--smarthost", metavar="HOST:PORT",
                      help="relay mail for other domains and DSNs to external senders here")
     run.set_defaults(func=cmd_run)
@@ -80,15 +85,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     except scenarios.ScenarioError as exc:
         raise CliError(str(exc)) from None
     http = parse_http(args.http)
+    servers = _servers(scenario, args.servers, where)
     try:
         lab = Lab(scenario, data, speed=args.speed, host=args.listen, http=http,
                   smarthost=args.smarthost, token_for_reads=args.token_for_reads,
-                  http_names=tuple(args.http_name), store=args.store)
+                  http_names=tuple(args.http_name), store=args.store, servers=servers)
     except ValueError as exc:
         raise CliError(f"--smarthost wants HOST:PORT: {exc}") from None
     # The lab's files (store, WAL, lab.json, token) are its user's alone.
     os.umask(0o077)
     return asyncio.run(_run(lab))
+
+
+def _servers(scenario: Scenario, text: str | None, where: Path | str
+             ) -> tuple[str, ...] | None:
+    """``--servers``: names of the scenario's servers, for a lab on PostgreSQL only."""
+    from stores import backends
+
+    if text is None:
+        return None
+    if not backends.is_shared(where):
+        raise CliError("--servers needs the lab on PostgreSQL (--store postgresql://...):"
+                       " a SQLite store belongs to one process")
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    known = {s.name.upper(): s.name for s in scenario.servers}
+    unknown = [name for name in names if name.upper() not in known]
+    if unknown or not names:
+        raise CliError(f"--servers: no server {', '.join(unknown) or '(none given)'} in"
+                       f" scenario {scenario.name!r} (it has {', '.join(known.values())})")
+    return tuple(dict.fromkeys(known[name.upper()] for name in names))
 
 
 def parse_http(text: str) -> tuple[str, int]:
@@ -125,6 +150,7 @@ def _stored_scenario(where: Path | str) -> str | None:
 
 async def _run(lab: Lab) -> int:
     from mailflow.cli.signals import stop_event
+    from stores import backends
 
     stop = stop_event()
     try:
@@ -133,6 +159,9 @@ async def _run(lab: Lab) -> int:
         raise CliError(f"cannot start the lab: {exc}") from None
     print(f"mailflow lab '{lab.scenario.name}' running (data {lab.data_dir},"
           f" clock x{lab.clock.speed:g})")
+    if lab.cluster is not None:
+        print(f"  store {backends.describe(lab.store_location)}, shared: this process runs"
+              f" {', '.join(lab.servers)}")
     for name, endpoint in lab.endpoints.items():
         server = lab.scenario.server(name)
         print(f"  {name:<12} {server.version:<5} {server.site:<10}"

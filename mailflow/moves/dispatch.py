@@ -98,7 +98,7 @@ def start(tx: Tx, scenario: Scenario, address: str, target: str,
 
 
 def _has_archive(scenario: Scenario, address: str) -> bool:
-    return any(m.archive for m in scenario.mailboxes if m.address.lower() == address.lower())
+    return address.lower() in scenario.archived
 
 
 def _refuse_second_request(tx: Tx, mailbox: str, engine: str) -> None:

@@ -60,7 +60,7 @@ def attributes(move: MoveRecord) -> dict[str, Any]:
 def mailbox_extras(db: Read, scenario: Scenario, doc: dict[str, Any]) -> dict[str, Any]:
     """What a mailbox's view adds: its request's attributes and its archive."""
     move = stored.open_request(db, doc["address"], mrs2010.ENGINE)
-    archive = any(m.archive for m in scenario.mailboxes if m.address == doc["address"])
+    archive = doc["address"].lower() in scenario.archived
     return {**doc, "move_request": move.id if move else None,
             **(attributes(move) if move else {}),
             "archive_database": mailbox_database(doc["server"]) if archive else None}

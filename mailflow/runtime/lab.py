@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -29,23 +30,33 @@ from prometheus_client import CollectorRegistry
 from mailflow.api.app import serve
 from mailflow.errors import Conflict, LabError
 from mailflow.metrics import Metrics
-from mailflow.moves import dispatch as moves
 from mailflow.runtime import datadir
 from mailflow.runtime.changes import Changes
+from mailflow.runtime.cluster import Cluster
 from mailflow.runtime.datadir import LAB_FILE, ensure_token, lock
-from mailflow.runtime.scheduler import Scheduler
+from mailflow.runtime.scheduler import Scheduler, recovery
 from mailflow.smtp.endpoint import Endpoint
 from mailflow.smtp.faults import FaultBook, FaultGate
 from mailflow.smtp.session import Limits
 from mailflow.smtp.tls import server_context
 from routing import adc, categorizer
 from routing.categorizer import Submission, Verdict
+from routing.sender import LinkError
 from routing.transport import OUTBOUND, Transport, host_port
 from stores import backends, connectors, databases, directory, faults, meta
 from stores import mailbox as stores_mailbox
 from stores.backend import Backend, Fact, StoreError, Tx
 from stores.clock import Clock
+from stores.cluster import Address
 from stores.topology import Scenario
+
+
+def _seed_once(tx: Tx, scenario: Scenario) -> str | None:
+    """The scenario the store was seeded from, or None after seeding it now."""
+    stored = meta.get(tx, "scenario")
+    if stored is None:
+        _seed(tx, scenario)
+    return stored
 
 
 def _seed(tx: Tx, scenario: Scenario) -> None:
@@ -79,6 +90,7 @@ class Lab:
         token_for_reads: bool = False,
         http_names: tuple[str, ...] = (),
         store: str | None = None,
+        servers: tuple[str, ...] | None = None,
     ) -> None:
         if smarthost:
             host_port(smarthost)  # HOST:PORT, or ValueError
@@ -93,6 +105,14 @@ class Lab:
         self.smtp_port_override = smtp_port_override
         # Where the store is: the data directory's SQLite file, or a PostgreSQL URL.
         self.store_location = backends.location(data_dir, store)
+        shared = backends.is_shared(self.store_location)
+        if servers is not None and not shared:
+            raise ValueError("only a lab on PostgreSQL (--store postgresql://...) runs in"
+                             " several processes")
+        # The servers this process runs (in a lab spread over processes, some of them).
+        self.servers = tuple(scenario.server(name).name for name in servers or
+                             (s.name for s in scenario.servers))
+        self.cluster: Cluster | None = None
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.endpoints: dict[str, Endpoint] = {}
@@ -130,19 +150,21 @@ class Lab:
         self._known = await self.store.read(directory.smtp_addresses)
         self.faults = FaultBook(self.store)
         await self.faults.load()
-        self.metrics.watch_store(self.scenario, self.store.read_sync, self.clock.now)
+        # Each process exports its own servers' series (docs/scale-out.md).
+        own = dataclasses.replace(self.scenario, servers=tuple(
+            s for s in self.scenario.servers if s.name in self.servers))
+        self.metrics.watch_store(own, self.store.read_sync, self.clock.now)
         domain = self.scenario.domains[0]
-        # The hop goes to each endpoint's own loopback port, never to the clients' slots.
-        self.transport = Transport(self.store, self.scenario,
-                                   lambda server: self.endpoints[server].hop_address, domain)
+        # The hop goes to each endpoint's own hop port, never to the clients' slots.
+        self.transport = Transport(self.store, self.scenario, self._hop_address, domain)
         limits = Limits.from_defaults(self.scenario.defaults)
-        for server in self.scenario.servers:
+        for server in own.servers:
             hostname = f"{server.name}.{domain}"
             tls = server_context(server.security, self.data_dir, server.name, hostname)
             endpoint = Endpoint(server, self, limits, domain, self.metrics.rejected, tls,
                                 self.scenario.logins, FaultGate(self.faults, server.name))
             port = server.smtp_port if self.smtp_port_override is None else self.smtp_port_override
-            await endpoint.start(self.host, port)
+            await endpoint.start(self.host, port, hop_beyond_loopback=self.cluster is not None)
             self.endpoints[server.name] = endpoint
         if self.http is not None:
             self._runner, self.http_url = await serve(self, *self.http)
@@ -150,7 +172,15 @@ class Lab:
         await self.transport.start()
         self._serving = True
         self.scheduler = Scheduler(self.store, self.scenario, self.clock, self.transport,
-                                   self._wake, failed=self.metrics.scheduler_failed)
+                                   self._wake, failed=self.metrics.scheduler_failed,
+                                   servers=self.servers, cluster=self.cluster)
+        if self.cluster is not None:
+            await self.cluster.register(self.http_url, [
+                Address(name, self.cluster.process,
+                        (self.scenario.server(name).host or e.host, e.hop_address[1]),
+                        (e.host, e.port)) for name, e in self.endpoints.items()])
+            if await self.cluster.follow():
+                await self.scheduler.take_over()
         # Even a stopped clock has work due "now" (MTA transfers, retries forced by hand).
         self._tasks.append(asyncio.get_running_loop().create_task(self.scheduler.tick_loop()))
         await self.scheduler.run_due()
@@ -172,31 +202,38 @@ class Lab:
         try:
             # A read-only file or a full disk fails here, not at the first 250.
             await self.store.write(meta.save_clock)
+            if isinstance(where, str):
+                self.cluster = Cluster(where, f"{socket.gethostname()}:{self.data_dir.resolve()}",
+                                       self.servers, self.clock)
+                await self.cluster.join()
             await self._load()
         except StoreError as exc:
-            self.store.close()
+            await self._close_store()
             raise LabError(f"cannot write {shown}: {exc}") from None
         except BaseException:
-            self.store.close()
+            await self._close_store()
             raise
 
+    async def _close_store(self) -> None:
+        if self.cluster is not None:
+            await self.cluster.leave()
+        self.store.close()
+
     async def _load(self) -> None:
-        """Seed a new store, or pick up where the last run of this scenario ended."""
-        stored = await self.store.read(lambda c: meta.get(c, "scenario"))
+        """Seed a new store, or pick up where the last run of this scenario ended (in a lab
+        of several processes, its leader does, when it begins to lead)."""
+        # Looked at and seeded in one write: of processes starting together, one seeds.
+        stored = await self.store.write(lambda tx: _seed_once(tx, self.scenario))
         if stored is None:
-            await self.store.write(lambda tx: _seed(tx, self.scenario))
-        elif stored != self.scenario.source:
+            return
+        if stored != self.scenario.source:
             raise Conflict(
-                f"{self.data_dir} holds a lab of another scenario; run it without --scenario,"
-                " or give a new --data directory"
+                f"{backends.describe(self.store_location)} holds a lab of another scenario;"
+                " run it without --scenario, or give a new store"
             )
-        else:
-            # Moves that were running when the last run ended: as their engines did.
-            await self.store.write(lambda tx: moves.recover(tx, self.scenario))
-            # A data directory from before the 5.5 directories: seeded now (issue 17).
-            await self.store.write(lambda tx: adc.seed(tx, self.scenario))
-            # Mail for other domains follows this run's smarthost, or waits for one.
-            await self.store.write(lambda tx: categorizer.reroute_external(tx, self.scenario))
+        if self.cluster is None:
+            for work in recovery(self.scenario):
+                await self.store.write(work)
 
     async def stop(self) -> None:
         self.changes.close()  # requests waiting for mail answer now, not at their timeout
@@ -211,7 +248,7 @@ class Lab:
             await self._runner.cleanup()
         with contextlib.suppress(Exception):
             await self.store.write(meta.save_clock)
-        self.store.close()
+        await self._close_store()
         with contextlib.suppress(FileNotFoundError):
             (self.data_dir / LAB_FILE).unlink()
         self._unlock()
@@ -237,6 +274,24 @@ class Lab:
     def endpoint_address(self, server: str) -> tuple[str, int]:
         endpoint = self.endpoints[server]
         return endpoint.host, endpoint.port
+
+    def _hop_address(self, server: str) -> tuple[str, int]:
+        """Where the transport sends to ``server``: its endpoint's hop port, in this process
+        or in the one of the lab that runs it."""
+        if server in self.endpoints:
+            return self.endpoints[server].hop_address
+        address = self.cluster.addresses.get(server) if self.cluster else None
+        if address is None:
+            raise LinkError(f"{server} is not running in any process of this lab", 0)
+        return address.hop
+
+    def endpoint_addresses(self) -> dict[str, tuple[str, int]]:
+        """Where each running server of the lab takes clients' mail, whichever process
+        runs it."""
+        found = {name: a.smtp for name, a in (self.cluster.addresses if self.cluster
+                                              else {}).items()}
+        found.update((name, self.endpoint_address(name)) for name in self.endpoints)
+        return {s.name: found[s.name] for s in self.scenario.servers if s.name in found}
 
     # -- the router the SMTP endpoints hand mail to -------------------------------------------
 

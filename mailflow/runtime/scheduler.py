@@ -20,9 +20,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 
 from mailflow.moves import dispatch as moves
+from mailflow.runtime.cluster import Cluster
 from routing import adc, categorizer, expiry, mta
 from routing.transport import Transport, due_links
 from stores import meta, queue_state
@@ -40,41 +42,56 @@ CLOCK_SAVE_SECONDS = 5.0
 # The mailflow event of a piece of scheduled work that failed.
 WORK_FAILED_EVENT = 1020
 
-# The pieces of scheduled work, in the order they run; each one write of its own.
-WORK: tuple[tuple[str, Callable[[Tx, Scenario], int]], ...] = (
-    ("moves", moves.run_due),
-    ("retries", categorizer.retry_due),
-    ("releases", categorizer.release_due),
-    ("holding", mta.release_due),
-    ("mta", mta.run_due),
-    ("expiry", expiry.run_due),
-    ("adc", adc.run_due),
+# The pieces of scheduled work, in the order they run; each one write of its own. The
+# organization's (True) run in its leader only; the others in the process that runs each
+# server, for its servers (``servers=``).
+WORK: tuple[tuple[str, Callable[..., int], bool], ...] = (
+    ("moves", moves.run_due, True),
+    ("retries", categorizer.retry_due, False),
+    ("releases", categorizer.release_due, True),
+    ("holding", mta.release_due, True),
+    ("mta", mta.run_due, False),
+    ("expiry", expiry.run_due, True),
+    ("adc", adc.run_due, True),
 )
 
 
 class Scheduler:
-    """Scheduled work of one running lab; ``wake`` is set by whoever made work due now."""
+    """Scheduled work of one running lab; ``wake`` is set by whoever made work due now.
+
+    ``servers`` are the servers this process runs (all of them but in a lab spread over
+    several processes, ``mailflow.runtime.cluster``); ``cluster`` is that lab's seat, whose
+    leader alone does the organization's work."""
 
     def __init__(self, store: Backend, scenario: Scenario, clock: Clock, transport: Transport,
-                 wake: asyncio.Event, failed: Callable[[str], None] = lambda work: None) -> None:
+                 wake: asyncio.Event, failed: Callable[[str], None] = lambda work: None,
+                 servers: Sequence[str] | None = None, cluster: Cluster | None = None) -> None:
         self.store = store
         self.scenario = scenario
         self.clock = clock
         self.transport = transport
+        self.servers = tuple(servers or (s.name for s in scenario.servers))
+        self.cluster = cluster
         self._wake = wake
         self._failed = failed
         # The pieces failing now: evented once when they start failing, not at every tick.
         self.failing: set[str] = set()
 
+    @property
+    def leading(self) -> bool:
+        return self.cluster is None or self.cluster.leading
+
     async def run_due(self) -> int:
         """Do every piece of scheduled work whose time has come; returns how many were done
         (a piece that failed counts none, and is tried again at the next call)."""
+        work = [(name, partial(fn, servers=self.servers) if not org else fn)
+                for name, fn, org in WORK if self.leading or not org]
         # Handed to the store together, the writes share one group commit, each in a
         # savepoint of its own when one fails (stores.db), in the order of WORK.
         results = await asyncio.gather(
-            *(self._write(work) for _, work in WORK), return_exceptions=True)
+            *(self._write(fn) for _, fn in work), return_exceptions=True)
         done = 0
-        for (name, _), result in zip(WORK, results, strict=True):
+        for (name, _), result in zip(work, results, strict=True):
             if isinstance(result, Exception):
                 await self._report(name, result)
             elif isinstance(result, BaseException):
@@ -91,7 +108,7 @@ class Scheduler:
         """Kick every link with mail due; a failure is reported, not raised."""
         try:
             links = await self.store.read(lambda c: due_links(c, self.scenario,
-                                                              self.clock.now()))
+                                                              self.clock.now(), self.servers))
             for server, target in links:
                 self.transport.kick(server, target)
         except Exception as exc:  # isolated as each piece of run_due is
@@ -123,17 +140,27 @@ class Scheduler:
 
     async def advance(self, seconds: float) -> float:
         """Move the lab clock forward, stopping at every due time on the way, so that a
-        queue retried every 10 minutes is retried six times in an hour, not once."""
+        queue retried every 10 minutes is retried six times in an hour, not once. In a lab
+        of several processes the clock is the organization's: each stop waits until every
+        process has done its work due there."""
         target = self.clock.now() + seconds
         while (due := await self.store.read(self._next_due)) and (
             due <= target
         ):
-            self.clock.advance(due - self.clock.now())
-            await self.settle()
-        self.clock.advance(max(0.0, target - self.clock.now()))
+            await self._stop_at(due)
+        await self._stop_at(max(target, self.clock.now()))
         await self.store.write(meta.save_clock)
-        await self.settle()
         return self.clock.now()
+
+    async def _stop_at(self, at: float) -> None:
+        if self.cluster is None:
+            self.clock.advance(max(0.0, at - self.clock.now()))
+            await self.settle()
+            return
+        await self.cluster.set_clock(at, self.clock.speed)
+        await self.settle()
+        await self.cluster.wait_settled(at)
+        await self.settle()  # what the others' work at ``at`` handed to this process
 
     def _next_due(self, db: Read) -> float | None:
         """The first time after now at which anything falls due, delay notices included."""
@@ -150,11 +177,32 @@ class Scheduler:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
             self._wake.clear()
+            if self.cluster is not None and await self.cluster.follow():
+                await self.take_over()
+            at = self.clock.now()
             await self.run_due()
-            if time.monotonic() - saved_at > CLOCK_SAVE_SECONDS:
+            if self.cluster is not None:
+                # Settled at ``at`` once its links are idle too: an advance may go on.
+                await self.cluster.beat(None if self.transport.busy() else at)
+            if self.leading and time.monotonic() - saved_at > CLOCK_SAVE_SECONDS:
                 saved_at = time.monotonic()
                 with contextlib.suppress(Exception):  # a failing store is evented above
                     await self.store.write(meta.save_clock)
+
+    async def take_over(self) -> None:
+        """This process has begun to lead: the organization's work as after a restart."""
+        for work in recovery(self.scenario):
+            await self.store.write(work)
+
+
+def recovery(scenario: Scenario) -> list[Callable[[Tx], object]]:
+    """The writes a lab makes when it takes up a stored organization (a restart, or a new
+    leader): moves that were running as their engines do after a crash, the 5.5
+    directories of a store from before them seeded (issue 17), and mail for other domains
+    following this run's smarthost, or waiting for one."""
+    return [lambda tx: moves.recover(tx, scenario),
+            lambda tx: adc.seed(tx, scenario),
+            lambda tx: categorizer.reroute_external(tx, scenario)]
 
 
 def next_due(db: Read, scenario: Scenario, after: float) -> float | None:

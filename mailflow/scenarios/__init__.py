@@ -50,6 +50,8 @@ MAX_ENTRIES = 100  # domains, sites, relay networks, [[users]] entries
 MAX_CONNECTORS = 1000  # connectors and RPC pairs
 # Server names go into queue ids (smtp:<SERVER>) and URL paths, so keep them NetBIOS-like.
 _SERVER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+# A host name or an IPv4/IPv6 address (brackets-free): what a hop connects to.
+_HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:-]*")
 _TOP_KEYS = (
     "name",
     "organization",
@@ -215,7 +217,7 @@ def _relay_networks(top: Table) -> tuple[str, ...]:
 def _servers(top: Table, sites: dict[str, str]) -> tuple[Server, ...]:
     servers: dict[str, Server] = {}
     ports: dict[int, str] = {}
-    keys = ("name", "version", "site", "smtp_port", "roles", *security.SERVER_KEYS)
+    keys = ("name", "version", "site", "smtp_port", "host", "roles", *security.SERVER_KEYS)
     for srv in top.tables("servers", keys, MAX_SERVERS):
         name = srv.text("name", longest=NAME_LENGTH)
         if not _SERVER_NAME.fullmatch(name):
@@ -235,10 +237,21 @@ def _servers(top: Table, sites: dict[str, str]) -> tuple[Server, ...]:
             ports[port] = name
         servers[name.upper()] = Server(name=name, version=Version(version), site=site,
                                        smtp_port=port, roles=_roles(srv),
-                                       security=security.server_security(srv))
+                                       security=security.server_security(srv),
+                                       host=_hop_host(srv))
     if not servers:
         raise top.error("servers", "at least one server is required ([[servers]])")
     return tuple(servers.values())
+
+
+def _hop_host(srv: Table) -> str:
+    """``host``: a name or an IP address, without a port."""
+    if "host" not in srv.data:
+        return ""
+    value = srv.text("host", longest=NAME_LENGTH)
+    if not _HOST.fullmatch(value):
+        raise srv.error("host", f"{value!r} is not a host name or an IP address")
+    return value
 
 
 def _roles(srv: Table) -> tuple[str, ...]:

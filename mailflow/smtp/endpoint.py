@@ -232,10 +232,11 @@ class Endpoint:
         door.listener = await loop.create_server(partial(self._protocol, door), host, port)
         door.host, door.port = door.listener.sockets[0].getsockname()[:2]
 
-    async def start(self, host: str, port: int) -> None:
-        """Listen on ``host``:``port`` for clients, and on a free loopback port for the hop."""
+    async def start(self, host: str, port: int, *, hop_beyond_loopback: bool = False) -> None:
+        """Listen on ``host``:``port`` for clients, and on a free loopback port for the hop
+        (on ``host`` too when the lab's other processes, maybe on other hosts, hop here)."""
         await self._open(self._public, host, port)
-        await self._open(self._hop, loopback(host), 0)
+        await self._open(self._hop, host if hop_beyond_loopback else loopback(host), 0)
 
     async def stop(self) -> None:
         for door in (self._public, self._hop):

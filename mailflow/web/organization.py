@@ -30,11 +30,11 @@ def _organization(db: Read, request: web.Request) -> dict[str, Any]:
     running = live(request)
     scenario = running.scenario
     doc = views.topology(db, scenario)
+    addresses = running.endpoint_addresses()
     for server in doc["servers"]:
         name = server["name"]
         server["services"] = {s: services.running(db, name, s) for s in services.SERVICES}
-        server["endpoint"] = ("{}:{}".format(*running.endpoint_address(name))
-                              if name in running.endpoints else "—")
+        server["endpoint"] = ("{}:{}".format(*addresses[name]) if name in addresses else "—")
     doc["matrix"] = [[(a.name == b.name) or rpc_possible(db, a, b) for b in scenario.servers]
                      for a in scenario.servers]
     return doc
