@@ -16,9 +16,10 @@ seeds the database), with the clock stopped (``--speed 0``). The load is ``sessi
 connections, each its own smtp-source (or bench/loadgen.py) of one session: session k
 goes to server k mod S of the S servers and to a mailbox homed on server
 (k + 1 + k div S) mod S. So every endpoint gets its share, and most mail hops to another
-server (at 20 sessions, 4 in 5 messages), in another process when the layout splits them. *End to end* runs until the recipients'
-mailboxes hold every message (``GET /api/v1/mailboxes``, polled every 0.1 s). The
-layouts are taken in turn, repeat by repeat, so a busy spell hits them all.
+server (at 20 sessions, 4 in 5 messages), in another process when the layout splits
+them. *End to end* runs until the recipients' mailboxes hold every message
+(``GET /api/v1/mailboxes``, polled every 0.1 s). The layouts are taken in turn, repeat
+by repeat, so a busy spell hits them all.
 """
 
 from __future__ import annotations
