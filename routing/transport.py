@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
@@ -148,7 +148,7 @@ class Transport:
         self,
         store: Backend,
         scenario: Scenario,
-        endpoint: Callable[[str], tuple[str, int]],
+        endpoint: Callable[[str], Awaitable[tuple[str, int]]],
         local_domain: str,
     ) -> None:
         self.store = store
@@ -211,9 +211,11 @@ class Transport:
                 )
                 return
             try:
+                address = (host_port(self.scenario.smarthost) if target == OUTBOUND
+                           else await self.endpoint(target))
                 # One connection first: a peer that is down costs one refused connect, and
                 # one message's attempt, not one per connection.
-                async for _ in self._send_on((*link, 0), []):
+                async for _ in self._send_on((*link, 0), address, []):
                     pass
             except LinkError as exc:
                 await self._failed(link, [(batch.outs[0], str(exc))])
@@ -221,7 +223,8 @@ class Transport:
             failures: list[tuple[_Outgoing, str]] = []
             async with asyncio.TaskGroup() as group:
                 for slot, outs in enumerate(deal(batch.outs, self._connections(target))):
-                    group.create_task(self._send_slice((*link, slot), outs, batch.raw, failures))
+                    group.create_task(self._send_slice((*link, slot), address, outs, batch.raw,
+                                                       failures))
             if failures:
                 await self._failed(link, failures)
                 return
@@ -235,8 +238,8 @@ class Transport:
         return connections_per_link(self.scenario.defaults.smtp_max_connections,
                                     len(self.scenario.servers) - 1)
 
-    async def _send_slice(self, slot: Slot, outs: list[_Outgoing], raw: dict[str, bytes],
-                          failures: list[tuple[_Outgoing, str]]) -> None:
+    async def _send_slice(self, slot: Slot, address: tuple[str, int], outs: list[_Outgoing],
+                          raw: dict[str, bytes], failures: list[tuple[_Outgoing, str]]) -> None:
         """Send ``outs`` one after the other on connection ``slot``; a failure is added to
         ``failures``. What the smarthost answers is written as each message is sent."""
         server, target, _ = slot
@@ -249,19 +252,18 @@ class Transport:
                 data = hop.header(key, out.token, target) + data
             outgoing.append((out.mail_from, out.rcpts, data))
         try:
-            async for index, refused in self._send_on(slot, outgoing):
+            async for index, refused in self._send_on(slot, address, outgoing):
                 await self.store.write(partial(_outbound_done, scenario=self.scenario,
                                                server=server, out=outs[index], refused=refused))
         except LinkError as exc:
             failures.append((outs[exc.index], str(exc)))
 
-    def _send_on(self, slot: Slot, outgoing: list[Outgoing]
+    def _send_on(self, slot: Slot, address: tuple[str, int], outgoing: list[Outgoing]
                  ) -> AsyncIterator[tuple[int, dict[str, SMTPReply]]]:
-        """The sender's replies to ``outgoing`` on ``slot``: one per message for the
-        smarthost, none (only the end) for a server of the lab."""
+        """The sender's replies to ``outgoing`` on ``slot``, to ``address``: one per message
+        for the smarthost, none (only the end) for a server of the lab."""
         server, target, _ = slot
         smarthost = target == OUTBOUND
-        address = host_port(self.scenario.smarthost) if smarthost else self.endpoint(target)
         return self.sender.send(slot, address, f"{server}.{self.local_domain}", outgoing,
                                  smarthost=smarthost, tls=self.scenario.smarthost_tls)
 

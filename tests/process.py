@@ -62,21 +62,29 @@ def mailbox_once(data: Path, address: str, count: int) -> dict[str, Any]:
 
 
 class LabProcess:
-    def __init__(self, directory: Path, *, speed: str = "0") -> None:
-        self.scenario = ephemeral_scenario(directory)
+    """``mailflow run`` in a process of its own; with ``store`` and ``servers``, one process
+    of a lab spread over several on that PostgreSQL database (``scenario`` shared)."""
+
+    def __init__(self, directory: Path, *, speed: str = "0", scenario: Path | None = None,
+                 store: str | None = None, servers: str | None = None) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.scenario = scenario or ephemeral_scenario(directory)
         self.data = directory / "data"
         self.speed = speed
+        self.store = store
+        self.servers = servers
         self.proc: subprocess.Popen[str] | None = None
         self.info: dict[str, Any] = {}
 
     def start(self) -> None:
         lab_file = self.data / "lab.json"
         lab_file.unlink(missing_ok=True)  # left behind by a kill -9
-        store = pg.lab_store(self.data)
+        store = self.store or pg.lab_store(self.data)
         self.proc = subprocess.Popen(
             [*MAILFLOW, "run", "--scenario", str(self.scenario), "--data", str(self.data),
              "--speed", self.speed, "--http", "127.0.0.1:0",
-             *(["--store", store] if store else [])],
+             *(["--store", store] if store else []),
+             *(["--servers", self.servers] if self.servers else [])],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         wait_started(self.proc, lab_file.exists)

@@ -27,6 +27,7 @@ from mailflow.api import (
     messages,
     moves,
     openapi,
+    processes,
     queues,
     system_mailbox,
     topology,
@@ -43,7 +44,7 @@ MAX_BODY = 1024 * 1024
 # waiting before messages: /messages/wait must not be taken as /messages/{id}.
 RESOURCES = (health, topology, mailboxes, waiting, messages, queues, moves, connectors, events,
              audit, clock, faults, openapi, tracking, system_mailbox, databases, directory_api,
-             adc_api)
+             adc_api, processes)
 
 
 def build_app(lab: LabHandle) -> web.Application:

@@ -97,7 +97,7 @@ class Cluster:
         opened again and the servers claimed again."""
         try:
             await self._follow()
-            self.addresses = await self._call(self.seat.addresses, time.time() - LIVE_SECONDS)
+            await self.learn_addresses()
             was_leading = self.leading
             self.leading = await self._call(self.seat.lead)
         except StoreError as exc:
@@ -108,6 +108,10 @@ class Cluster:
             await self.set_clock(self.clock.now(), self.speed)
             return True
         return False
+
+    async def learn_addresses(self) -> None:
+        """Where the live processes' servers take mail, read now."""
+        self.addresses = await self._call(self.seat.addresses, time.time() - LIVE_SECONDS)
 
     async def beat(self, settled: float | None) -> None:
         """This process is alive (and has done its work due by simulated time ``settled``)."""

@@ -168,19 +168,20 @@ class Lab:
             self.endpoints[server.name] = endpoint
         if self.http is not None:
             self._runner, self.http_url = await serve(self, *self.http)
+        if self.cluster is not None:
+            # Published before lab.json says the lab is up: the others can hop here then.
+            await self.cluster.register(self.http_url, [
+                Address(name, self.cluster.process,
+                        (self.scenario.server(name).host or e.host, e.hop_address[1]),
+                        (e.host, e.port)) for name, e in self.endpoints.items()])
         self._write_lab_file()
         await self.transport.start()
         self._serving = True
         self.scheduler = Scheduler(self.store, self.scenario, self.clock, self.transport,
                                    self._wake, failed=self.metrics.scheduler_failed,
                                    servers=self.servers, cluster=self.cluster)
-        if self.cluster is not None:
-            await self.cluster.register(self.http_url, [
-                Address(name, self.cluster.process,
-                        (self.scenario.server(name).host or e.host, e.hop_address[1]),
-                        (e.host, e.port)) for name, e in self.endpoints.items()])
-            if await self.cluster.follow():
-                await self.scheduler.take_over()
+        if self.cluster is not None and await self.cluster.follow():
+            await self.scheduler.take_over()
         # Even a stopped clock has work due "now" (MTA transfers, retries forced by hand).
         self._tasks.append(asyncio.get_running_loop().create_task(self.scheduler.tick_loop()))
         await self.scheduler.run_due()
@@ -275,15 +276,31 @@ class Lab:
         endpoint = self.endpoints[server]
         return endpoint.host, endpoint.port
 
-    def _hop_address(self, server: str) -> tuple[str, int]:
+    async def _hop_address(self, server: str) -> tuple[str, int]:
         """Where the transport sends to ``server``: its endpoint's hop port, in this process
-        or in the one of the lab that runs it."""
+        or in the one of the lab that runs it (looked up again when not known yet: that
+        process may have started since the last tick)."""
         if server in self.endpoints:
             return self.endpoints[server].hop_address
+        if self.cluster is not None and server not in self.cluster.addresses:
+            try:
+                await self.cluster.learn_addresses()
+            except StoreError as exc:
+                raise LinkError(f"cannot look up where {server} runs: {exc}", 0) from None
         address = self.cluster.addresses.get(server) if self.cluster else None
         if address is None:
             raise LinkError(f"{server} is not running in any process of this lab", 0)
         return address.hop
+
+    async def processes(self) -> list[dict[str, Any]]:
+        """The lab's live processes (``GET /api/v1/processes``)."""
+        if self.cluster is None:
+            return [{"api": self.http_url, "host": socket.gethostname(), "pid": os.getpid(),
+                     "servers": list(self.servers), "leader": True, "heartbeat": time.time(),
+                     "settled": self.clock.now()}]
+        return [{"api": p.api, "host": p.host, "pid": p.pid, "servers": list(p.servers),
+                 "leader": p.leader, "heartbeat": p.heartbeat, "settled": p.settled}
+                for p in await self.cluster.live()]
 
     def endpoint_addresses(self) -> dict[str, tuple[str, int]]:
         """Where each running server of the lab takes clients' mail, whichever process
