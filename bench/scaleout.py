@@ -7,9 +7,11 @@
 of mixed-2003; 2: one process per site; 4: one per server, each ``mailflow run --servers``
 with its own data directory), the sizes, and an existing PostgreSQL server's admin URL
 (default: a throwaway server for the run). Out: per layout and repeat, on stderr and as
-JSON, the accepted and end-to-end rates, and the CPU ms per message of the lab processes
+JSON, the accepted and end-to-end rates, the CPU ms per message of the lab processes
 (their sender workers included) and of PostgreSQL (every process of the server, when it
-runs here). Every process it started is stopped at the end, also on Ctrl-C or SIGTERM.
+runs here), and how many processes wait for the lab's write lock on average
+(bench.pgprobe). Every process it started is stopped at the end, also on Ctrl-C or
+SIGTERM.
 
 Each run gets a fresh database and fresh processes, started one at a time (the first
 seeds the database), with the clock stopped (``--speed 0``). The load is ``sessions``
@@ -41,6 +43,7 @@ from typing import Any, NoReturn
 
 from bench.lab import Lab
 from bench.load import Load
+from bench.pgprobe import LockWaits
 from bench.probes import cpu_seconds, machine
 from bench.procs import PY, Processes, log, tool, wait_until
 from bench.store import Stores
@@ -144,6 +147,8 @@ def measure(args: argparse.Namespace, procs: Processes, stores: Stores, load: Lo
         la = os.getloadavg()[0]
         cpu0 = [cpu_seconds(pid) or 0.0 for pid in pids]
         pg0 = cpu_seconds(stores.postmaster)
+        waits = LockWaits(url)
+        waits.start()
         t0 = time.perf_counter()
         accepted_s = send(load, streams)
         target = base + args.messages
@@ -152,6 +157,7 @@ def measure(args: argparse.Namespace, procs: Processes, stores: Stores, load: Lo
         e2e_s = time.perf_counter() - t0
         cpu1 = [cpu_seconds(pid) or 0.0 for pid in pids]
         pg1 = cpu_seconds(stores.postmaster)
+        write_lock = waits.stop()
         n = args.messages
         result: dict[str, Any] = {
             "processes": processes, "servers": groups, "messages": n,
@@ -165,6 +171,7 @@ def measure(args: argparse.Namespace, procs: Processes, stores: Stores, load: Lo
                                                                            strict=True)],
             "pg_cpu_ms_per_msg": (None if pg0 is None or pg1 is None
                                   else 1000 * (pg1 - pg0) / n),
+            "write_lock_waiting": write_lock,
             "queues_left": [r for r in labs[0].api("GET", "/api/v1/queues")
                             if r["message_count"]],
             "startup_s": [lab.startups[-1] for lab in labs], "loadavg_before": la,
@@ -172,10 +179,11 @@ def measure(args: argparse.Namespace, procs: Processes, stores: Stores, load: Lo
     finally:
         for lab in reversed(labs):
             lab.stop()
-    pg = result["pg_cpu_ms_per_msg"]
+    pg, lock = result["pg_cpu_ms_per_msg"], result["write_lock_waiting"]["mean"]
     log(f"{processes} process(es): {result['accepted_rate']:.0f} msg/s accepted,"
         f" {result['e2e_rate']:.0f} end to end; CPU ms/msg: lab"
-        f" {result['lab_cpu_ms_per_msg']:.2f}, PostgreSQL {'-' if pg is None else f'{pg:.2f}'}"
+        f" {result['lab_cpu_ms_per_msg']:.2f}, PostgreSQL {'-' if pg is None else f'{pg:.2f}'};"
+        f" waiting for the write lock: {'-' if lock is None else f'{lock:.2f}'} on average"
         f" ({result['delivered']} of {n} delivered, {result['relayed']} to another server)")
     return result
 
@@ -188,6 +196,9 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
         out[str(n)] = {key: (statistics.median(v) if (v := [
             r[key] for r in mine if r[key] is not None]) else None) for key in (
             "accepted_rate", "e2e_rate", "lab_cpu_ms_per_msg", "pg_cpu_ms_per_msg")}
+        locks = [r["write_lock_waiting"]["mean"] for r in mine
+                 if r["write_lock_waiting"]["mean"] is not None]
+        out[str(n)]["write_lock_waiting"] = statistics.median(locks) if locks else None
     return out
 
 
@@ -196,11 +207,13 @@ def table(summary: dict[str, dict[str, float | None]]) -> str:
         return "-" if value is None else f"{value:,.{digits}f}"
 
     lines = [f"{'processes':>9} {'accepted/s':>11} {'end to end/s':>13}"
-             f" {'lab CPU ms/msg':>15} {'PostgreSQL CPU ms/msg':>22}"]
+             f" {'lab CPU ms/msg':>15} {'PostgreSQL CPU ms/msg':>22}"
+             f" {'waiting for the write lock':>27}"]
     for n, s in summary.items():
         lines.append(f"{n:>9} {cell(s['accepted_rate'], 0):>11} {cell(s['e2e_rate'], 0):>13}"
                      f" {cell(s['lab_cpu_ms_per_msg'], 2):>15}"
-                     f" {cell(s['pg_cpu_ms_per_msg'], 2):>22}")
+                     f" {cell(s['pg_cpu_ms_per_msg'], 2):>22}"
+                     f" {cell(s['write_lock_waiting'], 2):>27}")
     return "\n".join(lines)
 
 
