@@ -2,11 +2,13 @@
 
     python bench/scaleout.py --processes 1,2,4 --messages N --sessions 20 \\
         [--repeats R] [--store-url postgresql://ADMIN] [--out FILE.json]
+    python bench/scaleout.py --store sqlite --processes 1 ...   # the one-process reference
 
 (or ``python -m bench.scaleout ...``). In: the layouts (1: one process runs every server
 of mixed-2003; 2: one process per site; 4: one per server, each ``mailflow run --servers``
 with its own data directory), the sizes, and an existing PostgreSQL server's admin URL
-(default: a throwaway server for the run). Out: per layout and repeat, on stderr and as
+(default: a throwaway server for the run; ``--store sqlite``: one process on SQLite, the
+same load's reference). Out: per layout and repeat, on stderr and as
 JSON, the accepted and end-to-end rates, the CPU ms per message of the lab processes
 (their sender workers included) and of PostgreSQL (every process of the server, when it
 runs here), and how many processes wait for the lab's write lock on average
@@ -46,7 +48,7 @@ from bench.load import Load
 from bench.pgprobe import LockWaits
 from bench.probes import cpu_seconds, machine
 from bench.procs import PY, Processes, log, tool, wait_until
-from bench.store import Stores
+from bench.store import KINDS, Stores
 from mailflow import scenarios
 
 SCENARIO = scenarios.load("mixed-2003")
@@ -114,7 +116,8 @@ def supports_servers() -> bool:
     return "--servers" in done.stdout
 
 
-def start(procs: Processes, top: Path, url: str, groups: list[list[str]]) -> list[Lab]:
+def start(procs: Processes, top: Path, url: str | None, groups: list[list[str]]
+          ) -> list[Lab]:
     """The processes of one layout, one at a time: each is up (its lab.json written)
     before the next starts, so the first alone seeds the database."""
     labs: list[Lab] = []
@@ -131,7 +134,6 @@ def measure(args: argparse.Namespace, procs: Processes, stores: Stores, load: Lo
     """One layout on a fresh database: warm up, then the measured load."""
     groups = layout(processes)
     url = stores.new()
-    assert url is not None
     labs = start(procs, top, url, groups)
     try:
         endpoints = {name: port for lab in labs for name, port in lab.endpoints.items()}
@@ -147,8 +149,9 @@ def measure(args: argparse.Namespace, procs: Processes, stores: Stores, load: Lo
         la = os.getloadavg()[0]
         cpu0 = [cpu_seconds(pid) or 0.0 for pid in pids]
         pg0 = cpu_seconds(stores.postmaster)
-        waits = LockWaits(url)
-        waits.start()
+        waits = LockWaits(url) if url else None
+        if waits is not None:
+            waits.start()
         t0 = time.perf_counter()
         accepted_s = send(load, streams)
         target = base + args.messages
@@ -157,7 +160,7 @@ def measure(args: argparse.Namespace, procs: Processes, stores: Stores, load: Lo
         e2e_s = time.perf_counter() - t0
         cpu1 = [cpu_seconds(pid) or 0.0 for pid in pids]
         pg1 = cpu_seconds(stores.postmaster)
-        write_lock = waits.stop()
+        write_lock = waits.stop() if waits is not None else {"mean": None, "busy": None}
         n = args.messages
         result: dict[str, Any] = {
             "processes": processes, "servers": groups, "messages": n,
@@ -228,6 +231,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=2048, help="message body bytes")
     p.add_argument("--loadgen", action="store_true",
                    help="load with bench/loadgen.py even when smtp-source is installed")
+    p.add_argument("--store", choices=KINDS, default="postgresql",
+                   help="sqlite: one process (--processes 1) on SQLite, for reference")
     p.add_argument("--store-url", metavar="postgresql://...",
                    help="admin URL of an existing server (default: a throwaway one)")
     p.add_argument("--out", type=Path, help="write the results here as JSON")
@@ -248,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
             layout(n)
         except ValueError as exc:
             p.error(str(exc))
+    if args.store == "sqlite" and (counts != [1] or args.store_url):
+        p.error("--store sqlite is one process (--processes 1), without --store-url")
     if args.sessions < len(SERVERS) or args.messages < args.sessions:
         p.error(f"--sessions needs at least {len(SERVERS)}, --messages at least --sessions")
     skipped: dict[str, str] = {}
@@ -259,16 +266,17 @@ def main(argv: list[str] | None = None) -> int:
     load = Load(None if args.loadgen else tool("smtp-source"), args.size)
     top = Path(tempfile.mkdtemp(prefix="mailflow-scaleout-"))
     procs = Processes()
-    stores = Stores("postgresql", args.store_url, keep=args.keep)
+    stores = Stores(args.store, args.store_url, keep=args.keep)
     doc: dict[str, Any] = {
         "command": " ".join(["bench/scaleout.py", *(sys.argv[1:] if argv is None else argv)]),
         "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": machine(), "load": load.name, "skipped": skipped, "runs": []}
+        "machine": machine(), "load": load.name, "store": args.store, "skipped": skipped,
+        "runs": []}
     signal.signal(signal.SIGTERM, interrupted)
     try:
         log(f"work directory {top}; load: {load.name}")
         stores.open()
-        if stores.postmaster is None:
+        if args.store == "postgresql" and stores.postmaster is None:
             log("the PostgreSQL server does not run here: its CPU is not measured")
         for rep in range(args.repeats):
             for n in counts:
