@@ -12,7 +12,7 @@ transit and the moves by one aggregate query each.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any, TypeVar
 
 from prometheus_client import (
@@ -35,7 +35,7 @@ from stores import databases, replicas
 from stores.backend import Fact, Read
 from stores.queue_ids import HOLDING
 from stores.snapshot import AGE_BUCKETS, EMPTY, Snapshot, snapshot
-from stores.topology import Scenario
+from stores.topology import Scenario, Server
 
 T = TypeVar("T")
 Reader = Callable[[Callable[[Read], T]], T]
@@ -127,31 +127,52 @@ class Metrics:
     def rejected(self, server: str, code: int) -> None:
         self.rejections.labels(server=server, code=str(code)).inc()
 
-    def watch_store(self, scenario: Scenario, read: Reader[Any], now: Callable[[], float]) -> None:
+    def watch_store(self, scenario: Scenario, read: Reader[Any], now: Callable[[], float], *,
+                    servers: Collection[str] | None = None,
+                    leading: Callable[[], bool] = lambda: True) -> None:
         """Register the series computed from the store at every scrape, and start the flow
-        counters of every server at 0, so that rates and alerts see the first message too."""
-        for server in scenario.servers:
+        counters of every server at 0, so that rates and alerts see the first message too.
+
+        In a lab spread over processes (docs/scale-out.md) each exports the series of its
+        ``servers``, and the organization-wide ones (moves, DAG copies, directories) come
+        from the leader alone, so that every series is scraped from one process."""
+        own = [s for s in scenario.servers if servers is None or s.name in servers]
+        for server in own:
             self.accepted.labels(server=server.name)
             self.delivered.labels(server=server.name)
             parking = HOLDING if server.version.legacy_mta else parking_queue(server)
             self.deferred.labels(server=server.name, queue=parking)
             self.released.labels(server=server.name, queue=parking)
-        self.registry.register(_StoreGauges(scenario, read, now))
+        self.registry.register(_StoreGauges(own, read, now, leading))
         if scenario.databases:
-            self.registry.register(_DagGauges(read, now))
+            self.registry.register(_Leaders(_DagGauges(read, now), leading))
         if scenario.mixed:
-            self.registry.register(_DirectoryGauges(scenario, read))
+            self.registry.register(_Leaders(_DirectoryGauges(scenario, read), leading))
+
+
+class _Leaders(Collector):
+    """A collector of organization-wide series, collected in the leading process only."""
+
+    def __init__(self, inner: Collector, leading: Callable[[], bool]) -> None:
+        self.inner = inner
+        self.leading = leading
+
+    def collect(self) -> Iterable[Metric]:
+        if self.leading():
+            yield from self.inner.collect()
 
 
 class _StoreGauges(Collector):
-    def __init__(self, scenario: Scenario, read: Reader[Any], now: Callable[[], float]) -> None:
-        self.scenario = scenario
+    def __init__(self, servers: list[Server], read: Reader[Any], now: Callable[[], float],
+                 leading: Callable[[], bool]) -> None:
+        self.servers = servers
         self.read = read
         self.now = now
+        self.leading = leading
 
     def collect(self) -> Iterable[Metric]:
         now = self.now()
-        names = [s.name for s in self.scenario.servers]
+        names = [s.name for s in self.servers]
         snap: Snapshot = self.read(lambda db: snapshot(db, now, names))
         depth = GaugeMetricFamily("mailflow_queue_messages", "Recipients waiting in a queue.",
                                   labels=["server", "queue"])
@@ -161,7 +182,7 @@ class _StoreGauges(Collector):
         ages = HistogramMetricFamily("mailflow_queue_message_age_seconds",
                                      "Simulated ages of the recipients queued now (qshape).",
                                      labels=["server", "queue"])
-        keys = {(s.name, q) for s in self.scenario.servers for q in queues.standard_queues(s)}
+        keys = {(s.name, q) for s in self.servers for q in queues.standard_queues(s)}
         for server, queue in sorted(keys | set(snap.queues)):
             queued = snap.queues.get((server, queue), EMPTY)
             depth.add_metric([server, queue], queued.depth)
@@ -173,13 +194,15 @@ class _StoreGauges(Collector):
                             queued.age_sum)
         in_transit = GaugeMetricFamily("mailflow_mailboxes_in_transit", "Mailboxes whose"
                                        " PR_IN_TRANSIT flag is set, by store.", labels=["server"])
-        for name in (s.name for s in self.scenario.servers):
+        for name in names:
             in_transit.add_metric([name], snap.in_transit.get(name, 0))
-        moves = GaugeMetricFamily("mailflow_moves", "Move requests by status.",
-                                  labels=["status"])
-        for status in MoveStatus:
-            moves.add_metric([status.value], snap.moves.get(status.value, 0))
-        yield from (depth, oldest, ages, in_transit, moves)
+        yield from (depth, oldest, ages, in_transit)
+        if self.leading():
+            moves = GaugeMetricFamily("mailflow_moves", "Move requests by status.",
+                                      labels=["status"])
+            for status in MoveStatus:
+                moves.add_metric([status.value], snap.moves.get(status.value, 0))
+            yield moves
 
 
 

@@ -104,6 +104,20 @@ def connect(url: str) -> psycopg.Connection[Row]:
     return conn
 
 
+def _text_safe(value: Any) -> Any:
+    # PostgreSQL's text holds no NUL (SQLite's does): a NUL in a subject or in a search is
+    # kept and looked for as U+FFFD, the character that stands for one it cannot show.
+    if isinstance(value, str) and "\x00" in value:
+        return value.replace("\x00", "\ufffd")
+    return value
+
+
+def _bindable(parameters: Any) -> Any:
+    if isinstance(parameters, dict):
+        return {key: _text_safe(value) for key, value in parameters.items()}
+    return [_text_safe(value) for value in parameters]
+
+
 class PgConn:
     """A connection as the query modules see it: SQLite's SQL, run by PostgreSQL."""
 
@@ -112,11 +126,11 @@ class PgConn:
         self.raw = connect(url)
 
     def execute(self, sql: str, parameters: Any = (), /) -> psycopg.Cursor[Row]:
-        return self.raw.execute(pgdialect.statement(sql), parameters)
+        return self.raw.execute(pgdialect.statement(sql), _bindable(parameters))
 
     def executemany(self, sql: str, parameters: Any, /) -> psycopg.Cursor[Row]:
         cursor = self.raw.cursor()
-        cursor.executemany(pgdialect.statement(sql), parameters)
+        cursor.executemany(pgdialect.statement(sql), map(_bindable, parameters))
         return cursor
 
     def ensure_open(self) -> None:

@@ -203,10 +203,15 @@ def stats(conn: Conn, server: str, queue: str) -> Stats:
         "SELECT next_attempt FROM pairs WHERE server = ? AND queue = ? AND frozen = 0"
         " AND next_attempt IS NOT NULL ORDER BY next_attempt LIMIT 1", key
     ).fetchone()
-    (last_error,) = conn.execute(
+    # The error of the pair due last, else of any: in two seeks, as the databases sort NULL
+    # apart (SQLite first, PostgreSQL last).
+    last = conn.execute(
         "SELECT last_error FROM pairs WHERE server = ? AND queue = ?"
-        " ORDER BY next_attempt DESC LIMIT 1", key
+        " AND next_attempt IS NOT NULL ORDER BY next_attempt DESC LIMIT 1", key
+    ).fetchone() or conn.execute(
+        "SELECT last_error FROM pairs WHERE server = ? AND queue = ? LIMIT 1", key
     ).fetchone()
+    last_error = last[0]
     return Stats(depth, oldest_at, None if due is None else due[0], last_error)
 
 

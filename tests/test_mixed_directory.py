@@ -201,6 +201,7 @@ async def test_no_adc_outside_mixed_mode(lab: Lab) -> None:
     assert status in (200, 404)
 
 
+@pytest.mark.sqlite_only
 async def test_an_older_data_directory_gets_its_5_5_directories_at_start(
         lab_factory: LabFactory) -> None:
     lab = await lab_factory.start()

@@ -10,6 +10,8 @@ stopped and advanced by the tests.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,9 @@ from typing import Any
 import aiohttp
 import aiosmtplib
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import require_tool
 from tests.pg import PostgresServer
 from tests.process import LabProcess, ephemeral_scenario
 
@@ -129,6 +133,11 @@ async def test_kill_9_of_ex2003_a_mid_drain_loses_and_duplicates_nothing(org: Or
     await org.call("b", "POST", "/api/v1/clock/advance", {"seconds": 60})
     acked = await org.send("a", "EX2003-A", "alice@contoso.test", 300, "drain")
     await org.call("b", "POST", f"/api/v1/moves/{move['id']}/complete")
+    # Under load: clients keep sending to EX2003-A (for carol, on EX2003-B) through the
+    # kill and the restart, each message on a connection of its own.
+    load: list[str] = []
+    enough = asyncio.Event()
+    loading = asyncio.create_task(_keep_sending(org, load, enough))
     # Released by the leader; EX2003-A's process relays it over the hop to EX2003-B's.
     for _ in range(5000):
         if await org.mailbox_ids("b", "alice@contoso.test"):
@@ -136,6 +145,8 @@ async def test_kill_9_of_ex2003_a_mid_drain_loses_and_duplicates_nothing(org: Or
         await asyncio.sleep(0.001)
     await asyncio.to_thread(org.p["a"].kill9)
     await asyncio.to_thread(org.p["a"].start)
+    enough.set()
+    await loading
     # What the kill cut short is retried on the link queue's schedule.
     for _ in range(10):
         queues = await org.call("a", "GET", "/api/v1/queues")
@@ -144,10 +155,28 @@ async def test_kill_9_of_ex2003_a_mid_drain_loses_and_duplicates_nothing(org: Or
         await org.call("a", "POST", "/api/v1/clock/advance", {"seconds": 600})
     ids = await org.until_delivered("b", "alice@contoso.test", len(acked))
     assert len(ids) == len(set(ids)) == len(acked) == 300
-    for queue_id in acked[::50]:
+    # A message whose 250 the kill cut off may be delivered too; none twice.
+    carol = await org.until_delivered("b", "carol@contoso.test", len(load))
+    assert len(carol) == len(set(carol)) >= len(load)
+    for queue_id in [*acked[::50], *load]:
         message = await org.call("london", "GET", f"/api/v1/messages/{queue_id}")
         assert [r["state"] for r in message["recipients"]] == ["delivered"]
     await org.audit_everywhere()
+
+
+async def _keep_sending(org: Org, acked: list[str], enough: asyncio.Event) -> None:
+    """Send to carol through EX2003-A until ``enough`` is set and 20 were acknowledged after
+    it; a send the kill broke is sent again (as a new message: only a 250 counts)."""
+    after = None
+    for n in itertools.count():
+        if enough.is_set():
+            after = len(acked) if after is None else after
+            if len(acked) >= after + 20:
+                return
+        try:
+            acked += await org.send("a", "EX2003-A", "carol@contoso.test", 1, f"load{n}")
+        except (aiosmtplib.SMTPException, OSError, KeyError):
+            await asyncio.sleep(0.02)  # EX2003-A's process is down, or starting
 
 
 async def test_the_leaders_death_hands_the_organization_to_another(org: Org) -> None:
@@ -168,6 +197,43 @@ async def test_the_leaders_death_hands_the_organization_to_another(org: Org) -> 
     await org.call("b", "POST", "/api/v1/clock/advance", {"seconds": 600})
     await org.until_delivered("b", "dave@contoso.test", 2)
     await org.audit_everywhere()
+
+
+async def test_each_series_is_scraped_from_one_process(org: Org) -> None:
+    promtool = require_tool("promtool")
+    await org.send("a", "EX2003-A", "carol@contoso.test", 2, "metrics")
+    await org.until_delivered("b", "carol@contoso.test", 2)
+    leader = await _leader(org)
+    owners: dict[tuple[str, str], list[str]] = {}
+    moves_from = []
+    for name, lab in org.p.items():
+        async with aiohttp.ClientSession() as session, session.get(
+                f"{lab.api}/metrics") as response:
+            text = await response.text()
+        proc = await asyncio.create_subprocess_exec(
+            promtool, "check", "metrics", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT)
+        out, _ = await proc.communicate(text.encode())
+        assert (proc.returncode, out.decode()) == (0, ""), name
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        for sample in families["mailflow_queue_messages"].samples:
+            key = (sample.labels["server"], sample.labels["queue"])
+            owners.setdefault(key, []).append(name)
+        if "mailflow_moves" in families:
+            moves_from.append(name)
+    assert all(len(names) == 1 for names in owners.values()), owners
+    assert {server for server, _ in owners} == {"EX2003-A", "EX2003-B", "EX55-LON",
+                                                 "EX2000-LON"}
+    assert owners[("EX2003-A", "local")] == ["a"]
+    assert moves_from == [leader]
+    # The flow counters count what each process did: EX2003-A's 250s in its process.
+    async with aiohttp.ClientSession() as session, session.get(
+            f"{org.p['a'].api}/metrics") as response:
+        families = {f.name: f for f in text_string_to_metric_families(await response.text())}
+    accepted = {s.labels["server"]: s.value
+                for s in families["mailflow_smtp_messages_accepted"].samples
+                if s.name.endswith("_total")}
+    assert accepted["EX2003-A"] == 2
 
 
 async def _leader(org: Org) -> str:

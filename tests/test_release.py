@@ -7,9 +7,9 @@ import pytest
 
 from mailflow.runtime.lab import Lab
 from routing import deferred
+from stores import backends
 from stores import mailbox as stores_mailbox
 from stores.clock import Clock
-from stores.db import Store
 from tests.conftest import LabFactory
 from tests.helpers import api, hold_move, mailbox, queue_depth
 
@@ -68,7 +68,7 @@ async def test_a_release_cut_short_by_a_restart_goes_on(lab_factory: LabFactory)
     # As if the lab died right after the write that cleared PR_IN_TRANSIT: the flag is
     # clear, the release is recorded (as deferred.release records it) and not one page of
     # it has gone.
-    store = Store(lab.data_dir / "mailflow.db", Clock(speed=0))
+    store = backends.open_store(lab.store_location, Clock(speed=0))
     store.write_sync(lambda tx: (
         stores_mailbox.set_in_transit(tx, "EX2003-A", ALICE, False),
         tx.execute("INSERT INTO releases(mailbox, queue, after_id) VALUES (?, ?, 0)",

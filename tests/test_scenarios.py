@@ -171,6 +171,17 @@ def test_port_zero_may_repeat(tmp_path: Path) -> None:
     assert [s.smtp_port for s in parse(text, "x.toml").servers] == [0, 0]
 
 
+def test_a_server_may_name_the_host_other_processes_reach_it_at(tmp_path: Path) -> None:
+    text = MINIMAL + 'host = "redmond.lab.example"\n'
+    assert parse(text, "x.toml").servers[0].host == "redmond.lab.example"
+    assert parse(MINIMAL, "x.toml").servers[0].host == ""
+    err = load_error(tmp_path, MINIMAL + 'host = "redmond:2525"\n')
+    assert err.key == "servers[0].host"
+    err = load_error(tmp_path, MINIMAL + 'host = "-bad host"\n')
+    assert err.key == "servers[0].host"
+    assert "not a host name or an IP address" in err.problem
+
+
 def test_unknown_server(tmp_path: Path) -> None:
     err = load_error(
         tmp_path, MINIMAL + '[[mailboxes]]\naddress = "a@contoso.test"\nserver = "EX9"\n'

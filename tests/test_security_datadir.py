@@ -33,6 +33,7 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+@pytest.mark.sqlite_only
 async def test_the_lab_files_are_private(lab: Lab) -> None:
     await send(lab, "EX2003-A", ALICE)  # the WAL has frames
     data = lab.data_dir
@@ -42,6 +43,7 @@ async def test_the_lab_files_are_private(lab: Lab) -> None:
         assert mode(data / name) == 0o600, name
 
 
+@pytest.mark.sqlite_only
 async def test_a_token_readable_by_others_is_tightened(
         lab_factory: LabFactory, capsys: pytest.CaptureFixture[str]) -> None:
     lab = await lab_factory.start()

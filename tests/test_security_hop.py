@@ -140,6 +140,7 @@ async def test_the_hop_secret_is_kept_in_the_store_across_restarts(
     assert await lab.transport.hop_key() == key
 
 
+@pytest.mark.sqlite_only
 async def test_a_data_directory_from_before_the_hop_secret_still_relays_once(
     lab_factory: LabFactory
 ) -> None:

@@ -150,15 +150,14 @@ class Lab:
         self._known = await self.store.read(directory.smtp_addresses)
         self.faults = FaultBook(self.store)
         await self.faults.load()
-        # Each process exports its own servers' series (docs/scale-out.md).
-        own = dataclasses.replace(self.scenario, servers=tuple(
-            s for s in self.scenario.servers if s.name in self.servers))
-        self.metrics.watch_store(own, self.store.read_sync, self.clock.now)
+        # Each process exports its own servers' series, the leader the organization's.
+        self.metrics.watch_store(self.scenario, self.store.read_sync, self.clock.now,
+                                 servers=self.servers, leading=self._leading)
         domain = self.scenario.domains[0]
         # The hop goes to each endpoint's own hop port, never to the clients' slots.
         self.transport = Transport(self.store, self.scenario, self._hop_address, domain)
         limits = Limits.from_defaults(self.scenario.defaults)
-        for server in own.servers:
+        for server in (self.scenario.server(name) for name in self.servers):
             hostname = f"{server.name}.{domain}"
             tls = server_context(server.security, self.data_dir, server.name, hostname)
             endpoint = Endpoint(server, self, limits, domain, self.metrics.rejected, tls,
@@ -180,8 +179,7 @@ class Lab:
         self.scheduler = Scheduler(self.store, self.scenario, self.clock, self.transport,
                                    self._wake, failed=self.metrics.scheduler_failed,
                                    servers=self.servers, cluster=self.cluster)
-        if self.cluster is not None and await self.cluster.follow():
-            await self.scheduler.take_over()
+
         # Even a stopped clock has work due "now" (MTA transfers, retries forced by hand).
         self._tasks.append(asyncio.get_running_loop().create_task(self.scheduler.tick_loop()))
         await self.scheduler.run_due()
@@ -225,14 +223,17 @@ class Lab:
         of several processes, its leader does, when it begins to lead)."""
         # Looked at and seeded in one write: of processes starting together, one seeds.
         stored = await self.store.write(lambda tx: _seed_once(tx, self.scenario))
-        if stored is None:
+        if stored is None and self.cluster is None:
             return
-        if stored != self.scenario.source:
-            raise Conflict(
-                f"{backends.describe(self.store_location)} holds a lab of another scenario;"
-                " run it without --scenario, or give a new store"
-            )
-        if self.cluster is None:
+        if stored not in (None, self.scenario.source):
+            held, other = ((self.data_dir, "--data directory") if self.cluster is None else
+                           (backends.describe(self.store_location), "--store database"))
+            raise Conflict(f"{held} holds a lab of another scenario; run it without"
+                           f" --scenario, or give a new {other}")
+        # In a lab of several processes, the leader picks it up; this one, if it leads now.
+        # Before the API and the endpoints open: a move asked for a moment later must not be
+        # taken for one the last run left.
+        if self.cluster is None or await self.cluster.follow():
             for work in recovery(self.scenario):
                 await self.store.write(work)
 
@@ -291,6 +292,9 @@ class Lab:
         if address is None:
             raise LinkError(f"{server} is not running in any process of this lab", 0)
         return address.hop
+
+    def _leading(self) -> bool:
+        return self.cluster is None or self.cluster.leading
 
     async def processes(self) -> list[dict[str, Any]]:
         """The lab's live processes (``GET /api/v1/processes``)."""

@@ -50,8 +50,9 @@ MAX_ENTRIES = 100  # domains, sites, relay networks, [[users]] entries
 MAX_CONNECTORS = 1000  # connectors and RPC pairs
 # Server names go into queue ids (smtp:<SERVER>) and URL paths, so keep them NetBIOS-like.
 _SERVER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
-# A host name or an IPv4/IPv6 address (brackets-free): what a hop connects to.
-_HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:-]*")
+# A DNS host name (an IP address is checked by ipaddress): what a hop connects to.
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*")
 _TOP_KEYS = (
     "name",
     "organization",
@@ -249,8 +250,11 @@ def _hop_host(srv: Table) -> str:
     if "host" not in srv.data:
         return ""
     value = srv.text("host", longest=NAME_LENGTH)
-    if not _HOST.fullmatch(value):
-        raise srv.error("host", f"{value!r} is not a host name or an IP address")
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if not _HOST_NAME.fullmatch(value):
+            raise srv.error("host", f"{value!r} is not a host name or an IP address") from None
     return value
 
 

@@ -147,7 +147,8 @@ def loopback(host: str) -> str:
 
 class Endpoint:
     """The SMTP listener of one emulated server: its public port, for clients, and its
-    hop port, on loopback, for the lab's own transport only (``hop_address``). Clients
+    hop port, on loopback, for the lab's own transport only (``hop_address``; in a lab of
+    several processes on the listen address, published to the others in the store). Clients
     that hold every public slot (idle, unauthenticated) cannot push the lab's own links
     into Retry: the hop port has a budget of its own, is published nowhere (not in
     lab.json, not in the API), and its sessions are not limited as address probes.
