@@ -4,9 +4,8 @@ In: the process registry, a work directory and a label (its own data directory, 
 given), the store (None: SQLite in the data directory; else a PostgreSQL URL) and the
 servers it runs (None: all). Out: a started lab (its SMTP port of EX2003-A, or of its
 first server, its endpoints, pid, API URL and token), the seconds each start took to a
-200 from /healthz (on PostgreSQL, then a wait until a process leads), and calls on its
-HTTP API: mailbox counts, queue depths, RSS, and held moves that park mail in
-``deferred``.
+200 from /healthz, and calls on its HTTP API: mailbox counts, queue depths, RSS, and
+held moves that park mail in ``deferred``.
 """
 
 from __future__ import annotations
@@ -93,17 +92,8 @@ class Lab(System):
             self.endpoints = {name: int(hp[1]) for name, hp in self.info["endpoints"].items()}
             self.port = self.endpoints.get("EX2003-A") or next(iter(self.endpoints.values()))
             self.pid = self.proc.pid
-            if self.store:
-                # A process on PostgreSQL leads only from its first tick, and beginning to
-                # lead rolls back the moves then running (as after a restart): a move asked
-                # for before that is lost. Not counted in the startup time.
-                wait_until(self.led, 30, "a process of the lab to lead", interval=0.02)
             return
         raise RuntimeError(f"the lab did not start; see {self.dir / 'lab.log'}")
-
-    def led(self) -> bool:
-        """Whether a process of the organization leads it (does its organization-wide work)."""
-        return any(p["leader"] for p in self.api("GET", "/api/v1/processes"))
 
     @property
     def store_location(self) -> Path | str:
