@@ -35,6 +35,7 @@ from bench.probes import machine
 from bench.procs import PY, Processes, log, tool
 from bench.report import table
 from bench.results import TARGET_DEEP, Config, Results, Target
+from bench.store import KINDS, Stores
 from bench.systems import AiosmtpdSink, SmtpSink, System
 from bench.targets import targets
 
@@ -67,15 +68,29 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=2048, help="message body bytes (smtp-source -l)")
     p.add_argument("--loadgen", action="store_true",
                    help="load with bench/loadgen.py even when smtp-source is installed")
-    p.add_argument("--keep", action="store_true", help="keep the work directory")
+    p.add_argument("--store", choices=KINDS, default="sqlite",
+                   help="where the labs keep their state: SQLite in each data directory, or"
+                        " a fresh PostgreSQL database per lab (default sqlite)")
+    p.add_argument("--store-url", metavar="postgresql://...",
+                   help="with --store postgresql: the admin URL of an existing server, on"
+                        " which each lab gets a new database (default: a throwaway server"
+                        " started for the run)")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the work directory (and the databases made on --store-url)")
     p.add_argument("--from-json", type=Path,
                    help="measure nothing: print the table (and --plot) of an earlier --out")
     return p
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
     quick = args.quick
+    sqlite = args.store == "sqlite"
+    if args.store_url and sqlite:
+        p.error("--store-url goes with --store postgresql")
+    if args.deep_clone and not sqlite:
+        p.error("--deep-clone copies rows in SQLite (stores.bulk): it needs --store sqlite")
     defaults = {
         "messages": 1_000 if quick else 6_000,
         "sweep_messages": 500 if quick else 3_000,
@@ -83,7 +98,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "latency_messages": 300 if quick else 2_000,
         "drain": "500" if quick else "3000,10000",
         "deep": 2_000 if quick else 50_000,
-        "deep_clone": 0 if quick else TARGET_DEEP,
+        "deep_clone": 0 if quick or not sqlite else TARGET_DEEP,
     }
     for key, value in defaults.items():
         if getattr(args, key) is None:
@@ -109,12 +124,13 @@ def config_of(args: argparse.Namespace, load: Load) -> Config:
             "sweep_messages": args.sweep_messages, "repeats": args.repeats,
             "sessions": args.sessions, "size": args.size, "load": load.name,
             "latency_messages": args.latency_messages, "drain": args.drain,
-            "deep": args.deep, "deep_clone": args.deep_clone, "systems": args.systems}
+            "deep": args.deep, "deep_clone": args.deep_clone, "systems": args.systems,
+            "store": args.store}
 
 
-def systems_of(names: list[str], procs: Processes, top: Path,
-               smtp_source: str | None) -> list[System]:
+def systems_of(names: list[str], bench: Bench, smtp_source: str | None) -> list[System]:
     """The systems asked for that this machine has, in the order they are measured."""
+    procs, top = bench.procs, bench.top
     systems: list[System] = []
     if "smtp-sink" in names:
         sink = tool("smtp-sink")
@@ -131,7 +147,7 @@ def systems_of(names: list[str], procs: Processes, top: Path,
         else:
             log("Postfix is not installed (or not root): Postfix is left out")
     if "lab" in names:
-        systems.append(Lab(procs, top, "lab-rates"))
+        systems.append(Lab(procs, top, "lab-rates", store=bench.stores.new()))
     return systems
 
 
@@ -195,12 +211,14 @@ def main(argv: list[str] | None = None) -> int:
         "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": machine(), "config": config_of(args, load),
     }
-    bench = Bench(settings_of(args), procs, top, load)
+    stores = Stores(args.store, args.store_url, keep=args.keep)
+    bench = Bench(settings_of(args), procs, top, load, stores)
     signal.signal(signal.SIGTERM, interrupted)
     t_start = time.perf_counter()
     try:
-        log(f"work directory {top}; load: {load.name}")
-        measure_systems(bench, results, systems_of(args.systems, procs, top, smtp_source))
+        log(f"work directory {top}; load: {load.name}; store: {args.store}")
+        stores.open()
+        measure_systems(bench, results, systems_of(args.systems, bench, smtp_source))
         if "lab" in args.systems:
             measure_lab(bench, results, args)
         checked = targets(results)
@@ -211,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         procs.stop_all()
+        stores.close()  # after the labs: the server outlives its clients
         if not args.keep:
             shutil.rmtree(top, ignore_errors=True)
         else:

@@ -1,7 +1,8 @@
 """The lab alone: release drains, the deep queue, and startup.
 
 In: the run's context (a fresh lab is started for each measurement, in its own data
-directory under the work directory). Out: ``drain`` (N parked behind a held move, then
+directory under the work directory and its own store: SQLite there, or a fresh
+PostgreSQL database). Out: ``drain`` (N parked behind a held move, then
 released locally or over the SMTP hop), ``deep`` (reads, RSS and restarts with a deep
 queue, copied up in SQL by stores.bulk, then released at once) and ``startup``.
 """
@@ -24,7 +25,7 @@ from stores.queue_ids import DEFERRED
 SOURCE, TARGET = "EX2003-A", "EX2003-B"
 
 
-def release_latencies(db: Path, wall0: float, server: str) -> Percentiles | None:
+def release_latencies(db: Path | str, wall0: float, server: str) -> Percentiles | None:
     """Per message: real time in ms from the release request (``wall0``) to its delivery,
     from the lab's own trace. None when the store has no such trace."""
     times = delivered_times(db, server)
@@ -58,7 +59,8 @@ def drain(bench: Bench, mode: str, messages: int) -> Drain:
     """Park ``messages`` behind a held move of alice to EX2003-B, then release them:
     ``local``: fail the move (alice stays on EX2003-A, mail delivered there);
     ``hop``: complete it (the mail relayed over SMTP to EX2003-B and delivered there)."""
-    lab = Lab(bench.procs, bench.top, f"lab-drain-{mode}-{messages}")
+    lab = Lab(bench.procs, bench.top, f"lab-drain-{mode}-{messages}",
+              store=bench.stores.new())
     lab.start()
     try:
         move = lab.hold(ALICE, TARGET)
@@ -81,7 +83,7 @@ def drain(bench: Bench, mode: str, messages: int) -> Drain:
             "request_s": request_s, "drain_s": drain_s, "rate": messages / drain_s,
             "cpu_ms_per_msg": (None if cpu0 is None or cpu1 is None
                                else 1000 * (cpu1 - cpu0) / messages),
-            "latency_ms": release_latencies(lab.data / "mailflow.db", wall0, expected),
+            "latency_ms": release_latencies(lab.store_location, wall0, expected),
             "queues_left": [r for r in lab.api("GET", "/api/v1/queues") if r["message_count"]],
             "vm_mb": lab.vm(), "loadavg_before": la, "startup_s": lab.startups[-1],
         }
@@ -96,7 +98,7 @@ def drain(bench: Bench, mode: str, messages: int) -> Drain:
 def deep(bench: Bench, messages: int, clone: int | None) -> Deep:
     """Reads with ``messages`` parked over SMTP, after a restart, and after copying them
     up to ``clone`` (the lab stopped); then, unless told not to, the release of them all."""
-    lab = Lab(bench.procs, bench.top, f"lab-deep-{messages}")
+    lab = Lab(bench.procs, bench.top, f"lab-deep-{messages}", store=bench.stores.new())
     lab.start()
     try:
         startup_empty_s = lab.startups[-1]
@@ -144,7 +146,7 @@ def release_deep(lab: Lab, move: str, queued: int) -> Release:
     result: Release = {
         "messages": queued, "request_s": request_s, "drain_s": drain_s,
         "rate": queued / drain_s, "vm_mb_before": before, "vm_mb": lab.vm(),
-        "latency_ms": release_latencies(lab.data / "mailflow.db", wall0, SOURCE)}
+        "latency_ms": release_latencies(lab.store_location, wall0, SOURCE)}
     log(f"  released {queued} (move failed, local delivery): {result['rate']:.0f} msg/s"
         f" ({drain_s:.1f} s), peak RSS {result['vm_mb'].get('VmHWM', 0):.0f} MB")
     return result
@@ -185,7 +187,7 @@ def reads(bench: Bench, lab: Lab, expected: int) -> Reads:
 def startup(bench: Bench, others: list[float]) -> Startup:
     """Start and stop one lab ``--startup-repeats`` times (its first start on a new data
     directory); every other lab start of the run (``others``) counts too."""
-    lab = Lab(bench.procs, bench.top, "lab-startup")
+    lab = Lab(bench.procs, bench.top, "lab-startup", store=bench.stores.new())
     try:
         for _ in range(bench.settings.startup_repeats):
             lab.start()

@@ -1,9 +1,11 @@
 """The lab as a system under load: ``mailflow run`` as users run it, driven over its API.
 
 In: the process registry, a work directory and a label (its own data directory, or one
-given). Out: a started lab (its SMTP port of EX2003-A, pid, API URL and token), the
-seconds each start took to a 200 from /healthz, and calls on its HTTP API: mailbox
-counts, queue depths, RSS, and held moves that park mail in ``deferred``.
+given), the store (None: SQLite in the data directory; else a PostgreSQL URL) and the
+servers it runs (None: all). Out: a started lab (its SMTP port of EX2003-A, or of its
+first server, its endpoints, pid, API URL and token), the seconds each start took to a
+200 from /healthz, and calls on its HTTP API: mailbox counts, queue depths, RSS, and
+held moves that park mail in ``deferred``.
 """
 
 from __future__ import annotations
@@ -34,8 +36,11 @@ class Lab(System):
     rcpt = ALICE
     stores_before_250 = True
 
-    def __init__(self, procs: Processes, top: Path, label: str, data: Path | None = None) -> None:
+    def __init__(self, procs: Processes, top: Path, label: str, data: Path | None = None,
+                 store: str | None = None, servers: list[str] | None = None) -> None:
         self.procs = procs
+        self.store = store
+        self.servers = servers
         self.dir = top / label
         self.dir.mkdir(parents=True, exist_ok=True)
         self.data = data or self.dir / "data"
@@ -46,6 +51,7 @@ class Lab(System):
         self.api_url = ""
         self.token = ""
         self.info: dict[str, Any] = {}
+        self.endpoints: dict[str, int] = {}
         self.startups: list[float] = []
 
     def start(self) -> None:
@@ -55,6 +61,10 @@ class Lab(System):
             (self.data / "lab.json").unlink(missing_ok=True)
             argv = [PY, "-m", "mailflow", "run", "--scenario", str(self.scenario),
                     "--data", str(self.data), "--speed", "0", "--http", f"127.0.0.1:{http_port}"]
+            if self.store:
+                argv += ["--store", self.store]
+            if self.servers:
+                argv += ["--servers", ",".join(self.servers)]
             t0 = time.perf_counter()
             self.proc = self.procs.spawn(argv, self.dir / "lab.log", cwd=self.dir)
             url = f"http://127.0.0.1:{http_port}/healthz"
@@ -79,10 +89,16 @@ class Lab(System):
             self.info = json.loads((self.data / "lab.json").read_text())
             self.api_url = str(self.info["api"])
             self.token = (self.data / "api-token").read_text().strip()
-            self.port = int(self.info["endpoints"]["EX2003-A"][1])
+            self.endpoints = {name: int(hp[1]) for name, hp in self.info["endpoints"].items()}
+            self.port = self.endpoints.get("EX2003-A") or next(iter(self.endpoints.values()))
             self.pid = self.proc.pid
             return
         raise RuntimeError(f"the lab did not start; see {self.dir / 'lab.log'}")
+
+    @property
+    def store_location(self) -> Path | str:
+        """Where its state is: the PostgreSQL URL, or the data directory's SQLite file."""
+        return self.store or self.data / "mailflow.db"
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -1,8 +1,9 @@
 """What every measurement shares: the settings of a run, its context, one load run.
 
 In: the settings (from the command line, or the defaults of a full run), the process
-registry, the work directory and the load. Out: ``point``, one load run against one
-system with its accepted and end-to-end rates and the server's CPU time per message.
+registry, the work directory, the load and the labs' stores. Out: ``point``, one load run
+against one system with its accepted and end-to-end rates and the server's CPU time per
+message.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from bench.postfix import Postfix
 from bench.probes import cpu_seconds
 from bench.procs import Processes, wait_until
 from bench.results import Point
+from bench.store import Stores
 from bench.systems import System
 
 
@@ -45,6 +47,7 @@ class Bench:
     procs: Processes
     top: Path
     load: Load
+    stores: Stores = dataclasses.field(default_factory=Stores)
 
 
 def loadavg() -> float:

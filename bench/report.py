@@ -31,7 +31,8 @@ def rates_lines(results: Results, bare: float | None) -> list[str]:
     config = results["config"]
     lines = [f"Rates at 20 sessions, {config['size']} B bodies, "
              f"{config['messages']} messages x {config['repeats']} "
-             f"runs (median [min-max]), load: {config['load']}",
+             f"runs (median [min-max]), load: {config['load']},"
+             f" the labs' store: {config.get('store', 'sqlite')}",
              f"{'system':30} {'accepted/s':>20} {'end to end/s':>20} {'/bare':>6} "
              f"{'/Postfix e2e':>12} {'CPU ms/msg':>10}"]
     for name, by in rates.items():

@@ -11,10 +11,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, NotRequired, TypedDict
 
-# The issue's targets (ratios are of messages/s measured in the same run).
-TARGET_E2E_VS_BARE = 0.7
+# The issue's targets (ratios are of messages/s measured in the same run). Issue 22 raised
+# end to end from 0.7 and the hop drain from 0.7 (the local drain stays where issue 8 put it).
+TARGET_E2E_VS_BARE = 1.0
 TARGET_E2E_VS_POSTFIX = 1.3
 TARGET_DRAIN_VS_BARE = 0.7
+TARGET_HOP_VS_BARE = 1.5
 TARGET_RSS_MB = 300.0
 TARGET_METRICS_S = 0.25
 TARGET_QUEUES_S = 1.0
@@ -184,6 +186,7 @@ class Config(TypedDict):
     deep: int
     deep_clone: int
     systems: list[str]
+    store: NotRequired[str]  # sqlite or postgresql (runs before issue 22: sqlite)
 
 
 class Results(TypedDict):

@@ -1,8 +1,9 @@
 """Bulk work on a stopped lab's store, for the benchmark (bench/, issue 8).
 
-In: the path of a lab's ``mailflow.db`` (the lab stopped for ``amplify_queue``; any
-time, read-only, for ``delivered_times``). Out: the number of messages queued after
-copying the parked ones, or the real times of the deliveries the trace recorded.
+In: the path of a lab's ``mailflow.db`` (the lab stopped for ``amplify_queue``), or for
+``delivered_times`` that or the URL of its PostgreSQL database (any time, read only). Out:
+the number of messages queued after copying the parked ones, or the real times of the
+deliveries the trace recorded.
 """
 
 from __future__ import annotations
@@ -53,17 +54,37 @@ def _copy_round(conn: sqlite3.Connection, table: str, key: str, rnd: int) -> Non
                  f" FROM {table} WHERE {key} IN (SELECT id FROM base)")
 
 
-def delivered_times(db: Path, server: str) -> list[float] | None:
+_DELIVERED = "SELECT real_time FROM trace WHERE stage='delivered' AND server=?"
+
+
+def delivered_times(db: Path | str, server: str) -> list[float] | None:
     """The real (wall-clock) time of every delivery on ``server`` in the lab's trace, read
     only; None when the store cannot be read or has no trace."""
+    if isinstance(db, str):
+        return _pg_delivered_times(db, server)
     try:
         conn = connect(db, readonly=True)
         try:
-            rows = conn.execute(
-                "SELECT real_time FROM trace WHERE stage='delivered' AND server=?", (server,)
-            ).fetchall()
+            rows = conn.execute(_DELIVERED, (server,)).fetchall()
         finally:
             conn.close()
     except sqlite3.Error:
+        return None
+    return [float(r[0]) for r in rows]
+
+
+def _pg_delivered_times(url: str, server: str) -> list[float] | None:
+    import psycopg  # loaded only for a PostgreSQL store
+
+    from stores import pg
+    from stores.backend import StoreError
+
+    try:
+        conn = pg.PgConn(url)
+        try:
+            rows = conn.execute(_DELIVERED, (server,)).fetchall()
+        finally:
+            conn.close()
+    except (StoreError, psycopg.Error):
         return None
     return [float(r[0]) for r in rows]

@@ -1,10 +1,12 @@
 """Smoke runs of the benchmarks at tiny sizes: bench/run.py (issue 8) on a few hundred
-messages, bench/migration.py (issue 22) on a few hundred mailboxes.
+messages, bench/migration.py (issue 22) on a few hundred mailboxes, bench/scaleout.py
+(issue 22) on a few dozen messages.
 
 The first checks that the harness starts the systems (Postfix aside), loads them, measures
 the lab's drains, deep-queue reads and startup, stops everything and reports numbers; the
 second that the migration moves every mailbox it was asked to, delivers the background
-mail (some of it parked in ``deferred`` and released) and ends with a clean audit.
+mail (some of it parked in ``deferred`` and released) and ends with a clean audit; the
+third that scaleout's lab on PostgreSQL delivers every message it was sent.
 Nothing about speed is asserted: the benchmarks themselves are not part of the test suite.
 """
 
@@ -20,8 +22,19 @@ import pytest
 from bench import orgs
 from mailflow import scenarios
 from tests.conftest import require_tool
+from tests.pg import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def finished(harness: subprocess.Popen[str], name: str) -> tuple[str, str]:
+    """The harness's output once it exits; SIGTERM (it stops what it started) if hung."""
+    try:
+        return harness.communicate(timeout=240)  # a hung harness, not a slow one
+    except subprocess.TimeoutExpired:
+        harness.terminate()
+        _, stderr = harness.communicate(timeout=60)
+        pytest.fail(f"{name} did not finish:\n{stderr[-4000:]}")
 
 
 @pytest.mark.tools
@@ -38,12 +51,7 @@ def test_bench_quick_smoke_reports_numbers(tmp_path: Path) -> None:
          "--startup-repeats", "1", "--read-repeats", "1", "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
     )
-    try:
-        stdout, stderr = harness.communicate(timeout=240)  # a hung harness, not a slow one
-    except subprocess.TimeoutExpired:
-        harness.terminate()  # SIGTERM: the harness stops every server it started
-        stdout, stderr = harness.communicate(timeout=60)
-        pytest.fail(f"bench/run.py did not finish:\n{stderr[-4000:]}")
+    stdout, stderr = finished(harness, "bench/run.py")
     assert harness.returncode == 0, stderr[-4000:]
     assert "Targets:" in stdout
     doc = json.loads(out.read_text())
@@ -110,3 +118,23 @@ def test_migration_bench_quick_moves_every_mailbox_with_a_clean_audit(tmp_path: 
     assert flow["mailflow_messages_released_total"] > 0
     assert doc["startup"]["seconds"] > 0 and doc["startup"]["endpoints"] == 6
     assert run["rss_mb"]["VmHWM"] > 0 and run["sim_hours"] > 0
+
+
+@pytest.mark.tools
+def test_scaleout_smoke_delivers_every_message(tmp_path: Path,
+                                               postgres: PostgresServer) -> None:
+    out = tmp_path / "scaleout.json"
+    harness = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "scaleout.py"), "--processes", "1",
+         "--messages", "48", "--sessions", "16", "--store-url", postgres.url(),
+         "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    _, stderr = finished(harness, "bench/scaleout.py")
+    assert harness.returncode == 0, stderr[-4000:]
+    [run] = json.loads(out.read_text())["runs"]
+    assert run["processes"] == 1 and run["messages"] == 48
+    assert run["delivered"] == 48, run
+    assert run["queues_left"] == [], run
+    assert 0 < run["relayed"] < 48  # some mail stayed on its server, some hopped
+    assert run["accepted_rate"] > 0 and run["e2e_rate"] > 0
