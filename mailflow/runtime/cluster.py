@@ -45,6 +45,9 @@ SETTLE_POLL = 0.02
 
 
 class Cluster:
+    """This process in the lab: ``join`` at start, ``follow`` and ``beat`` at every tick,
+    ``leave`` at a clean stop (a kill leaves it to PostgreSQL and the heartbeats)."""
+
     def __init__(self, url: str, process: str, servers: tuple[str, ...], clock: Clock) -> None:
         self.url = url
         self.process = process
