@@ -20,7 +20,7 @@ import json
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -56,6 +56,12 @@ class Process:
     leader: bool
     heartbeat: float
     settled: float
+
+    def doc(self) -> dict[str, Any]:
+        """As ``GET /api/v1/processes`` shows it."""
+        return {"api": self.api, "host": self.host, "pid": self.pid,
+                "servers": list(self.servers), "leader": self.leader,
+                "heartbeat": self.heartbeat, "settled": self.settled}
 
 
 @dataclass(frozen=True)

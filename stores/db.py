@@ -12,12 +12,9 @@ Schema changes are versioned migrations applied in order at open.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -25,6 +22,7 @@ from stores import meta
 from stores.backend import Fact, StoreError, StoreFull
 from stores.clock import Clock
 from stores.groupcommit import GroupCommit, StoreClosed, Tx
+from stores.readers import Readers
 from stores.schema import MIGRATIONS
 
 T = TypeVar("T")
@@ -137,22 +135,14 @@ class Store(GroupCommit[sqlite3.Connection]):
             migrate(writer)
         except sqlite3.Error as exc:  # not a store, or one this user may not open
             raise _classified(exc) from exc
-        self._local = threading.local()
-        self._read_conns: list[sqlite3.Connection] = []
-        self._read_lock = threading.Lock()
-        self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mailflow-read")
+        self._readers = Readers(lambda: connect(path, readonly=True), sqlite3.Connection.close)
         super().__init__(writer, _SQLite(), clock, on_commit)
 
     # -- reads ----------------------------------------------------------------------------
 
     def read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on this thread's read connection, in one consistent snapshot."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = connect(self.path, readonly=True)
-            self._local.conn = conn
-            with self._read_lock:
-                self._read_conns.append(conn)
+        conn = self._readers.conn()
         conn.execute("BEGIN")
         try:
             return fn(conn)
@@ -160,18 +150,13 @@ class Store(GroupCommit[sqlite3.Connection]):
             conn.execute("COMMIT")
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, self.read_sync, fn)
+        return await self._readers.run(self.read_sync, fn)
 
     def close(self) -> None:
         if self._closed:
             return
         self._stop_writer()
-        self._readers.shutdown(wait=True)
-        with self._read_lock:
-            for conn in self._read_conns:
-                conn.close()
-            self._read_conns.clear()
+        self._readers.close()
 
 
 @contextlib.contextmanager

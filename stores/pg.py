@@ -19,11 +19,8 @@ processes starting together migrate once.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import psycopg
@@ -35,6 +32,7 @@ from stores import meta, pgdialect
 from stores.backend import Fact, StoreError, StoreFull
 from stores.clock import Clock
 from stores.groupcommit import GroupCommit, Tx
+from stores.readers import Readers
 from stores.schema import MIGRATIONS
 
 T = TypeVar("T")
@@ -232,20 +230,12 @@ class PgStore(GroupCommit[PgConn]):
         except BaseException:
             writer.close()
             raise
-        self._local = threading.local()
-        self._read_conns: list[PgConn] = []
-        self._read_lock = threading.Lock()
-        self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mailflow-read")
+        self._readers = Readers(lambda: PgConn(url), PgConn.close)
         super().__init__(writer, _Postgres(), clock, on_commit)
 
     def read_sync(self, fn: Callable[[PgConn], T]) -> T:
         """Run ``fn`` on this thread's read connection, in one consistent snapshot."""
-        conn: PgConn | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = PgConn(self.url)
-            self._local.conn = conn
-            with self._read_lock:
-                self._read_conns.append(conn)
+        conn = self._readers.conn()
         conn.ensure_open()
         try:
             conn.raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -258,18 +248,13 @@ class PgStore(GroupCommit[PgConn]):
             raise classified(exc) from exc
 
     async def read(self, fn: Callable[[PgConn], T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, self.read_sync, fn)
+        return await self._readers.run(self.read_sync, fn)
 
     def close(self) -> None:
         if self._closed:
             return
         self._stop_writer()
-        self._readers.shutdown(wait=True)
-        with self._read_lock:
-            for conn in self._read_conns:
-                conn.close()
-            self._read_conns.clear()
+        self._readers.close()
 
 
 @contextlib.contextmanager

@@ -13,6 +13,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from tests import pg
 
 MAILFLOW = [sys.executable, "-m", "mailflow"]
@@ -111,3 +113,13 @@ class LabProcess:
         self.proc.send_signal(signal.SIGTERM)
         out, err = self.proc.communicate(timeout=30)
         return self.proc.returncode, out, err
+
+
+async def call(lab: LabProcess, method: str, path: str, body: Any = None) -> Any:
+    """An API call on the lab process, with its token; the JSON of a 2xx answer."""
+    async with aiohttp.ClientSession() as session, session.request(
+        method, f"{lab.api}{path}", json=body,
+        headers={"Authorization": f"Bearer {lab.token}"},
+    ) as response:
+        assert response.status < 300, await response.text()
+        return await response.json()

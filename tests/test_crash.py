@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import Any
 
-import aiohttp
 import aiosmtplib
 
-from tests.process import LabProcess
+from tests.process import LabProcess, call
 
 CLIENTS = 8
 MESSAGES = 1200
@@ -58,15 +56,6 @@ class Senders:
     async def wait_for(self, count: int) -> None:
         while len(self.acked) < count:
             await asyncio.sleep(0.01)
-
-
-async def call(lab: LabProcess, method: str, path: str, body: Any = None) -> Any:
-    async with aiohttp.ClientSession() as session, session.request(
-        method, f"{lab.api}{path}", json=body,
-        headers={"Authorization": f"Bearer {lab.token}"},
-    ) as response:
-        assert response.status < 300, await response.text()
-        return await response.json()
 
 
 async def restart(lab: LabProcess, senders: Senders) -> None:

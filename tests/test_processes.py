@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import require_tool
 from tests.pg import PostgresServer
-from tests.process import LabProcess, ephemeral_scenario
+from tests.process import LabProcess, call, ephemeral_scenario
 
 # The processes, in the order they start: the first leads.
 LAYOUT = {"london": "EX55-LON,EX2000-LON", "a": "EX2003-A", "b": "EX2003-B"}
@@ -34,13 +34,7 @@ class Org:
         self.p = processes
 
     async def call(self, name: str, method: str, path: str, body: Any = None) -> Any:
-        lab = self.p[name]
-        async with aiohttp.ClientSession() as session, session.request(
-            method, f"{lab.api}{path}", json=body,
-            headers={"Authorization": f"Bearer {lab.token}"},
-        ) as response:
-            assert response.status < 300, await response.text()
-            return await response.json()
+        return await call(self.p[name], method, path, body)
 
     async def send(self, name: str, server: str, rcpt: str, count: int, tag: str) -> list[str]:
         """``count`` messages to ``rcpt`` through ``server``'s endpoint in process ``name``;

@@ -34,7 +34,7 @@ from mailflow.runtime import datadir
 from mailflow.runtime.changes import Changes
 from mailflow.runtime.cluster import Cluster
 from mailflow.runtime.datadir import LAB_FILE, ensure_token, lock
-from mailflow.runtime.scheduler import Scheduler, recovery
+from mailflow.runtime.scheduler import Scheduler, recover
 from mailflow.smtp.endpoint import Endpoint
 from mailflow.smtp.faults import FaultBook, FaultGate
 from mailflow.smtp.session import Limits
@@ -47,7 +47,7 @@ from stores import backends, connectors, databases, directory, faults, meta
 from stores import mailbox as stores_mailbox
 from stores.backend import Backend, Fact, StoreError, Tx
 from stores.clock import Clock
-from stores.cluster import Address
+from stores.cluster import Address, Process
 from stores.topology import Scenario
 
 
@@ -179,7 +179,6 @@ class Lab:
         self.scheduler = Scheduler(self.store, self.scenario, self.clock, self.transport,
                                    self._wake, failed=self.metrics.scheduler_failed,
                                    servers=self.servers, cluster=self.cluster)
-
         # Even a stopped clock has work due "now" (MTA transfers, retries forced by hand).
         self._tasks.append(asyncio.get_running_loop().create_task(self.scheduler.tick_loop()))
         await self.scheduler.run_due()
@@ -234,8 +233,7 @@ class Lab:
         # Before the API and the endpoints open: a move asked for a moment later must not be
         # taken for one the last run left.
         if self.cluster is None or await self.cluster.follow():
-            for work in recovery(self.scenario):
-                await self.store.write(work)
+            await recover(self.store, self.scenario)
 
     async def stop(self) -> None:
         self.changes.close()  # requests waiting for mail answer now, not at their timeout
@@ -299,12 +297,9 @@ class Lab:
     async def processes(self) -> list[dict[str, Any]]:
         """The lab's live processes (``GET /api/v1/processes``)."""
         if self.cluster is None:
-            return [{"api": self.http_url, "host": socket.gethostname(), "pid": os.getpid(),
-                     "servers": list(self.servers), "leader": True, "heartbeat": time.time(),
-                     "settled": self.clock.now()}]
-        return [{"api": p.api, "host": p.host, "pid": p.pid, "servers": list(p.servers),
-                 "leader": p.leader, "heartbeat": p.heartbeat, "settled": p.settled}
-                for p in await self.cluster.live()]
+            return [Process("", os.getpid(), socket.gethostname(), self.servers, self.http_url,
+                            True, time.time(), self.clock.now()).doc()]
+        return [p.doc() for p in await self.cluster.live()]
 
     def endpoint_addresses(self) -> dict[str, tuple[str, int]]:
         """Where each running server of the lab takes clients' mail, whichever process

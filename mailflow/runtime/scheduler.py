@@ -178,7 +178,7 @@ class Scheduler:
                 await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
             self._wake.clear()
             if self.cluster is not None and await self.cluster.follow():
-                await self.take_over()
+                await recover(self.store, self.scenario)  # this process has begun to lead
             at = self.clock.now()
             await self.run_due()
             if self.cluster is not None:
@@ -189,20 +189,15 @@ class Scheduler:
                 with contextlib.suppress(Exception):  # a failing store is evented above
                     await self.store.write(meta.save_clock)
 
-    async def take_over(self) -> None:
-        """This process has begun to lead: the organization's work as after a restart."""
-        for work in recovery(self.scenario):
-            await self.store.write(work)
 
-
-def recovery(scenario: Scenario) -> list[Callable[[Tx], object]]:
-    """The writes a lab makes when it takes up a stored organization (a restart, or a new
-    leader): moves that were running as their engines do after a crash, the 5.5
-    directories of a store from before them seeded (issue 17), and mail for other domains
-    following this run's smarthost, or waiting for one."""
-    return [lambda tx: moves.recover(tx, scenario),
-            lambda tx: adc.seed(tx, scenario),
-            lambda tx: categorizer.reroute_external(tx, scenario)]
+async def recover(store: Backend, scenario: Scenario) -> None:
+    """Take up a stored organization (a restart, or a new leader): moves that were running
+    as their engines do after a crash, the 5.5 directories of a store from before them
+    seeded (issue 17), and mail for other domains following this run's smarthost, or
+    waiting for one. Each in a write of its own."""
+    await store.write(lambda tx: moves.recover(tx, scenario))
+    await store.write(lambda tx: adc.seed(tx, scenario))
+    await store.write(lambda tx: categorizer.reroute_external(tx, scenario))
 
 
 def next_due(db: Read, scenario: Scenario, after: float) -> float | None:
